@@ -1,0 +1,36 @@
+// Residual-VQ search: for each row of x, L levels in turn pick the nearest code (squared L2) to what the
+// previous levels left. Definition: fastmotion/ops/reference.py::rvq_search.
+#pragma once
+#include <torch/types.h>
+
+#include <tuple>
+
+namespace fastmotion {
+
+using RVQResult = std::tuple<at::Tensor, at::Tensor, at::Tensor>;  // codes [N,L] int64, quantized, residual
+
+// Shape/dtype/device checks shared by every entry point (mirrors the Python validation).
+inline void check_rvq_inputs(const at::Tensor& x, const at::Tensor& codebooks, double temperature) {
+  TORCH_CHECK(x.dim() == 2, "rvq_search: x must be 2-D [N, D], got shape ", x.sizes());
+  TORCH_CHECK(codebooks.dim() == 3, "rvq_search: codebooks must be 3-D [L, K, D], got shape ", codebooks.sizes());
+  TORCH_CHECK(x.size(1) == codebooks.size(2), "rvq_search: x has D=", x.size(1), " but codebooks have D=",
+              codebooks.size(2));
+  TORCH_CHECK(x.size(1) > 0, "rvq_search: D must be >= 1, got x shape ", x.sizes());
+  TORCH_CHECK(codebooks.size(0) > 0 && codebooks.size(1) > 0, "rvq_search: codebooks need L >= 1 and K >= 1, got ",
+              codebooks.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "rvq_search: x must be float32 or float64, got ", x.scalar_type());
+  TORCH_CHECK(codebooks.scalar_type() == x.scalar_type(), "rvq_search: codebooks dtype ", codebooks.scalar_type(),
+              " differs from x dtype ", x.scalar_type());
+  TORCH_CHECK(codebooks.device() == x.device(), "rvq_search: codebooks on ", codebooks.device(), " but x on ",
+              x.device());
+  TORCH_CHECK(temperature >= 0 && std::isfinite(temperature), "rvq_search: temperature must be finite and >= 0, got ",
+              temperature);
+}
+
+RVQResult rvq_search_cpu(const at::Tensor& x, const at::Tensor& codebooks, double temperature, int64_t seed);
+#ifdef FASTMOTION_WITH_CUDA
+RVQResult rvq_search_cuda(const at::Tensor& x, const at::Tensor& codebooks, double temperature, int64_t seed);
+#endif
+
+}  // namespace fastmotion

@@ -1,0 +1,123 @@
+"""Public residual-VQ search op: validation, backend dispatch, and the shared backward."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import reference
+from ._backends import _compiled_module, _triton_kernels, resolve_backend
+
+_FLOATS = (torch.float32, torch.float64)
+
+
+def _check_tensor(name: str, value, rank: int, layout: str) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"rvq_search: {name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.dtype not in _FLOATS:
+        raise TypeError(f"rvq_search: {name} must be float32 or float64, got {value.dtype}")
+    if value.dim() != rank:
+        raise ValueError(f"rvq_search: {name} must be {rank}-D {layout}, got shape {tuple(value.shape)}")
+
+
+def _check_finite(name: str, value: torch.Tensor) -> None:
+    if torch.compiler.is_compiling():  # a data-dependent check would break the graph; eager calls check
+        return
+    bad = ~torch.isfinite(value)
+    if bool(bad.any()):
+        raise ValueError(f"rvq_search: {name} contains NaN or inf ({int(bad.sum())} of {value.numel()} values)")
+
+
+def validate_rvq_inputs(x, codebooks, temperature) -> None:
+    _check_tensor("x", x, 2, "[N, D]")
+    _check_tensor("codebooks", codebooks, 3, "[L, K, D]")
+    levels, num_codes, dim = codebooks.shape
+    if levels == 0 or num_codes == 0:
+        raise ValueError(f"rvq_search: codebooks need L >= 1 levels and K >= 1 codes, got shape {tuple(codebooks.shape)}")
+    if dim == 0 or x.shape[1] != dim:
+        raise ValueError(f"rvq_search: x is [N, D] with D={x.shape[1]} but codebooks are [L, K, D] with D={dim}; "
+                         "they must agree and be >= 1")
+    if codebooks.dtype != x.dtype:
+        raise TypeError(f"rvq_search: codebooks dtype {codebooks.dtype} differs from x dtype {x.dtype}")
+    if codebooks.device != x.device:
+        raise ValueError(f"rvq_search: codebooks are on {codebooks.device} but x is on {x.device}")
+    if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"rvq_search: temperature must be a finite number >= 0, got {temperature!r}")
+    _check_finite("x", x)
+    _check_finite("codebooks", codebooks)
+
+
+def _draw_seed(generator: torch.Generator | None) -> int:
+    device = generator.device if generator is not None else "cpu"
+    return int(torch.randint(0, 2**31 - 1, (), generator=generator, device=device))
+
+
+def _forward_compiled(x, codebooks, temperature, seed):
+    _compiled_module()  # loads the library so torch.ops.fastmotion exists
+    return torch.ops.fastmotion.rvq_search(x, codebooks, temperature, seed)
+
+
+def _forward_triton(x, codebooks, temperature, seed):
+    kernels, _ = _triton_kernels()
+    return kernels.rvq_search_triton(x.contiguous(), codebooks.contiguous(), temperature, seed)
+
+
+_FORWARDS = {"cpp": _forward_compiled, "cuda": _forward_compiled, "triton": _forward_triton}
+
+
+def codebook_grad(codes: torch.Tensor, grad_quantized: torch.Tensor, grad_residual: torch.Tensor,
+                  num_codes: int) -> torch.Tensor:
+    """d loss / d codebooks for quantized = sum_l C_l[codes_l] and residual = x - quantized: every chosen row
+    collects grad_quantized - grad_residual. Returns [L, K, D]."""
+    n, levels = codes.shape
+    dim = grad_quantized.shape[1]
+    rows = (codes + torch.arange(levels, device=codes.device) * num_codes).reshape(-1)
+    per_row = (grad_quantized - grad_residual).unsqueeze(1).expand(n, levels, dim).reshape(-1, dim)
+    grad = grad_quantized.new_zeros(levels * num_codes, dim).index_add_(0, rows, per_row)
+    return grad.view(levels, num_codes, dim)
+
+
+class _RVQSearch(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, codebooks, temperature, seed, backend):
+        codes, quantized, residual = _FORWARDS[backend](x, codebooks, temperature, seed)
+        ctx.mark_non_differentiable(codes)
+        ctx.save_for_backward(codes)
+        ctx.num_codes = codebooks.shape[1]
+        return codes, quantized, residual
+
+    @staticmethod
+    def backward(ctx, _grad_codes, grad_quantized, grad_residual):
+        (codes,) = ctx.saved_tensors
+        grad_x = grad_residual if ctx.needs_input_grad[0] else None
+        grad_books = None
+        if ctx.needs_input_grad[1]:
+            grad_books = codebook_grad(codes, grad_quantized, grad_residual, ctx.num_codes)
+        return grad_x, grad_books, None, None, None
+
+
+def rvq_search(x: torch.Tensor, codebooks: torch.Tensor, *, temperature: float = 0.0,
+               generator: torch.Generator | None = None, backend: str | None = None):
+    """Greedy residual vector quantisation of x with L codebooks.
+
+    Args:
+        x: [N, D] float32/float64 vectors (any N, including 0).
+        codebooks: [L, K, D], same dtype and device as x.
+        temperature: 0 picks the nearest code (ties: lowest index); > 0 samples
+            argmax_k(-||r - C_l[k]||^2 / temperature + Gumbel noise), MoMask trains with 0.5.
+        generator: torch.Generator that seeds the Gumbel noise (the default generator when None); the same
+            seed gives the same codes on every backend, up to floating-point near-ties.
+        backend: "torch" | "cpp" | "triton" | "cuda" | None (FASTMOTION_BACKEND, else automatic).
+
+    Returns:
+        codes [N, L] int64, quantized [N, D] = sum_l C_l[codes[:, l]], residual [N, D] = x - quantized.
+        quantized and residual are differentiable in codebooks; residual also in x (identity).
+    Formula: r_0 = x, codes[:, l] = argmin_k ||r_l - C_l[k]||^2, r_{l+1} = r_l - C_l[codes[:, l]].
+    """
+    validate_rvq_inputs(x, codebooks, temperature)
+    name = resolve_backend(backend, x, "rvq_search")
+    temperature = float(temperature)
+    seed = _draw_seed(generator) if temperature > 0 else 0
+    if name == "torch":
+        return reference.rvq_search(x, codebooks, temperature, seed)
+    return _RVQSearch.apply(x, codebooks, temperature, seed, name)
