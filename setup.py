@@ -3,7 +3,8 @@
 Environment switches:
   FASTMOTION_NO_EXT=1   pure Python install (only the torch reference backend)
   FASTMOTION_CUDA=0|1   force the CUDA kernels off / on (default: on when nvcc and a CUDA build of torch exist)
-  TORCH_CUDA_ARCH_LIST  CUDA architectures to compile for (torch's own variable)
+  TORCH_CUDA_ARCH_LIST  CUDA architectures to compile for (torch's own variable; default: the visible GPU,
+                        or 8.0;9.0+PTX when none is visible)
 Always build with `pip install --no-build-isolation -e .` so the extension links the installed torch.
 """
 import glob
@@ -39,6 +40,8 @@ def extensions():
     args = {"cxx": ["-O3", "-fopenmp"]}
     macros = []
     ext_cls = cpp_extension.CppExtension
+    if use_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0+PTX"  # no GPU to ask: Ampere, Hopper, PTX for newer
     if use_cuda:
         sources += sorted(glob.glob("csrc/*/*.cu"))
         args["nvcc"] = ["-O3", "-lineinfo"]

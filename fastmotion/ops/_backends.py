@@ -5,7 +5,6 @@ Choice: the op's `backend=` argument > the FASTMOTION_BACKEND environment variab
 """
 from __future__ import annotations
 
-import functools
 import os
 from typing import NamedTuple
 
@@ -19,9 +18,17 @@ class BackendStatus(NamedTuple):
     reason: str  # why not, or what it runs on
 
 
-@functools.lru_cache(maxsize=None)
+_CACHE: dict = {}  # a plain dict, not lru_cache: torch.compile traces through these calls
+
+
 def _compiled_module():
     """fastmotion._C, or the reason it cannot be imported."""
+    if "ext" not in _CACHE:
+        _CACHE["ext"] = _load_compiled_module()
+    return _CACHE["ext"]
+
+
+def _load_compiled_module():
     try:
         from fastmotion import _C  # noqa: F401  (loading it registers torch.ops.fastmotion.*)
     except ImportError as err:
@@ -33,13 +40,16 @@ def _compiled_module():
     return _C, ""
 
 
-@functools.lru_cache(maxsize=None)
 def _triton_kernels():
-    try:
-        from fastmotion import kernels
-    except ImportError as err:
-        return None, f"triton cannot be imported ({err})"
-    return kernels, ""
+    """fastmotion.kernels, or the reason it cannot be imported."""
+    if "triton" not in _CACHE:
+        try:
+            from fastmotion import kernels
+        except ImportError as err:
+            _CACHE["triton"] = None, f"triton cannot be imported ({err})"
+        else:
+            _CACHE["triton"] = kernels, ""
+    return _CACHE["triton"]
 
 
 def _triton_interpreted() -> bool:

@@ -6,7 +6,7 @@ import math
 import torch
 
 from . import reference
-from ._backends import _compiled_module, _triton_kernels, resolve_backend
+from ._backends import _triton_kernels, resolve_backend
 
 _FLOATS = (torch.float32, torch.float64)
 
@@ -53,7 +53,7 @@ def _draw_seed(generator: torch.Generator | None) -> int:
 
 
 def _forward_compiled(x, codebooks, temperature, seed):
-    _compiled_module()  # loads the library so torch.ops.fastmotion exists
+    # resolve_backend already loaded fastmotion._C, which registered torch.ops.fastmotion.*
     return torch.ops.fastmotion.rvq_search(x, codebooks, temperature, seed)
 
 

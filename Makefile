@@ -1,0 +1,45 @@
+# fastmotion: `make test` and `make demo` set themselves up on a fresh machine (Python 3.11 + pip).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch 2.14.1 + torchvision 0.29.1 (CUDA 13.0 build; runs on CPU, matches nvcc 13.0)
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+export CUDA_HOME ?= /usr/local/cuda
+# Compile the CUDA kernels only where a GPU can run them; `make cuda-check` compiles them everywhere.
+FASTMOTION_CUDA ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1 || echo 0)
+TORCH_CUDA_ARCH_LIST ?= 9.0
+PYTEST_ARGS ?=
+
+.PHONY: test install cuda-check bench clean help
+
+help:
+	@echo "make test        set up .venv if needed, build fastmotion (+ its C++ extension), run the test suite"
+	@echo "make cuda-check  compile and link the CUDA kernels (no GPU needed) and load the library"
+	@echo "make bench       fastmotion bench rvq (installs the [bench] extra: faiss-cpu)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Installs torch only where none is installed, then builds fastmotion against it.
+$(VENV)/.installed: $(PY) setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h)
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install $(TORCH_SPEC)
+	$(PIP) install -q "setuptools>=77" wheel "pybind11>=2.11" "ninja>=1.11"
+	FASTMOTION_CUDA=$(FASTMOTION_CUDA) $(PIP) install --no-build-isolation -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+cuda-check: install
+	TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" $(PY) tools/cuda_check.py
+
+bench: install
+	$(PIP) install -q --no-build-isolation -e ".[bench]"
+	$(VENV)/bin/fastmotion bench rvq --json bench/rvq-$(shell hostname).json
+
+clean:
+	rm -rf build fastmotion/_C*.so $(VENV)/.installed

@@ -1,0 +1,66 @@
+"""Shared checks for the op tests."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fastmotion.ops import backends
+from fastmotion.ops.reference import gumbel_noise
+
+CUDA = torch.cuda.is_available()
+
+
+def fused_backends() -> list:
+    """pytest params (backend, device) for every compiled backend; unavailable ones are skipped with the reason."""
+    status = backends()
+    params = []
+    for name, device in (("cpp", "cpu"), ("triton", "cuda" if CUDA else "cpu"), ("cuda", "cuda")):
+        marks = [] if status[name].available else [pytest.mark.skip(reason=f"{name}: {status[name].reason}")]
+        if device == "cuda":
+            marks.append(pytest.mark.cuda)
+        params.append(pytest.param(name, device, marks=marks, id=name))
+    return params
+
+
+def assert_rvq_valid(x, codebooks, out, ref=None, temperature=0.0, seed=0, rel=1e-5, min_match=0.9):
+    """The backend's output is a valid greedy residual quantisation of x.
+
+    Along the backend's own codes, recomputed in float64, every level's choice must be the best code or within
+    `rel` (relative) of the best score: a different code than the reference's is only accepted at a near-tie.
+    quantized/residual must equal the sum of the chosen codes and x minus it. When `ref` is given, at least
+    `min_match` of the codes must equal the reference's exactly (guards against a consistently-shifted answer).
+    """
+    codes, quantized, residual = out
+    n, d = x.shape
+    levels, num_codes, _ = codebooks.shape
+    assert codes.shape == (n, levels) and codes.dtype == torch.int64
+    assert quantized.shape == (n, d) and residual.shape == (n, d)
+    assert quantized.dtype == x.dtype and residual.dtype == x.dtype
+    if n == 0:
+        return
+    x64, books64 = x.detach().double().cpu(), codebooks.detach().double().cpu()
+    codes = codes.cpu()
+    assert int(codes.min()) >= 0 and int(codes.max()) < num_codes
+    rows = torch.arange(n)
+    r = x64.clone()
+    for level in range(levels):
+        pure = ((r[:, None, :] - books64[level][None]) ** 2).sum(-1)
+        dist = pure
+        if temperature > 0:
+            dist = pure - temperature * gumbel_noise(seed, level, rows, torch.arange(num_codes)).double()
+        best = dist.min(1).values
+        chosen = dist[rows, codes[:, level]]
+        # relative to the distance itself (with sampling, to the distance part of the perturbed score)
+        scale = torch.maximum(best.abs(), pure[rows, codes[:, level]]).clamp_min(1e-12)
+        gap = chosen - best
+        bad = gap > rel * scale
+        assert not bad.any(), (f"level {level}: {int(bad.sum())} rows chose a code worse than the best by more than "
+                               f"{rel} relative (max gap {float(gap.max()):.3g})")
+        r = r - books64[level][codes[:, level]]
+    q64 = x64 - r
+    tol = 1e-4 if x.dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(quantized.detach().double().cpu(), q64, atol=tol * levels, rtol=tol)
+    torch.testing.assert_close(residual.detach().double().cpu(), r, atol=tol * levels, rtol=tol)
+    if ref is not None:
+        match = (codes == ref[0].cpu()).double().mean().item()
+        assert match >= min_match, f"only {match:.1%} of codes match the reference"
