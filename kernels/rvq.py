@@ -1,8 +1,10 @@
 """Triton residual-VQ search. Semantics: fastmotion/ops/reference.py::rvq_search.
 
-One program owns BLOCK_N rows for all levels. Per level it sweeps the codebook in BLOCK_K-code chunks; each
-chunk's scores ||C_k||^2 - 2 <r, C_k> come from tl.dot over D and fold into a running (min, argmin) per row,
-so no N x K matrix exists. The residual lives in the `residual` output, updated in place after each level.
+Two kernels per level, so that every SM has work even for moderate N:
+  scores: grid (row blocks, code blocks); tile scores ||C_k||^2 - 2 <r, C_k> from tl.dot over D, folded at once
+          into the tile's (min, argmin) per row -> partials [N, code blocks] (no N x K matrix is stored);
+  update: per row, the best partial (lowest index on ties), then residual -= C[code], quantized += C[code].
+Level 0 reads x directly, so no copy of x into the residual is needed.
 """
 import torch
 import triton
@@ -12,6 +14,9 @@ from fastmotion.ops.reference import gumbel_level_key
 
 # fp32 products on tensor cores with three TF32 passes (about fp32 accuracy); plain TF32 would flip argmins.
 FP32_DOT_PRECISION = "tf32x3"
+# (BLOCK_N, BLOCK_K, BLOCK_D, num_warps) for the scores kernel
+FP32_TILES = (128, 128, 32, 8)
+FP64_TILES = (16, 16, 16, 4)  # fp64 has no tl.dot: a broadcast product, kept small for registers
 
 
 @triton.jit
@@ -34,69 +39,69 @@ def _gumbel(level_key, rows, codes):
 
 
 @triton.jit
-def _rvq_search_kernel(x_ptr, books_ptr, norms_ptr, keys_ptr, codes_ptr, quant_ptr, resid_ptr, N, L, K, D,
-                       temperature,
-                       SAMPLE: tl.constexpr, IS_FP64: tl.constexpr, PRECISION: tl.constexpr,
-                       BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+def _scores_kernel(r_ptr, book_ptr, norms_ptr, keys_ptr, part_val_ptr, part_idx_ptr, N, K, D, level, n_parts,
+                   temperature, SAMPLE: tl.constexpr, IS_FP64: tl.constexpr, PRECISION: tl.constexpr,
+                   BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    part = tl.program_id(1)
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    codes = part * BLOCK_K + tl.arange(0, BLOCK_K)
+    row_ok, code_ok = rows < N, codes < K
+    rows64, codes64 = rows.to(tl.int64), codes.to(tl.int64)
+    acc = tl.zeros([BLOCK_N, BLOCK_K], tl.float64 if IS_FP64 else tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        dims = d0 + tl.arange(0, BLOCK_D)
+        dim_ok = dims < D
+        r = tl.load(r_ptr + rows64[:, None] * D + dims[None, :], mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
+        c = tl.load(book_ptr + codes64[None, :] * D + dims[:, None], mask=dim_ok[:, None] & code_ok[None, :],
+                    other=0.0)
+        if IS_FP64:
+            acc += tl.sum(r[:, :, None] * c[None, :, :], axis=1)
+        else:
+            acc = tl.dot(r, c, acc, input_precision=PRECISION)
+    norms = tl.load(norms_ptr + codes, mask=code_ok, other=0.0)
+    scores = norms[None, :] - 2.0 * acc
+    if SAMPLE:
+        level_key = tl.load(keys_ptr + level).to(tl.uint32)
+        scores -= temperature * _gumbel(level_key, rows, codes).to(acc.dtype)
+    scores = tl.where(code_ok[None, :], scores, float("inf"))
+    best = tl.min(scores, axis=1)
+    best_idx = tl.min(tl.where(scores == best[:, None], codes[None, :], K), axis=1)
+    tl.store(part_val_ptr + rows64 * n_parts + part, best, mask=row_ok)
+    tl.store(part_idx_ptr + rows64 * n_parts + part, best_idx, mask=row_ok)
+
+
+@triton.jit
+def _update_kernel(src_ptr, book_ptr, part_val_ptr, part_idx_ptr, codes_ptr, quant_ptr, resid_ptr, N, D, L, level,
+                   n_parts, FIRST: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_P: tl.constexpr,
+                   BLOCK_D: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < N
     rows64 = rows.to(tl.int64)
-    acc_type = tl.float64 if IS_FP64 else tl.float32
-
+    parts = tl.arange(0, BLOCK_P)
+    ok = row_ok[:, None] & (parts < n_parts)[None, :]
+    vals = tl.load(part_val_ptr + rows64[:, None] * n_parts + parts[None, :], mask=ok, other=float("inf"))
+    best = tl.min(vals, axis=1)
+    # the first code block holding the minimum: its argmin is the lowest index overall
+    first = tl.min(tl.where(vals == best[:, None], parts[None, :], BLOCK_P), axis=1)
+    first = tl.minimum(first, n_parts - 1)
+    code = tl.load(part_idx_ptr + rows64 * n_parts + first, mask=row_ok, other=0).to(tl.int64)
+    tl.store(codes_ptr + rows64 * L + level, code, mask=row_ok)
     for d0 in range(0, D, BLOCK_D):
         dims = d0 + tl.arange(0, BLOCK_D)
-        ok = row_ok[:, None] & (dims < D)[None, :]
+        m = row_ok[:, None] & (dims < D)[None, :]
         offs = rows64[:, None] * D + dims[None, :]
-        v = tl.load(x_ptr + offs, mask=ok, other=0.0)
-        tl.store(resid_ptr + offs, v, mask=ok)
-        tl.store(quant_ptr + offs, tl.zeros_like(v), mask=ok)
-    tl.debug_barrier()
-
-    for level in range(0, L):
-        book = books_ptr + level * K * D  # level is an int in the interpreter: no .to()
-        level_key = tl.load(keys_ptr + level).to(tl.uint32)
-        best_val = tl.full([BLOCK_N], float("inf"), acc_type)
-        best_idx = tl.zeros([BLOCK_N], tl.int32)
-        for k0 in range(0, K, BLOCK_K):
-            codes = k0 + tl.arange(0, BLOCK_K)
-            code_ok = codes < K
-            acc = tl.zeros([BLOCK_N, BLOCK_K], acc_type)
-            for d0 in range(0, D, BLOCK_D):
-                dims = d0 + tl.arange(0, BLOCK_D)
-                dim_ok = dims < D
-                r = tl.load(resid_ptr + rows64[:, None] * D + dims[None, :],
-                            mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
-                c = tl.load(book + codes.to(tl.int64)[None, :] * D + dims[:, None],
-                            mask=dim_ok[:, None] & code_ok[None, :], other=0.0)
-                if IS_FP64:
-                    acc = tl.dot(r, c, acc)
-                else:
-                    acc = tl.dot(r, c, acc, input_precision=PRECISION)
-            norms = tl.load(norms_ptr + level * K + codes, mask=code_ok, other=0.0)
-            scores = norms[None, :] - 2.0 * acc
-            if SAMPLE:
-                scores -= temperature * _gumbel(level_key, rows, codes).to(acc_type)
-            scores = tl.where(code_ok[None, :], scores, float("inf"))
-            chunk_min = tl.min(scores, axis=1)
-            chunk_idx = tl.min(tl.where(scores == chunk_min[:, None], codes[None, :], K), axis=1)
-            take = chunk_min < best_val  # strict: an earlier chunk keeps ties (lowest index wins)
-            best_idx = tl.where(take, chunk_idx, best_idx)
-            best_val = tl.where(take, chunk_min, best_val)
-        tl.store(codes_ptr + rows64 * L + level, best_idx.to(tl.int64), mask=row_ok)
-        tl.debug_barrier()
-        for d0 in range(0, D, BLOCK_D):
-            dims = d0 + tl.arange(0, BLOCK_D)
-            ok = row_ok[:, None] & (dims < D)[None, :]
-            offs = rows64[:, None] * D + dims[None, :]
-            c = tl.load(book + best_idx.to(tl.int64)[:, None] * D + dims[None, :], mask=ok, other=0.0)
-            tl.store(resid_ptr + offs, tl.load(resid_ptr + offs, mask=ok, other=0.0) - c, mask=ok)
-            tl.store(quant_ptr + offs, tl.load(quant_ptr + offs, mask=ok, other=0.0) + c, mask=ok)
-        tl.debug_barrier()
+        c = tl.load(book_ptr + code[:, None] * D + dims[None, :], mask=m, other=0.0)
+        if FIRST:
+            tl.store(resid_ptr + offs, tl.load(src_ptr + offs, mask=m, other=0.0) - c, mask=m)
+            tl.store(quant_ptr + offs, c, mask=m)
+        else:
+            tl.store(resid_ptr + offs, tl.load(resid_ptr + offs, mask=m, other=0.0) - c, mask=m)
+            tl.store(quant_ptr + offs, tl.load(quant_ptr + offs, mask=m, other=0.0) + c, mask=m)
 
 
 def rvq_search_triton(x: torch.Tensor, codebooks: torch.Tensor, temperature: float = 0.0, seed: int = 0,
-                      block_n: int = 64, block_k: int = 64, block_d: int = 32):
-    """Launch the Triton kernel on validated, contiguous inputs; returns (codes, quantized, residual)."""
+                      tiles=None):
+    """Launch the kernels on validated, contiguous inputs; returns (codes, quantized, residual)."""
     n, d = x.shape
     levels, k, _ = codebooks.shape
     codes = torch.empty(n, levels, dtype=torch.int64, device=x.device)
@@ -104,13 +109,25 @@ def rvq_search_triton(x: torch.Tensor, codebooks: torch.Tensor, temperature: flo
     residual = torch.empty_like(x)
     if n == 0:
         return codes, quantized, residual
-    norms = codebooks.square().sum(-1).contiguous()
+    is_fp64 = x.dtype == torch.float64
+    block_n, block_k, block_d, warps = tiles or (FP64_TILES if is_fp64 else FP32_TILES)
+    n_parts = triton.cdiv(k, block_k)
+    part_val = torch.empty(n, n_parts, dtype=x.dtype, device=x.device)
+    part_idx = torch.empty(n, n_parts, dtype=torch.int32, device=x.device)
+    norms = codebooks.square().sum(-1)
     # Per-level Gumbel stream keys, computed on the host exactly as the reference does.
-    keys = torch.tensor([gumbel_level_key(seed, level) for level in range(levels)], dtype=torch.int64,
-                        device=x.device)
-    grid = (triton.cdiv(n, block_n),)
-    _rvq_search_kernel[grid](
-        x, codebooks, norms, keys, codes, quantized, residual, n, levels, k, d, float(temperature),
-        SAMPLE=temperature > 0, IS_FP64=x.dtype == torch.float64, PRECISION=FP32_DOT_PRECISION,
-        BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_D=block_d)
+    keys = torch.tensor([gumbel_level_key(seed, level) for level in range(levels)] if temperature > 0 else [0],
+                        dtype=torch.int64, device=x.device)
+    score_grid = (triton.cdiv(n, block_n), n_parts)
+    update_block = 32
+    update_grid = (triton.cdiv(n, update_block),)
+    for level in range(levels):
+        src = x if level == 0 else residual
+        _scores_kernel[score_grid](
+            src, codebooks[level], norms[level], keys, part_val, part_idx, n, k, d, level, n_parts,
+            float(temperature), SAMPLE=temperature > 0, IS_FP64=is_fp64, PRECISION=FP32_DOT_PRECISION,
+            BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_D=block_d, num_warps=warps)
+        _update_kernel[update_grid](
+            x, codebooks[level], part_val, part_idx, codes, quantized, residual, n, d, levels, level, n_parts,
+            FIRST=level == 0, BLOCK_N=update_block, BLOCK_P=triton.next_power_of_2(n_parts), BLOCK_D=64)
     return codes, quantized, residual
