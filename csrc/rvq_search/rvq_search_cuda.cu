@@ -1,9 +1,16 @@
-// CUDA residual-VQ search: one thread block owns kRows rows for all levels. Per level it sweeps the codebook
-// in chunks of kCodes codes; each chunk's scores ||C_k||^2 - 2 <r, C_k> come from a register-tiled product
-// over D (staged through shared memory) and are folded into a per-row running (min, argmin) at once, so no
-// N x K matrix exists. The residual lives in the `residual` output, updated in place after each level.
+// CUDA residual-VQ search. Per level, two kernels (the same plan as kernels/rvq.py):
+//   scores: a (row tile x code tile) block computes ||C_k||^2 - 2 <r, C_k> over D and folds it at once into
+//           a per-row (min, argmin) for its code tile -> partials [N, code tiles]; no N x K matrix is stored.
+//           float32 runs on tensor cores with three TF32 products per step (big*big + big*small + small*big,
+//           the "3xTF32" split), which keeps about float32 accuracy; float64 (and GPUs before sm_80) run a
+//           register-tiled SIMT loop.
+//   update: per row, the best partial (lowest index on ties), then residual -= C[code], quantized += C[code].
+// Level 0 reads x directly, so x is never copied.
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime.h>
+#include <mma.h>
 #include <torch/types.h>
 
 #include "common/gumbel.h"
@@ -12,104 +19,263 @@
 namespace fastmotion {
 namespace {
 
-constexpr int kRows = 64;      // rows per block
-constexpr int kCodes = 64;     // codes per chunk
-constexpr int kDepth = 16;     // D per shared-memory stage
-constexpr int kThreads = 256;  // 16 x 16 threads, each a 4 x 4 register tile (strided by 16)
-
 template <typename scalar_t>
 __device__ __forceinline__ bool better(scalar_t v, int64_t k, scalar_t best_v, int64_t best_k) {
   return v < best_v || (v == best_v && k < best_k);
 }
 
 template <typename scalar_t>
-__global__ void __launch_bounds__(kThreads) rvq_search_kernel(
-    const scalar_t* __restrict__ x, const scalar_t* __restrict__ books, const scalar_t* __restrict__ norms,
-    int64_t N, int64_t L, int64_t K, int64_t D, scalar_t temperature, uint32_t seed, int64_t* __restrict__ codes,
-    scalar_t* __restrict__ quantized, scalar_t* __restrict__ residual) {
-  __shared__ scalar_t r_tile[kDepth][kRows];
-  __shared__ scalar_t c_tile[kDepth][kCodes];
-  __shared__ scalar_t best_val[kRows];
-  __shared__ int64_t best_idx[kRows];
+__device__ __forceinline__ scalar_t score(scalar_t norm, scalar_t dot, scalar_t temperature, uint32_t row_key,
+                                          int64_t code) {
+  scalar_t s = norm - scalar_t(2) * dot;
+  if (temperature > 0) s -= temperature * static_cast<scalar_t>(gumbel(row_key, code));
+  return s;
+}
 
+// ---- scores, SIMT (float64, and float32 before sm_80) -------------------------------------------------------
+constexpr int kSimtRows = 64, kSimtCodes = 64, kSimtDepth = 16, kSimtThreads = 256;
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kSimtThreads) scores_simt_kernel(
+    const scalar_t* __restrict__ r, const scalar_t* __restrict__ book, const scalar_t* __restrict__ norms,
+    int64_t N, int64_t K, int64_t D, scalar_t temperature, uint32_t level_key, scalar_t* __restrict__ part_val,
+    int32_t* __restrict__ part_idx) {
+  __shared__ scalar_t r_tile[kSimtDepth][kSimtRows + 1];
+  __shared__ scalar_t c_tile[kSimtDepth][kSimtCodes + 1];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRows;
-  const int64_t rows = min(static_cast<int64_t>(kRows), N - row0);
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kSimtRows;
+  const int64_t k0 = static_cast<int64_t>(blockIdx.y) * kSimtCodes;
+  scalar_t acc[4][4] = {};
+  for (int64_t d0 = 0; d0 < D; d0 += kSimtDepth) {
+    for (int e = tid; e < kSimtRows * kSimtDepth; e += kSimtThreads) {
+      const int i = e / kSimtDepth, d = e % kSimtDepth;
+      const bool ok_d = d0 + d < D;
+      r_tile[d][i] = (row0 + i < N && ok_d) ? r[(row0 + i) * D + d0 + d] : scalar_t(0);
+      c_tile[d][i] = (k0 + i < K && ok_d) ? book[(k0 + i) * D + d0 + d] : scalar_t(0);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int d = 0; d < kSimtDepth; ++d) {
+      scalar_t a[4], b[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) a[i] = r_tile[d][ty + 16 * i];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) b[j] = c_tile[d][tx + 16 * j];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int64_t row = row0 + ty + 16 * i;
+    const uint32_t row_key = gumbel_row_key(level_key, row);
+    scalar_t v = INFINITY;
+    int64_t k = K;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t code = k0 + tx + 16 * j;
+      if (code >= K) continue;
+      const scalar_t s = score(norms[code], acc[i][j], temperature, row_key, code);
+      if (better(s, code, v, k)) { v = s; k = code; }
+    }
+#pragma unroll
+    for (int offset = 8; offset > 0; offset >>= 1) {  // the 16 lanes sharing a row are one half-warp
+      const scalar_t ov = __shfl_xor_sync(0xffffffffu, v, offset);
+      const int64_t ok = __shfl_xor_sync(0xffffffffu, k, offset);
+      if (better(ov, ok, v, k)) { v = ov; k = ok; }
+    }
+    if (tx == 0 && row < N) {
+      part_val[row * gridDim.y + blockIdx.y] = v;
+      part_idx[row * gridDim.y + blockIdx.y] = static_cast<int32_t>(k);
+    }
+  }
+}
 
-  for (int64_t e = tid; e < rows * D; e += kThreads) {
-    residual[row0 * D + e] = x[row0 * D + e];
-    quantized[row0 * D + e] = scalar_t(0);
+// ---- scores, tensor cores (float32, sm_80+) ----------------------------------------------------------------
+namespace wmma = nvcuda::wmma;
+constexpr int kTcRows = 128, kTcCodes = 128, kTcDepth = 32, kTcThreads = 256;  // 8 warps: 4 (rows) x 2 (codes)
+constexpr int kTcLd = kTcDepth + 8;   // padded smem row (floats); a multiple of 4 as wmma needs
+constexpr int kTcOutLd = 64 + 4;      // per-warp epilogue scratch: 16 rows x 64 codes
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
+using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;
+using FragC = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
+
+template <typename Frag>
+__device__ __forceinline__ void split_tf32(Frag& big, Frag& small) {  // big holds fp32 on entry
+#pragma unroll
+  for (int i = 0; i < big.num_elements; ++i) {
+    const float v = big.x[i];
+    big.x[i] = wmma::__float_to_tf32(v);
+    small.x[i] = wmma::__float_to_tf32(v - big.x[i]);
+  }
+}
+
+__global__ void __launch_bounds__(kTcThreads) scores_tc_kernel(
+    const float* __restrict__ r, const float* __restrict__ book, const float* __restrict__ norms, int64_t N,
+    int64_t K, int64_t D, float temperature, uint32_t level_key, float* __restrict__ part_val,
+    int32_t* __restrict__ part_idx) {
+#if __CUDA_ARCH__ >= 800
+  constexpr int kTileFloats = 2 * kTcRows * kTcLd;
+  constexpr int kOutFloats = 8 * 16 * kTcOutLd;
+  __shared__ __align__(128) float smem[kTileFloats > kOutFloats ? kTileFloats : kOutFloats];
+  __shared__ float best_val[2][kTcRows];
+  __shared__ int32_t best_idx[2][kTcRows];
+  float* a_tile = smem;                   // [kTcRows][kTcLd]   rows x depth
+  float* b_tile = smem + kTcRows * kTcLd;  // [kTcCodes][kTcLd]  codes x depth (= B column-major)
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int warp_row = warp / 2, warp_col = warp % 2;  // warp tile: 32 rows x 64 codes
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kTcRows;
+  const int64_t k0 = static_cast<int64_t>(blockIdx.y) * kTcCodes;
+
+  FragC acc[2][4];
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+
+  for (int64_t d0 = 0; d0 < D; d0 += kTcDepth) {
+    // Coalesced loads: 32 consecutive threads read one 32-float row segment.
+#pragma unroll 4
+    for (int e = tid; e < kTcRows * kTcDepth; e += kTcThreads) {
+      const int i = e / kTcDepth, d = e % kTcDepth;
+      const bool ok_d = d0 + d < D;
+      a_tile[i * kTcLd + d] = (row0 + i < N && ok_d) ? r[(row0 + i) * D + d0 + d] : 0.0f;
+      b_tile[i * kTcLd + d] = (k0 + i < K && ok_d) ? book[(k0 + i) * D + d0 + d] : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kTcDepth; kk += 8) {
+      FragA a_big[2], a_small[2];
+      FragB b_big[4], b_small[4];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        wmma::load_matrix_sync(a_big[i], a_tile + (warp_row * 32 + i * 16) * kTcLd + kk, kTcLd);
+        split_tf32(a_big[i], a_small[i]);
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        wmma::load_matrix_sync(b_big[j], b_tile + (warp_col * 64 + j * 16) * kTcLd + kk, kTcLd);
+        split_tf32(b_big[j], b_small[j]);
+      }
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {  // small terms first: they are the least significant
+          wmma::mma_sync(acc[i][j], a_small[i], b_big[j], acc[i][j]);
+          wmma::mma_sync(acc[i][j], a_big[i], b_small[j], acc[i][j]);
+          wmma::mma_sync(acc[i][j], a_big[i], b_big[j], acc[i][j]);
+        }
+    }
+    __syncthreads();
+  }
+
+  // Epilogue, per warp and per 16-row slab: dots -> smem, two lanes per row scan 32 codes each.
+  float* out = smem + warp * 16 * kTcOutLd;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) wmma::store_matrix_sync(out + j * 16, acc[i][j], kTcOutLd, wmma::mem_row_major);
+    __syncwarp();
+    const int local_row = warp_row * 32 + i * 16 + lane / 2;
+    const int64_t row = row0 + local_row;
+    const uint32_t row_key = gumbel_row_key(level_key, row);
+    const int col0 = (lane % 2) * 32;
+    float v = INFINITY;
+    int64_t k = K;
+    for (int c = 0; c < 32; ++c) {
+      const int64_t code = k0 + warp_col * 64 + col0 + c;
+      if (code >= K) break;
+      const float s = score(norms[code], out[(lane / 2) * kTcOutLd + col0 + c], temperature, row_key, code);
+      if (s < v) { v = s; k = code; }  // ascending codes: strict < keeps the lowest index
+    }
+    const float ov = __shfl_xor_sync(0xffffffffu, v, 1);
+    const int64_t ok = __shfl_xor_sync(0xffffffffu, k, 1);
+    if (better(ov, ok, v, k)) { v = ov; k = ok; }
+    if (lane % 2 == 0) {
+      best_val[warp_col][local_row] = v;
+      best_idx[warp_col][local_row] = static_cast<int32_t>(k);
+    }
+    __syncwarp();
   }
   __syncthreads();
+  if (tid < kTcRows && row0 + tid < N) {
+    float v = best_val[0][tid];
+    int32_t k = best_idx[0][tid];
+    if (better(best_val[1][tid], static_cast<int64_t>(best_idx[1][tid]), v, static_cast<int64_t>(k))) {
+      v = best_val[1][tid];
+      k = best_idx[1][tid];
+    }
+    part_val[(row0 + tid) * gridDim.y + blockIdx.y] = v;
+    part_idx[(row0 + tid) * gridDim.y + blockIdx.y] = k;
+  }
+#endif
+}
 
-  for (int64_t level = 0; level < L; ++level) {
-    const scalar_t* book = books + level * K * D;
-    const uint32_t level_key = gumbel_level_key(seed, static_cast<uint32_t>(level));
-    if (tid < kRows) {
-      best_val[tid] = INFINITY;
-      best_idx[tid] = 0;
+// ---- update: one warp per row ----------------------------------------------------------------------------
+constexpr int kUpdateThreads = 256;
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kUpdateThreads) update_kernel(
+    const scalar_t* __restrict__ x, const scalar_t* __restrict__ book, const scalar_t* __restrict__ part_val,
+    const int32_t* __restrict__ part_idx, int64_t N, int64_t K, int64_t D, int64_t L, int64_t level, int64_t n_parts,
+    int64_t* __restrict__ codes, scalar_t* __restrict__ quantized, scalar_t* __restrict__ residual) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (kUpdateThreads / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= N) return;
+  scalar_t v = INFINITY;
+  int64_t k = K;  // sentinel: any real partial is better
+  for (int64_t p = lane; p < n_parts; p += 32) {
+    const scalar_t pv = part_val[row * n_parts + p];
+    const int64_t pk = part_idx[row * n_parts + p];
+    if (better(pv, pk, v, k)) { v = pv; k = pk; }
+  }
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const scalar_t ov = __shfl_xor_sync(0xffffffffu, v, offset);
+    const int64_t ok = __shfl_xor_sync(0xffffffffu, k, offset);
+    if (better(ov, ok, v, k)) { v = ov; k = ok; }
+  }
+  if (k >= K) k = 0;  // every score overflowed to inf: take code 0, as argmin does
+  if (lane == 0) codes[row * L + level] = k;
+  const scalar_t* chosen = book + k * D;
+  scalar_t* res = residual + row * D;
+  scalar_t* quant = quantized + row * D;
+  if (level == 0) {
+    for (int64_t d = lane; d < D; d += 32) {
+      const scalar_t c = chosen[d];
+      res[d] = x[row * D + d] - c;
+      quant[d] = c;
     }
-    for (int64_t k0 = 0; k0 < K; k0 += kCodes) {
-      scalar_t acc[4][4] = {};
-      for (int64_t d0 = 0; d0 < D; d0 += kDepth) {
-        for (int e = tid; e < kRows * kDepth; e += kThreads) {
-          const int r = e / kDepth, d = e % kDepth;
-          const bool ok_d = d0 + d < D;
-          r_tile[d][r] = (r < rows && ok_d) ? residual[(row0 + r) * D + d0 + d] : scalar_t(0);
-          c_tile[d][r] = (k0 + r < K && ok_d) ? book[(k0 + r) * D + d0 + d] : scalar_t(0);
-        }
-        __syncthreads();
-#pragma unroll
-        for (int d = 0; d < kDepth; ++d) {
-          scalar_t a[4], b[4];
-#pragma unroll
-          for (int i = 0; i < 4; ++i) a[i] = r_tile[d][ty + 16 * i];
-#pragma unroll
-          for (int j = 0; j < 4; ++j) b[j] = c_tile[d][tx + 16 * j];
-#pragma unroll
-          for (int i = 0; i < 4; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
-        }
-        __syncthreads();
-      }
-      // Epilogue: per row, the best of this thread's 4 codes, then of the 16 threads sharing the row.
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int r = ty + 16 * i;
-        const uint32_t row_key = gumbel_row_key(level_key, row0 + r);
-        scalar_t v = INFINITY;
-        int64_t k = K;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int64_t code = k0 + tx + 16 * j;
-          if (code >= K) continue;
-          scalar_t s = norms[level * K + code] - scalar_t(2) * acc[i][j];
-          if (temperature > 0) s -= temperature * static_cast<scalar_t>(gumbel(row_key, code));
-          if (better(s, code, v, k)) { v = s; k = code; }
-        }
-#pragma unroll
-        for (int offset = 8; offset > 0; offset >>= 1) {  // the 16 lanes of a row are one half-warp
-          const scalar_t ov = __shfl_xor_sync(0xffffffffu, v, offset);
-          const int64_t ok = __shfl_xor_sync(0xffffffffu, k, offset);
-          if (better(ov, ok, v, k)) { v = ov; k = ok; }
-        }
-        if (tx == 0 && better(v, k, best_val[r], best_idx[r])) {
-          best_val[r] = v;
-          best_idx[r] = k;
-        }
-      }
-      // The next chunk's first __syncthreads orders these writes before the final read below.
+  } else {
+    for (int64_t d = lane; d < D; d += 32) {
+      const scalar_t c = chosen[d];
+      res[d] -= c;
+      quant[d] += c;
     }
-    __syncthreads();
-    for (int64_t e = tid; e < rows * D; e += kThreads) {
-      const int64_t r = e / D, d = e % D;
-      const scalar_t c = book[best_idx[r] * D + d];
-      residual[(row0 + r) * D + d] -= c;
-      quantized[(row0 + r) * D + d] += c;
-    }
-    if (tid < rows) codes[(row0 + tid) * L + level] = best_idx[tid];
-    __syncthreads();
+  }
+}
+
+template <typename scalar_t>
+void launch_scores(bool /*tensor_cores*/, dim3 grid, cudaStream_t stream, const scalar_t* r, const scalar_t* book,
+                   const scalar_t* norms, int64_t N, int64_t K, int64_t D, scalar_t temperature, uint32_t level_key,
+                   scalar_t* part_val, int32_t* part_idx) {
+  scores_simt_kernel<scalar_t><<<grid, kSimtThreads, 0, stream>>>(r, book, norms, N, K, D, temperature, level_key,
+                                                                   part_val, part_idx);
+}
+
+template <>
+void launch_scores<float>(bool tensor_cores, dim3 grid, cudaStream_t stream, const float* r, const float* book,
+                          const float* norms, int64_t N, int64_t K, int64_t D, float temperature, uint32_t level_key,
+                          float* part_val, int32_t* part_idx) {
+  if (tensor_cores) {
+    scores_tc_kernel<<<grid, kTcThreads, 0, stream>>>(r, book, norms, N, K, D, temperature, level_key, part_val,
+                                                      part_idx);
+  } else {
+    scores_simt_kernel<float><<<grid, kSimtThreads, 0, stream>>>(r, book, norms, N, K, D, temperature, level_key,
+                                                                 part_val, part_idx);
   }
 }
 
@@ -126,15 +292,36 @@ RVQResult rvq_search_cuda(const at::Tensor& x_in, const at::Tensor& codebooks_in
   at::Tensor quantized = at::empty({N, D}, x.options());
   at::Tensor residual = at::empty({N, D}, x.options());
   if (N == 0) return {codes, quantized, residual};
-  const at::Tensor norms = books.square().sum(-1).contiguous();
-  const dim3 grid(static_cast<unsigned>((N + kRows - 1) / kRows));
+  const at::Tensor norms = books.square().sum(-1).contiguous();  // [L, K]
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  int major = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, x.get_device()));
+  const bool tensor_cores = x.scalar_type() == at::kFloat && major >= 8;
+  const int64_t rows_per_block = tensor_cores ? kTcRows : kSimtRows;
+  const int64_t codes_per_block = tensor_cores ? kTcCodes : kSimtCodes;
+  const int64_t n_parts = (K + codes_per_block - 1) / codes_per_block;
+  at::Tensor part_val = at::empty({N, n_parts}, x.options());
+  at::Tensor part_idx = at::empty({N, n_parts}, x.options().dtype(at::kInt));
+  const dim3 score_grid(static_cast<unsigned>((N + rows_per_block - 1) / rows_per_block),
+                        static_cast<unsigned>(n_parts));
+  const dim3 update_grid(static_cast<unsigned>((N + kUpdateThreads / 32 - 1) / (kUpdateThreads / 32)));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rvq_search_cuda", [&] {
-    rvq_search_kernel<scalar_t><<<grid, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-        x.data_ptr<scalar_t>(), books.data_ptr<scalar_t>(), norms.data_ptr<scalar_t>(), N, L, K, D,
-        static_cast<scalar_t>(temperature), static_cast<uint32_t>(seed), codes.data_ptr<int64_t>(),
-        quantized.data_ptr<scalar_t>(), residual.data_ptr<scalar_t>());
+    const scalar_t* x_ptr = x.data_ptr<scalar_t>();
+    for (int64_t level = 0; level < L; ++level) {
+      const scalar_t* r = level == 0 ? x_ptr : residual.data_ptr<scalar_t>();
+      const scalar_t* book = books.data_ptr<scalar_t>() + level * K * D;
+      const scalar_t* norm = norms.data_ptr<scalar_t>() + level * K;
+      const uint32_t level_key = gumbel_level_key(static_cast<uint32_t>(seed), static_cast<uint32_t>(level));
+      launch_scores<scalar_t>(tensor_cores, score_grid, stream, r, book, norm, N, K, D,
+                              static_cast<scalar_t>(temperature), level_key, part_val.data_ptr<scalar_t>(),
+                              part_idx.data_ptr<int32_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      update_kernel<scalar_t><<<update_grid, kUpdateThreads, 0, stream>>>(
+          x_ptr, book, part_val.data_ptr<scalar_t>(), part_idx.data_ptr<int32_t>(), N, K, D, L, level, n_parts,
+          codes.data_ptr<int64_t>(), quantized.data_ptr<scalar_t>(), residual.data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {codes, quantized, residual};
 }
 
