@@ -14,9 +14,10 @@ from fastmotion.ops.reference import gumbel_level_key
 
 # fp32 products on tensor cores with three TF32 passes (about fp32 accuracy); plain TF32 would flip argmins.
 FP32_DOT_PRECISION = "tf32x3"
-# (BLOCK_N, BLOCK_K, BLOCK_D, num_warps) for the scores kernel
-FP32_TILES = (128, 128, 32, 8)
-FP64_TILES = (16, 16, 16, 4)  # fp64 has no tl.dot: a broadcast product, kept small for registers
+# (BLOCK_N, BLOCK_K, BLOCK_D, num_warps, num_stages) for the scores kernel; fp32 measured on an H100
+# (bench/RESULTS.md), fp64 has no tl.dot: a broadcast product, kept small for registers.
+FP32_TILES = (128, 128, 64, 8, 3)
+FP64_TILES = (16, 16, 16, 4, 2)
 
 
 @triton.jit
@@ -110,7 +111,7 @@ def rvq_search_triton(x: torch.Tensor, codebooks: torch.Tensor, temperature: flo
     if n == 0:
         return codes, quantized, residual
     is_fp64 = x.dtype == torch.float64
-    block_n, block_k, block_d, warps = tiles or (FP64_TILES if is_fp64 else FP32_TILES)
+    block_n, block_k, block_d, warps, stages = tiles or (FP64_TILES if is_fp64 else FP32_TILES)
     n_parts = triton.cdiv(k, block_k)
     part_val = torch.empty(n, n_parts, dtype=x.dtype, device=x.device)
     part_idx = torch.empty(n, n_parts, dtype=torch.int32, device=x.device)
@@ -126,7 +127,8 @@ def rvq_search_triton(x: torch.Tensor, codebooks: torch.Tensor, temperature: flo
         _scores_kernel[score_grid](
             src, codebooks[level], norms[level], keys, part_val, part_idx, n, k, d, level, n_parts,
             float(temperature), SAMPLE=temperature > 0, IS_FP64=is_fp64, PRECISION=FP32_DOT_PRECISION,
-            BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_D=block_d, num_warps=warps)
+            BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_D=block_d, num_warps=warps,
+            num_stages=stages)
         _update_kernel[update_grid](
             x, codebooks[level], part_val, part_idx, codes, quantized, residual, n, d, levels, level, n_parts,
             FIRST=level == 0, BLOCK_N=update_block, BLOCK_P=triton.next_power_of_2(n_parts), BLOCK_D=64)

@@ -10,6 +10,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
+#include <cuda_pipeline.h>
 #include <mma.h>
 #include <torch/types.h>
 
@@ -113,18 +114,36 @@ __device__ __forceinline__ void split_tf32(Frag& big, Frag& small) {  // big hol
   }
 }
 
+// Dynamic shared memory: two pipeline stages of (row tile, code tile), reused by the epilogue.
+constexpr int kTcStageFloats = 2 * kTcRows * kTcLd;
+constexpr int kTcSmemBytes = 2 * kTcStageFloats * sizeof(float);
+static_assert(8 * 16 * kTcOutLd <= 2 * kTcStageFloats, "epilogue scratch must fit in the pipeline buffers");
+
+// Stage one D-slab of both tiles into shared memory with 16-byte cp.async copies (D % 4 == 0 is required);
+// out-of-range rows, codes and dims are zero-filled.
+__device__ __forceinline__ void stage_tiles(float* stage, const float* __restrict__ r, const float* __restrict__ book,
+                                            int64_t row0, int64_t k0, int64_t d0, int64_t N, int64_t K, int64_t D,
+                                            int tid) {
+  float* a_tile = stage;
+  float* b_tile = stage + kTcRows * kTcLd;
+#pragma unroll
+  for (int e = tid; e < kTcRows * kTcDepth / 4; e += kTcThreads) {
+    const int i = e / (kTcDepth / 4), d = (e % (kTcDepth / 4)) * 4;
+    const bool ok_d = d0 + d < D;  // D % 4 == 0: a float4 is all in or all out
+    const bool ok_a = ok_d && row0 + i < N, ok_b = ok_d && k0 + i < K;
+    __pipeline_memcpy_async(a_tile + i * kTcLd + d, ok_a ? r + (row0 + i) * D + d0 + d : r, 16, ok_a ? 0 : 16);
+    __pipeline_memcpy_async(b_tile + i * kTcLd + d, ok_b ? book + (k0 + i) * D + d0 + d : book, 16, ok_b ? 0 : 16);
+  }
+}
+
 __global__ void __launch_bounds__(kTcThreads) scores_tc_kernel(
     const float* __restrict__ r, const float* __restrict__ book, const float* __restrict__ norms, int64_t N,
     int64_t K, int64_t D, float temperature, uint32_t level_key, float* __restrict__ part_val,
     int32_t* __restrict__ part_idx) {
 #if __CUDA_ARCH__ >= 800
-  constexpr int kTileFloats = 2 * kTcRows * kTcLd;
-  constexpr int kOutFloats = 8 * 16 * kTcOutLd;
-  __shared__ __align__(128) float smem[kTileFloats > kOutFloats ? kTileFloats : kOutFloats];
+  extern __shared__ __align__(128) float smem[];
   __shared__ float best_val[2][kTcRows];
   __shared__ int32_t best_idx[2][kTcRows];
-  float* a_tile = smem;                   // [kTcRows][kTcLd]   rows x depth
-  float* b_tile = smem + kTcRows * kTcLd;  // [kTcCodes][kTcLd]  codes x depth (= B column-major)
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int warp_row = warp / 2, warp_col = warp % 2;  // warp tile: 32 rows x 64 codes
@@ -137,16 +156,20 @@ __global__ void __launch_bounds__(kTcThreads) scores_tc_kernel(
 #pragma unroll
     for (int j = 0; j < 4; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
 
-  for (int64_t d0 = 0; d0 < D; d0 += kTcDepth) {
-    // Coalesced loads: 32 consecutive threads read one 32-float row segment.
-#pragma unroll 4
-    for (int e = tid; e < kTcRows * kTcDepth; e += kTcThreads) {
-      const int i = e / kTcDepth, d = e % kTcDepth;
-      const bool ok_d = d0 + d < D;
-      a_tile[i * kTcLd + d] = (row0 + i < N && ok_d) ? r[(row0 + i) * D + d0 + d] : 0.0f;
-      b_tile[i * kTcLd + d] = (k0 + i < K && ok_d) ? book[(k0 + i) * D + d0 + d] : 0.0f;
+  const int64_t steps = (D + kTcDepth - 1) / kTcDepth;
+  stage_tiles(smem, r, book, row0, k0, 0, N, K, D, tid);
+  __pipeline_commit();
+  for (int64_t step = 0; step < steps; ++step) {
+    if (step + 1 < steps) {  // prefetch the next slab while this one is multiplied
+      stage_tiles(smem + ((step + 1) % 2) * kTcStageFloats, r, book, row0, k0, (step + 1) * kTcDepth, N, K, D, tid);
+      __pipeline_commit();
+      __pipeline_wait_prior(1);
+    } else {
+      __pipeline_wait_prior(0);
     }
     __syncthreads();
+    const float* a_tile = smem + (step % 2) * kTcStageFloats;
+    const float* b_tile = a_tile + kTcRows * kTcLd;
 #pragma unroll
     for (int kk = 0; kk < kTcDepth; kk += 8) {
       FragA a_big[2], a_small[2];
@@ -271,7 +294,9 @@ void launch_scores<float>(bool tensor_cores, dim3 grid, cudaStream_t stream, con
                           const float* norms, int64_t N, int64_t K, int64_t D, float temperature, uint32_t level_key,
                           float* part_val, int32_t* part_idx) {
   if (tensor_cores) {
-    scores_tc_kernel<<<grid, kTcThreads, 0, stream>>>(r, book, norms, N, K, D, temperature, level_key, part_val,
+    // Opt in to more than 48 KB of dynamic shared memory (a per-device setting: cheap to repeat).
+    C10_CUDA_CHECK(cudaFuncSetAttribute(scores_tc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kTcSmemBytes));
+    scores_tc_kernel<<<grid, kTcThreads, kTcSmemBytes, stream>>>(r, book, norms, N, K, D, temperature, level_key, part_val,
                                                       part_idx);
   } else {
     scores_simt_kernel<float><<<grid, kSimtThreads, 0, stream>>>(r, book, norms, N, K, D, temperature, level_key,
@@ -296,7 +321,8 @@ RVQResult rvq_search_cuda(const at::Tensor& x_in, const at::Tensor& codebooks_in
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   int major = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, x.get_device()));
-  const bool tensor_cores = x.scalar_type() == at::kFloat && major >= 8;
+  // Tensor cores need sm_80+ and whole 16-byte rows (D % 4 == 0) for the asynchronous copies.
+  const bool tensor_cores = x.scalar_type() == at::kFloat && major >= 8 && D % 4 == 0;
   const int64_t rows_per_block = tensor_cores ? kTcRows : kSimtRows;
   const int64_t codes_per_block = tensor_cores ? kTcCodes : kSimtCodes;
   const int64_t n_parts = (K + codes_per_block - 1) / codes_per_block;
