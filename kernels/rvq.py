@@ -3,7 +3,8 @@
 Two kernels per level, so that every SM has work even for moderate N:
   scores: grid (row blocks, code blocks); tile scores ||C_k||^2 - 2 <r, C_k> from tl.dot over D, folded at once
           into the tile's (min, argmin) per row -> partials [N, code blocks] (no N x K matrix is stored);
-  update: per row, the best partial (lowest index on ties), then residual -= C[code], quantized += C[code].
+  update: per row, the best partial (lowest index on ties), then residual -= C[code]; the last level also sums
+          the chosen codes into quantized (cheaper than keeping a running sum in memory).
 Level 0 reads x directly, so no copy of x into the residual is needed.
 """
 import torch
@@ -72,9 +73,9 @@ def _scores_kernel(r_ptr, book_ptr, norms_ptr, keys_ptr, part_val_ptr, part_idx_
 
 
 @triton.jit
-def _update_kernel(src_ptr, book_ptr, part_val_ptr, part_idx_ptr, codes_ptr, quant_ptr, resid_ptr, N, D, L, level,
-                   n_parts, FIRST: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_P: tl.constexpr,
-                   BLOCK_D: tl.constexpr):
+def _update_kernel(x_ptr, book_ptr, part_val_ptr, part_idx_ptr, codes_ptr, quant_ptr, resid_ptr, N, K, D, L,
+                   level, n_parts, FIRST: tl.constexpr, LAST: tl.constexpr, BLOCK_N: tl.constexpr,
+                   BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < N
     rows64 = rows.to(tl.int64)
@@ -91,13 +92,18 @@ def _update_kernel(src_ptr, book_ptr, part_val_ptr, part_idx_ptr, codes_ptr, qua
         dims = d0 + tl.arange(0, BLOCK_D)
         m = row_ok[:, None] & (dims < D)[None, :]
         offs = rows64[:, None] * D + dims[None, :]
-        c = tl.load(book_ptr + code[:, None] * D + dims[None, :], mask=m, other=0.0)
-        if FIRST:
-            tl.store(resid_ptr + offs, tl.load(src_ptr + offs, mask=m, other=0.0) - c, mask=m)
-            tl.store(quant_ptr + offs, c, mask=m)
-        else:
-            tl.store(resid_ptr + offs, tl.load(resid_ptr + offs, mask=m, other=0.0) - c, mask=m)
-            tl.store(quant_ptr + offs, tl.load(quant_ptr + offs, mask=m, other=0.0) + c, mask=m)
+        c = tl.load(book_ptr + level * K * D + code[:, None] * D + dims[None, :], mask=m, other=0.0)
+        src = x_ptr if FIRST else resid_ptr
+        tl.store(resid_ptr + offs, tl.load(src + offs, mask=m, other=0.0) - c, mask=m)
+        if LAST:  # quantized = the chosen codes summed in level order, as the reference adds them
+            q = tl.zeros([BLOCK_N, BLOCK_D], c.dtype)
+            for l in range(0, L):
+                if l == level:
+                    lcode = code
+                else:
+                    lcode = tl.load(codes_ptr + rows64 * L + l, mask=row_ok, other=0)
+                q += tl.load(book_ptr + l * K * D + lcode[:, None] * D + dims[None, :], mask=m, other=0.0)
+            tl.store(quant_ptr + offs, q, mask=m)
 
 
 def rvq_search_triton(x: torch.Tensor, codebooks: torch.Tensor, temperature: float = 0.0, seed: int = 0,
@@ -130,6 +136,7 @@ def rvq_search_triton(x: torch.Tensor, codebooks: torch.Tensor, temperature: flo
             BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_D=block_d, num_warps=warps,
             num_stages=stages)
         _update_kernel[update_grid](
-            x, codebooks[level], part_val, part_idx, codes, quantized, residual, n, d, levels, level, n_parts,
-            FIRST=level == 0, BLOCK_N=update_block, BLOCK_P=triton.next_power_of_2(n_parts), BLOCK_D=64)
+            x, codebooks, part_val, part_idx, codes, quantized, residual, n, k, d, levels, level, n_parts,
+            FIRST=level == 0, LAST=level == levels - 1, BLOCK_N=update_block,
+            BLOCK_P=triton.next_power_of_2(n_parts), BLOCK_D=64)
     return codes, quantized, residual

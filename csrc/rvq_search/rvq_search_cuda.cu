@@ -4,7 +4,8 @@
 //           float32 runs on tensor cores with three TF32 products per step (big*big + big*small + small*big,
 //           the "3xTF32" split), which keeps about float32 accuracy; float64 (and GPUs before sm_80) run a
 //           register-tiled SIMT loop.
-//   update: per row, the best partial (lowest index on ties), then residual -= C[code], quantized += C[code].
+//   update: per row, the best partial (lowest index on ties), then residual -= C[code]; the last level also
+//           sums the chosen codes into quantized.
 // Level 0 reads x directly, so x is never copied.
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -98,7 +99,8 @@ __global__ void __launch_bounds__(kSimtThreads) scores_simt_kernel(
 // ---- scores, tensor cores (float32, sm_80+) ----------------------------------------------------------------
 namespace wmma = nvcuda::wmma;
 constexpr int kTcRows = 128, kTcCodes = 128, kTcDepth = 32, kTcThreads = 256;  // 8 warps: 4 (rows) x 2 (codes)
-constexpr int kTcLd = kTcDepth + 8;   // padded smem row (floats); a multiple of 4 as wmma needs
+constexpr int kTcLd = kTcDepth + 4;   // padded smem row (floats): a multiple of 4 as wmma needs, and
+                                      // 36 mod 32 = 4 spreads 8 consecutive rows over distinct banks
 constexpr int kTcOutLd = 64 + 4;      // per-warp epilogue scratch: 16 rows x 64 codes
 using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
 using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;
@@ -136,7 +138,7 @@ __device__ __forceinline__ void stage_tiles(float* stage, const float* __restric
   }
 }
 
-__global__ void __launch_bounds__(kTcThreads) scores_tc_kernel(
+__global__ void __launch_bounds__(kTcThreads, 2) scores_tc_kernel(
     const float* __restrict__ r, const float* __restrict__ book, const float* __restrict__ norms, int64_t N,
     int64_t K, int64_t D, float temperature, uint32_t level_key, float* __restrict__ part_val,
     int32_t* __restrict__ part_idx) {
@@ -173,25 +175,23 @@ __global__ void __launch_bounds__(kTcThreads) scores_tc_kernel(
 #pragma unroll
     for (int kk = 0; kk < kTcDepth; kk += 8) {
       FragA a_big[2], a_small[2];
-      FragB b_big[4], b_small[4];
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
         wmma::load_matrix_sync(a_big[i], a_tile + (warp_row * 32 + i * 16) * kTcLd + kk, kTcLd);
         split_tf32(a_big[i], a_small[i]);
       }
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        wmma::load_matrix_sync(b_big[j], b_tile + (warp_col * 64 + j * 16) * kTcLd + kk, kTcLd);
-        split_tf32(b_big[j], b_small[j]);
-      }
+      for (int j = 0; j < 4; ++j) {  // one B fragment at a time keeps registers low enough for 2 blocks/SM
+        FragB b_big, b_small;
+        wmma::load_matrix_sync(b_big, b_tile + (warp_col * 64 + j * 16) * kTcLd + kk, kTcLd);
+        split_tf32(b_big, b_small);
 #pragma unroll
-      for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {  // small terms first: they are the least significant
-          wmma::mma_sync(acc[i][j], a_small[i], b_big[j], acc[i][j]);
-          wmma::mma_sync(acc[i][j], a_big[i], b_small[j], acc[i][j]);
-          wmma::mma_sync(acc[i][j], a_big[i], b_big[j], acc[i][j]);
+        for (int i = 0; i < 2; ++i) {  // small terms first: they are the least significant
+          wmma::mma_sync(acc[i][j], a_small[i], b_big, acc[i][j]);
+          wmma::mma_sync(acc[i][j], a_big[i], b_small, acc[i][j]);
+          wmma::mma_sync(acc[i][j], a_big[i], b_big, acc[i][j]);
         }
+      }
     }
     __syncthreads();
   }
@@ -264,20 +264,21 @@ __global__ void __launch_bounds__(kUpdateThreads) update_kernel(
   if (k >= K) k = 0;  // every score overflowed to inf: take code 0, as argmin does
   if (lane == 0) codes[row * L + level] = k;
   const scalar_t* chosen = book + k * D;
+  const scalar_t* src = level == 0 ? x + row * D : residual + row * D;
   scalar_t* res = residual + row * D;
+  for (int64_t d = lane; d < D; d += 32) res[d] = src[d] - chosen[d];
+  if (level + 1 < L) return;
+  // Last level: quantized = sum of the chosen codes in level order (as the reference adds them); keeping it
+  // only here saves a read and a write of [N, D] per level.
   scalar_t* quant = quantized + row * D;
-  if (level == 0) {
-    for (int64_t d = lane; d < D; d += 32) {
-      const scalar_t c = chosen[d];
-      res[d] = x[row * D + d] - c;
-      quant[d] = c;
+  const scalar_t* books = book - level * K * D;
+  for (int64_t d = lane; d < D; d += 32) {
+    scalar_t q = scalar_t(0);
+    for (int64_t l = 0; l < L; ++l) {
+      const int64_t code = l == level ? k : codes[row * L + l];  // earlier levels: written by earlier launches
+      q += books[(l * K + code) * D + d];
     }
-  } else {
-    for (int64_t d = lane; d < D; d += 32) {
-      const scalar_t c = chosen[d];
-      res[d] -= c;
-      quant[d] += c;
-    }
+    quant[d] = q;
   }
 }
 

@@ -20,12 +20,16 @@ def _check_tensor(name: str, value, rank: int, layout: str) -> None:
         raise ValueError(f"rvq_search: {name} must be {rank}-D {layout}, got shape {tuple(value.shape)}")
 
 
-def _check_finite(name: str, value: torch.Tensor) -> None:
+def _check_finite(x: torch.Tensor, codebooks: torch.Tensor) -> None:
     if torch.compiler.is_compiling():  # a data-dependent check would break the graph; eager calls check
         return
-    bad = ~torch.isfinite(value)
-    if bool(bad.any()):
-        raise ValueError(f"rvq_search: {name} contains NaN or inf ({int(bad.sum())} of {value.numel()} values)")
+    # One host-device synchronisation for both tensors; details only on the error path.
+    if bool(torch.isfinite(x).all() & torch.isfinite(codebooks).all()):
+        return
+    for name, value in (("x", x), ("codebooks", codebooks)):
+        bad = int((~torch.isfinite(value)).sum())
+        if bad:
+            raise ValueError(f"rvq_search: {name} contains NaN or inf ({bad} of {value.numel()} values)")
 
 
 def validate_rvq_inputs(x, codebooks, temperature) -> None:
@@ -43,8 +47,7 @@ def validate_rvq_inputs(x, codebooks, temperature) -> None:
         raise ValueError(f"rvq_search: codebooks are on {codebooks.device} but x is on {x.device}")
     if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature < 0:
         raise ValueError(f"rvq_search: temperature must be a finite number >= 0, got {temperature!r}")
-    _check_finite("x", x)
-    _check_finite("codebooks", codebooks)
+    _check_finite(x, codebooks)
 
 
 def _draw_seed(generator: torch.Generator | None) -> int:
