@@ -186,9 +186,15 @@ def test_cpu_tensors_never_reach_cuda_kernels():
         rvq_search(x, books, backend="cuda")
 
 
-@pytest.mark.skipif(not backends()["cpp"].available, reason="fastmotion._C not built")
-def test_compiled_entry_points_check_too():
-    x, books = make_inputs(10, 7, 6, 2)
+COMPILED_DEVICES = [
+    pytest.param("cpu", marks=pytest.mark.skipif(not backends()["cpp"].available, reason="fastmotion._C not built")),
+    pytest.param("cuda", marks=pytest.mark.skipif(not backends()["cuda"].available, reason=backends()["cuda"].reason)),
+]
+
+
+@pytest.mark.parametrize("device", COMPILED_DEVICES)
+def test_compiled_entry_points_check_too(device):
+    x, books = make_inputs(10, 7, 6, 2, device=device)
     op = torch.ops.fastmotion.rvq_search
     with pytest.raises(RuntimeError, match="x must be 2-D"):
         op(x[0], books, 0.0, 0)
@@ -196,8 +202,10 @@ def test_compiled_entry_points_check_too():
         op(x[:, :5], books, 0.0, 0)
     with pytest.raises(RuntimeError, match="float32 or float64"):
         op(x.long(), books, 0.0, 0)
-    with pytest.raises(RuntimeError, match="L >= 1 and K >= 1"):
+    with pytest.raises(RuntimeError, match=r"L >= 1 and K >= 1, got \[2, 0, 6\]"):
         op(x, books[:, :0], 0.0, 0)
+    with pytest.raises(RuntimeError, match="temperature must be finite and >= 0, got -1.5"):
+        op(x, books, -1.5, 0)
 
 
 def test_env_var_selects_backend(monkeypatch):

@@ -3,7 +3,10 @@
 #pragma once
 #include <torch/types.h>
 
+#include <cmath>
 #include <tuple>
+
+#include "common/check.h"
 
 namespace fastmotion {
 
@@ -11,21 +14,21 @@ using RVQResult = std::tuple<at::Tensor, at::Tensor, at::Tensor>;  // codes [N,L
 
 // Shape/dtype/device checks shared by every entry point (mirrors the Python validation).
 inline void check_rvq_inputs(const at::Tensor& x, const at::Tensor& codebooks, double temperature) {
-  TORCH_CHECK(x.dim() == 2, "rvq_search: x must be 2-D [N, D], got shape ", x.sizes());
-  TORCH_CHECK(codebooks.dim() == 3, "rvq_search: codebooks must be 3-D [L, K, D], got shape ", codebooks.sizes());
-  TORCH_CHECK(x.size(1) == codebooks.size(2), "rvq_search: x has D=", x.size(1), " but codebooks have D=",
-              codebooks.size(2));
-  TORCH_CHECK(x.size(1) > 0, "rvq_search: D must be >= 1, got x shape ", x.sizes());
+  TORCH_CHECK(x.dim() == 2, "rvq_search: x must be 2-D [N, D], got shape ", shape_str(x));
+  TORCH_CHECK(codebooks.dim() == 3, "rvq_search: codebooks must be 3-D [L, K, D], got shape ", shape_str(codebooks));
+  TORCH_CHECK(x.size(1) == codebooks.size(2), "rvq_search: x has D=", num_str(x.size(1)),
+              " but codebooks have D=", num_str(codebooks.size(2)));
+  TORCH_CHECK(x.size(1) > 0, "rvq_search: D must be >= 1, got x shape ", shape_str(x));
   TORCH_CHECK(codebooks.size(0) > 0 && codebooks.size(1) > 0, "rvq_search: codebooks need L >= 1 and K >= 1, got ",
-              codebooks.sizes());
+              shape_str(codebooks));
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "rvq_search: x must be float32 or float64, got ", x.scalar_type());
-  TORCH_CHECK(codebooks.scalar_type() == x.scalar_type(), "rvq_search: codebooks dtype ", codebooks.scalar_type(),
-              " differs from x dtype ", x.scalar_type());
-  TORCH_CHECK(codebooks.device() == x.device(), "rvq_search: codebooks on ", codebooks.device(), " but x on ",
-              x.device());
+              "rvq_search: x must be float32 or float64, got ", dtype_str(x));
+  TORCH_CHECK(codebooks.scalar_type() == x.scalar_type(), "rvq_search: codebooks dtype ", dtype_str(codebooks),
+              " differs from x dtype ", dtype_str(x));
+  TORCH_CHECK(codebooks.device() == x.device(), "rvq_search: codebooks on ", device_str(codebooks), " but x on ",
+              device_str(x));
   TORCH_CHECK(temperature >= 0 && std::isfinite(temperature), "rvq_search: temperature must be finite and >= 0, got ",
-              temperature);
+              num_str(temperature));
 }
 
 RVQResult rvq_search_cpu(const at::Tensor& x, const at::Tensor& codebooks, double temperature, int64_t seed);

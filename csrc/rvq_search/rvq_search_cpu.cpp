@@ -70,7 +70,7 @@ void rvq_search_cpu_kernel(const scalar_t* x, const scalar_t* books, const at::T
 
 RVQResult rvq_search_cpu(const at::Tensor& x_in, const at::Tensor& codebooks_in, double temperature, int64_t seed) {
   check_rvq_inputs(x_in, codebooks_in, temperature);
-  TORCH_CHECK(x_in.device().is_cpu(), "rvq_search (cpp backend): x must be a CPU tensor, got ", x_in.device());
+  TORCH_CHECK(x_in.device().is_cpu(), "rvq_search (cpp backend): x must be a CPU tensor, got ", device_str(x_in));
   const at::Tensor x = x_in.contiguous();
   const at::Tensor books = codebooks_in.contiguous();
   const int64_t N = x.size(0), D = x.size(1), L = books.size(0), K = books.size(1);

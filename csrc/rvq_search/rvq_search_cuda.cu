@@ -309,7 +309,7 @@ void launch_scores<float>(bool tensor_cores, dim3 grid, cudaStream_t stream, con
 
 RVQResult rvq_search_cuda(const at::Tensor& x_in, const at::Tensor& codebooks_in, double temperature, int64_t seed) {
   check_rvq_inputs(x_in, codebooks_in, temperature);
-  TORCH_CHECK(x_in.is_cuda(), "rvq_search (cuda backend): x must be a CUDA tensor, got ", x_in.device());
+  TORCH_CHECK(x_in.is_cuda(), "rvq_search (cuda backend): x must be a CUDA tensor, got ", device_str(x_in));
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
   const at::Tensor books = codebooks_in.contiguous();
