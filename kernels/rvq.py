@@ -87,6 +87,7 @@ def _update_kernel(x_ptr, book_ptr, part_val_ptr, part_idx_ptr, codes_ptr, quant
     first = tl.min(tl.where(vals == best[:, None], parts[None, :], BLOCK_P), axis=1)
     first = tl.minimum(first, n_parts - 1)
     code = tl.load(part_idx_ptr + rows64 * n_parts + first, mask=row_ok, other=0).to(tl.int64)
+    code = tl.where(code < K, code, 0)  # all scores NaN (rejected input, checked after the launch): stay in bounds
     tl.store(codes_ptr + rows64 * L + level, code, mask=row_ok)
     for d0 in range(0, D, BLOCK_D):
         dims = d0 + tl.arange(0, BLOCK_D)
@@ -122,9 +123,12 @@ def rvq_search_triton(x: torch.Tensor, codebooks: torch.Tensor, temperature: flo
     part_val = torch.empty(n, n_parts, dtype=x.dtype, device=x.device)
     part_idx = torch.empty(n, n_parts, dtype=torch.int32, device=x.device)
     norms = codebooks.square().sum(-1)
-    # Per-level Gumbel stream keys, computed on the host exactly as the reference does.
-    keys = torch.tensor([gumbel_level_key(seed, level) for level in range(levels)] if temperature > 0 else [0],
-                        dtype=torch.int64, device=x.device)
+    # Per-level Gumbel stream keys, computed on the host exactly as the reference does (greedy search reads
+    # none: any tensor will do, and skipping the host-to-device copy keeps launches asynchronous).
+    keys = norms
+    if temperature > 0:
+        keys = torch.tensor([gumbel_level_key(seed, level) for level in range(levels)], dtype=torch.int64,
+                            device=x.device)
     score_grid = (triton.cdiv(n, block_n), n_parts)
     update_block = 32
     update_grid = (triton.cdiv(n, update_block),)

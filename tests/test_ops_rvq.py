@@ -152,13 +152,16 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("backend", ["torch", "cpp", "triton", "cuda"])
+@pytest.mark.parametrize("backend,device", FUSED + [pytest.param("torch", "cpu", id="torch")])
 @pytest.mark.parametrize("case", range(len(BAD_INPUTS)))
-def test_bad_input_names_the_argument(backend, case):
+def test_bad_input_names_the_argument(backend, device, case):
     make, error, message = BAD_INPUTS[case]
     x, books = make_inputs(10, 7, 6, 2)
+    x, books = make(x, books)
+    if device == "cuda" and isinstance(x, torch.Tensor):
+        x, books = x.cuda(), books.cuda()
     with pytest.raises(error, match=message):
-        rvq_search(*make(x, books), backend=backend)
+        rvq_search(x, books, backend=backend)
 
 
 def test_bad_temperature_and_backend():

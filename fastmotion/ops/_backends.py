@@ -58,6 +58,13 @@ def _triton_interpreted() -> bool:
 
 def backends() -> dict[str, BackendStatus]:
     """Every backend with whether it can run here and, if not, why."""
+    key = ("status", _triton_interpreted())  # the only input that may change while a process runs
+    if key not in _CACHE:
+        _CACHE[key] = _backend_status()
+    return dict(_CACHE[key])
+
+
+def _backend_status() -> dict[str, BackendStatus]:
     status = {"torch": BackendStatus(True, "pure PyTorch reference, any device")}
     ext, why = _compiled_module()
     status["cpp"] = BackendStatus(True, "C++/OpenMP kernels in fastmotion._C") if ext else BackendStatus(False, why)

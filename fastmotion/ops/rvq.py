@@ -20,11 +20,16 @@ def _check_tensor(name: str, value, rank: int, layout: str) -> None:
         raise ValueError(f"rvq_search: {name} must be {rank}-D {layout}, got shape {tuple(value.shape)}")
 
 
-def _check_finite(x: torch.Tensor, codebooks: torch.Tensor) -> None:
+def _finite_flag(x: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor | None:
+    """A 0-d bool tensor, True when x and codebooks hold no NaN/inf; computed without waiting for the device."""
     if torch.compiler.is_compiling():  # a data-dependent check would break the graph; eager calls check
-        return
-    # One host-device synchronisation for both tensors; details only on the error path.
-    if bool(torch.isfinite(x).all() & torch.isfinite(codebooks).all()):
+        return None
+    return torch.isfinite(x).all() & torch.isfinite(codebooks).all()
+
+
+def _raise_if_not_finite(flag: torch.Tensor | None, x: torch.Tensor, codebooks: torch.Tensor) -> None:
+    """Reads the flag (one host-device sync); details are only computed on the error path."""
+    if flag is None or bool(flag):
         return
     for name, value in (("x", x), ("codebooks", codebooks)):
         bad = int((~torch.isfinite(value)).sum())
@@ -47,7 +52,6 @@ def validate_rvq_inputs(x, codebooks, temperature) -> None:
         raise ValueError(f"rvq_search: codebooks are on {codebooks.device} but x is on {x.device}")
     if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature < 0:
         raise ValueError(f"rvq_search: temperature must be a finite number >= 0, got {temperature!r}")
-    _check_finite(x, codebooks)
 
 
 def _draw_seed(generator: torch.Generator | None) -> int:
@@ -121,6 +125,12 @@ def rvq_search(x: torch.Tensor, codebooks: torch.Tensor, *, temperature: float =
     name = resolve_backend(backend, x, "rvq_search")
     temperature = float(temperature)
     seed = _draw_seed(generator) if temperature > 0 else 0
+    # The NaN/inf check is enqueued before the search and read after it, so that on a GPU its synchronisation
+    # overlaps the kernels instead of stalling the launches; a bad input still raises and returns nothing.
+    finite = _finite_flag(x, codebooks)
     if name == "torch":
-        return reference.rvq_search(x, codebooks, temperature, seed)
-    return _RVQSearch.apply(x, codebooks, temperature, seed, name)
+        out = reference.rvq_search(x, codebooks, temperature, seed)
+    else:
+        out = _RVQSearch.apply(x, codebooks, temperature, seed, name)
+    _raise_if_not_finite(finite, x, codebooks)
+    return out
