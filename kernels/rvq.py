@@ -44,8 +44,9 @@ def _gumbel(level_key, rows, codes):
 def _scores_kernel(r_ptr, book_ptr, norms_ptr, keys_ptr, part_val_ptr, part_idx_ptr, N, K, D, level, n_parts,
                    temperature, SAMPLE: tl.constexpr, IS_FP64: tl.constexpr, PRECISION: tl.constexpr,
                    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
-    part = tl.program_id(1)
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    # Code tiles vary fastest across programs: the programs sharing a row tile run together and hit L2.
+    part = tl.program_id(0)
+    rows = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     codes = part * BLOCK_K + tl.arange(0, BLOCK_K)
     row_ok, code_ok = rows < N, codes < K
     rows64, codes64 = rows.to(tl.int64), codes.to(tl.int64)
@@ -129,7 +130,7 @@ def rvq_search_triton(x: torch.Tensor, codebooks: torch.Tensor, temperature: flo
     if temperature > 0:
         keys = torch.tensor([gumbel_level_key(seed, level) for level in range(levels)], dtype=torch.int64,
                             device=x.device)
-    score_grid = (triton.cdiv(n, block_n), n_parts)
+    score_grid = (n_parts, triton.cdiv(n, block_n))
     update_block = 32
     update_grid = (triton.cdiv(n, update_block),)
     for level in range(levels):
