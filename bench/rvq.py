@@ -181,7 +181,8 @@ def format_table(rows: list[Row]) -> str:
     lines = [f"{'backend':>8} {'N':>6} {'median ms':>10} {'vs torch':>9} {'peak extra MiB':>15}"]
     for r in rows:
         mem = "n/a" if r.peak_extra_mib is None else f"{r.peak_extra_mib:.2f}"
-        lines.append(f"{r.backend:>8} {r.n:>6} {r.median_ms:>10.2f} {r.speedup_vs_torch:>8.2f}x {mem:>15}")
+        speedup = "-" if r.speedup_vs_torch != r.speedup_vs_torch else f"{r.speedup_vs_torch:.2f}x"  # NaN: no torch row
+        lines.append(f"{r.backend:>8} {r.n:>6} {r.median_ms:>10.2f} {speedup:>9} {mem:>15}")
     return "\n".join(lines)
 
 

@@ -123,7 +123,7 @@ def rvq_search_triton(x: torch.Tensor, codebooks: torch.Tensor, temperature: flo
     n_parts = triton.cdiv(k, block_k)
     part_val = torch.empty(n, n_parts, dtype=x.dtype, device=x.device)
     part_idx = torch.empty(n, n_parts, dtype=torch.int32, device=x.device)
-    norms = codebooks.square().sum(-1)
+    norms = torch.einsum("lkd,lkd->lk", codebooks, codebooks)  # no [L, K, D] temporary
     # Per-level Gumbel stream keys, computed on the host exactly as the reference does (greedy search reads
     # none: any tensor will do, and skipping the host-to-device copy keeps launches asynchronous).
     keys = norms

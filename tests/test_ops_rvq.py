@@ -50,6 +50,16 @@ def test_matches_reference(backend, device, dtype, shape):
     assert_rvq_valid(x, books, out, ref)
 
 
+@pytest.mark.skipif(not backends()["cpp"].available, reason="fastmotion._C not built")
+@pytest.mark.parametrize("route", ["packed", "blas", "aten"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_cpp_gemm_routes_agree(route, dtype, monkeypatch):
+    """Every GEMM route of the cpp backend (MKL packed, Fortran BLAS, at::addmm) gives a valid search."""
+    monkeypatch.setenv("FASTMOTION_CPP_GEMM", route)
+    x, books = make_inputs(300, 130, 100, 3, dtype)
+    assert_rvq_valid(x, books, rvq_search(x, books, backend="cpp"), rvq_search(x, books, backend="torch"))
+
+
 @pytest.mark.parametrize("backend,device", FUSED)
 def test_noncontiguous_inputs(backend, device):
     x, books = make_inputs(150, 70, 33, 3, device=device, noncontiguous=True)

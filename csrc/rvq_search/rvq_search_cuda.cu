@@ -318,7 +318,8 @@ RVQResult rvq_search_cuda(const at::Tensor& x_in, const at::Tensor& codebooks_in
   at::Tensor quantized = at::empty({N, D}, x.options());
   at::Tensor residual = at::empty({N, D}, x.options());
   if (N == 0) return {codes, quantized, residual};
-  const at::Tensor norms = books.square().sum(-1).contiguous();  // [L, K]
+  // [L, K] squared code norms, without an [L, K, D] temporary
+  const at::Tensor norms = at::einsum("lkd,lkd->lk", {books, books}).contiguous();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   int major = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, x.get_device()));
