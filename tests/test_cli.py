@@ -1,0 +1,42 @@
+"""The `fastmotion` command, run as a real subprocess."""
+import json
+import subprocess
+import sys
+
+
+def fastmotion(*args, check=True):
+    done = subprocess.run([sys.executable, "-m", "fastmotion.cli", *args], capture_output=True, text=True)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_help_teaches():
+    out = fastmotion("--help").stdout
+    assert "backends" in out and "bench" in out
+    rvq_help = fastmotion("bench", "rvq", "--help").stdout
+    assert "Example:" in rvq_help and "fastmotion bench rvq --n 4096" in rvq_help
+
+
+def test_backends_lists_every_backend_with_a_reason():
+    lines = fastmotion("backends").stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["torch", "cpp", "triton", "cuda"]
+    assert all(len(line.split()) > 2 for line in lines)  # yes/no followed by why
+
+
+def test_bench_rvq_writes_json(tmp_path):
+    path = tmp_path / "rvq.json"
+    done = fastmotion("bench", "rvq", "--n", "64", "--backend", "torch", "--device", "cpu", "--json", str(path))
+    assert "median ms" in done.stdout
+    figures = json.loads(path.read_text())
+    assert figures["L"] == 6 and figures["K"] == 512 and figures["D"] == 512
+    (row,) = figures["rows"]
+    assert row["backend"] == "torch" and row["n"] == 64 and row["median_ms"] > 0 and row["speedup_vs_torch"] == 1.0
+    assert figures["environment"]["torch"]
+
+
+def test_bench_rejects_bad_options():
+    done = fastmotion("bench", "rvq", "--n", "0", check=False)
+    assert done.returncode != 0 and "--n" in done.stderr
+    done = fastmotion("bench", "rvq", "--backend", "nope", check=False)
+    assert done.returncode != 0 and "nope" in done.stderr
