@@ -78,22 +78,29 @@ def available_backends(device: str) -> list[str]:
     return names
 
 
-def time_case(fn, device: str, min_repeats: int = 5, min_seconds: float = 1.0) -> float:
-    """Median seconds per call after two warm-up calls."""
+def time_cases(fns: dict, device: str, min_repeats: int = 5, min_seconds: float = 1.0) -> dict:
+    """Median seconds per call of each closure, after two warm-up calls each.
+
+    Rounds interleave the closures (one call of each per round), so that a slow spell of a shared machine
+    hits every backend alike instead of whichever ran at that moment."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    for _ in range(2):
+    for fn in fns.values():
+        fn()
         fn()
     sync()
-    times: list[float] = []
+    times: dict = {name: [] for name in fns}
     start = time.perf_counter()
-    while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 200:
+    rounds = 0
+    while rounds < min_repeats or time.perf_counter() - start < min_seconds * len(fns):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+        rounds += 1
+        if rounds >= 200:
             break
-    return statistics.median(times)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 _PROBE = r"""
@@ -149,12 +156,12 @@ def run(sizes=SIZES, names=None, device: str | None = None, progress=print) -> l
     names = names or available_backends(device)
     rows = []
     for n in sizes:
-        reference_ms = None
-        for backend in sorted(names, key=lambda b: b != "torch"):  # reference first: speed-ups need it
-            progress(f"  {backend:>6} N={n} ...")
-            ms = time_case(make_case(backend, n, device), device) * 1e3
-            if backend == "torch":
-                reference_ms = ms
+        progress(f"  N={n}: timing {', '.join(names)} ...")
+        medians = time_cases({b: make_case(b, n, device) for b in names}, device)
+        reference_ms = medians["torch"] * 1e3 if "torch" in medians else None
+        for backend in names:
+            progress(f"  N={n}: peak memory of {backend} ...")
+            ms = medians[backend] * 1e3
             mem = peak_extra_bytes(backend, n, device)
             rows.append(Row(backend, n, device, ms, reference_ms / ms if reference_ms else float("nan"),
                             None if mem is None else mem / 2**20))
