@@ -61,6 +61,13 @@ def test_cpp_gemm_routes_agree(route, dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("levels", range(1, 9))
+def test_every_level_count(backend, device, levels):
+    x, books = make_inputs(70, 45, 20, levels, device=device, seed=levels)
+    assert_rvq_valid(x, books, rvq_search(x, books, backend=backend), rvq_search(x, books, backend="torch"))
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
 def test_noncontiguous_inputs(backend, device):
     x, books = make_inputs(150, 70, 33, 3, device=device, noncontiguous=True)
     out = rvq_search(x, books, backend=backend)
@@ -172,6 +179,15 @@ def test_bad_input_names_the_argument(backend, device, case):
         x, books = x.cuda(), books.cuda()
     with pytest.raises(error, match=message):
         rvq_search(x, books, backend=backend)
+
+
+def test_huge_finite_values_are_not_mistaken_for_inf():
+    # The fast finite check sums the inputs; an overflowing sum must fall back to the exact check, not raise.
+    x = torch.full((4, 3), 3e38)
+    books = torch.zeros(1, 2, 3)
+    books[0, 1] = 1.0
+    codes, _, _ = rvq_search(x, books, backend="torch")
+    assert codes.shape == (4, 1)
 
 
 def test_bad_temperature_and_backend():

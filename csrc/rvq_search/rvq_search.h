@@ -1,6 +1,7 @@
 // Residual-VQ search: for each row of x, L levels in turn pick the nearest code (squared L2) to what the
 // previous levels left. Definition: fastmotion/ops/reference.py::rvq_search.
 #pragma once
+#include <ATen/ATen.h>
 #include <torch/types.h>
 
 #include <cmath>
@@ -29,6 +30,26 @@ inline void check_rvq_inputs(const at::Tensor& x, const at::Tensor& codebooks, d
               device_str(x));
   TORCH_CHECK(temperature >= 0 && std::isfinite(temperature), "rvq_search: temperature must be finite and >= 0, got ",
               num_str(temperature));
+}
+
+// What every backend starts from: contiguous inputs, outputs allocated like x, and the squared code norms
+// ([L, K], computed without an [L, K, D] temporary; left undefined when N == 0).
+struct RVQProblem {
+  at::Tensor x, books, norms, codes, quantized, residual;
+  int64_t N, D, L, K;
+  RVQResult result() const { return {codes, quantized, residual}; }
+};
+
+inline RVQProblem prepare_rvq(const at::Tensor& x_in, const at::Tensor& codebooks_in) {
+  RVQProblem p;
+  p.x = x_in.contiguous();
+  p.books = codebooks_in.contiguous();
+  p.N = p.x.size(0), p.D = p.x.size(1), p.L = p.books.size(0), p.K = p.books.size(1);
+  p.codes = at::empty({p.N, p.L}, p.x.options().dtype(at::kLong));
+  p.quantized = at::empty({p.N, p.D}, p.x.options());
+  p.residual = at::empty({p.N, p.D}, p.x.options());
+  if (p.N > 0) p.norms = at::einsum("lkd,lkd->lk", {p.books, p.books}).contiguous();
+  return p;
 }
 
 RVQResult rvq_search_cpu(const at::Tensor& x, const at::Tensor& codebooks, double temperature, int64_t seed);

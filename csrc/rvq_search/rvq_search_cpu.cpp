@@ -170,21 +170,14 @@ void rvq_search_cpu_kernel(const at::Tensor& x_t, const at::Tensor& books_t, con
 RVQResult rvq_search_cpu(const at::Tensor& x_in, const at::Tensor& codebooks_in, double temperature, int64_t seed) {
   check_rvq_inputs(x_in, codebooks_in, temperature);
   TORCH_CHECK(x_in.device().is_cpu(), "rvq_search (cpp backend): x must be a CPU tensor, got ", device_str(x_in));
-  const at::Tensor x = x_in.contiguous();
-  const at::Tensor books = codebooks_in.contiguous();
-  const int64_t N = x.size(0), D = x.size(1), L = books.size(0), K = books.size(1);
-  at::Tensor codes = at::empty({N, L}, x.options().dtype(at::kLong));
-  at::Tensor quantized = at::empty({N, D}, x.options());
-  at::Tensor residual = at::empty({N, D}, x.options());
-  if (N == 0) return {codes, quantized, residual};
-  // [L, K] squared code norms, without an [L, K, D] temporary
-  const at::Tensor norms = at::einsum("lkd,lkd->lk", {books, books}).contiguous();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rvq_search_cpu", [&] {
-    rvq_search_cpu_kernel<scalar_t>(x, books, norms, static_cast<scalar_t>(temperature), static_cast<uint32_t>(seed),
-                                    codes.data_ptr<int64_t>(), quantized.data_ptr<scalar_t>(),
-                                    residual.data_ptr<scalar_t>());
+  const RVQProblem p = prepare_rvq(x_in, codebooks_in);
+  if (p.N == 0) return p.result();
+  AT_DISPATCH_FLOATING_TYPES(p.x.scalar_type(), "rvq_search_cpu", [&] {
+    rvq_search_cpu_kernel<scalar_t>(p.x, p.books, p.norms, static_cast<scalar_t>(temperature),
+                                    static_cast<uint32_t>(seed), p.codes.data_ptr<int64_t>(),
+                                    p.quantized.data_ptr<scalar_t>(), p.residual.data_ptr<scalar_t>());
   });
-  return {codes, quantized, residual};
+  return p.result();
 }
 
 }  // namespace fastmotion

@@ -311,15 +311,10 @@ RVQResult rvq_search_cuda(const at::Tensor& x_in, const at::Tensor& codebooks_in
   check_rvq_inputs(x_in, codebooks_in, temperature);
   TORCH_CHECK(x_in.is_cuda(), "rvq_search (cuda backend): x must be a CUDA tensor, got ", device_str(x_in));
   const c10::cuda::CUDAGuard guard(x_in.device());
-  const at::Tensor x = x_in.contiguous();
-  const at::Tensor books = codebooks_in.contiguous();
-  const int64_t N = x.size(0), D = x.size(1), L = books.size(0), K = books.size(1);
-  at::Tensor codes = at::empty({N, L}, x.options().dtype(at::kLong));
-  at::Tensor quantized = at::empty({N, D}, x.options());
-  at::Tensor residual = at::empty({N, D}, x.options());
-  if (N == 0) return {codes, quantized, residual};
-  // [L, K] squared code norms, without an [L, K, D] temporary
-  const at::Tensor norms = at::einsum("lkd,lkd->lk", {books, books}).contiguous();
+  const RVQProblem p = prepare_rvq(x_in, codebooks_in);
+  if (p.N == 0) return p.result();
+  const at::Tensor &x = p.x, &books = p.books, &norms = p.norms;
+  const int64_t N = p.N, D = p.D, L = p.L, K = p.K;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   int major = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, x.get_device()));
@@ -336,7 +331,7 @@ RVQResult rvq_search_cuda(const at::Tensor& x_in, const at::Tensor& codebooks_in
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rvq_search_cuda", [&] {
     const scalar_t* x_ptr = x.data_ptr<scalar_t>();
     for (int64_t level = 0; level < L; ++level) {
-      const scalar_t* r = level == 0 ? x_ptr : residual.data_ptr<scalar_t>();
+      const scalar_t* r = level == 0 ? x_ptr : p.residual.data_ptr<scalar_t>();
       const scalar_t* book = books.data_ptr<scalar_t>() + level * K * D;
       const scalar_t* norm = norms.data_ptr<scalar_t>() + level * K;
       const uint32_t level_key = gumbel_level_key(static_cast<uint32_t>(seed), static_cast<uint32_t>(level));
@@ -346,11 +341,11 @@ RVQResult rvq_search_cuda(const at::Tensor& x_in, const at::Tensor& codebooks_in
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       update_kernel<scalar_t><<<update_grid, kUpdateThreads, 0, stream>>>(
           x_ptr, book, part_val.data_ptr<scalar_t>(), part_idx.data_ptr<int32_t>(), N, K, D, L, level, n_parts,
-          codes.data_ptr<int64_t>(), quantized.data_ptr<scalar_t>(), residual.data_ptr<scalar_t>());
+          p.codes.data_ptr<int64_t>(), p.quantized.data_ptr<scalar_t>(), p.residual.data_ptr<scalar_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
-  return {codes, quantized, residual};
+  return p.result();
 }
 
 }  // namespace fastmotion
