@@ -89,21 +89,22 @@ def _backend_status() -> dict[str, BackendStatus]:
     return status
 
 
-def resolve_backend(requested: str | None, tensor: torch.Tensor, op: str) -> str:
-    """The backend `op` runs on for inputs living where `tensor` lives; raises when the choice cannot run."""
+def resolve_backend(requested: str | None, tensor: torch.Tensor, op: str, implemented=BACKENDS) -> str:
+    """The backend `op` runs on for inputs living where `tensor` lives; raises when the choice cannot run.
+
+    `implemented`: the backends this op has (an op gains its fused backends one by one)."""
     source = "backend="
     if requested is None and os.environ.get("FASTMOTION_BACKEND"):
         requested, source = os.environ["FASTMOTION_BACKEND"], "FASTMOTION_BACKEND"
     on_cuda = tensor.is_cuda
     if requested is None:
-        if on_cuda:
-            order = ("cuda", "triton", "torch")
-        else:
-            order = ("cpp", "torch")
+        order = ("cuda", "triton", "torch") if on_cuda else ("cpp", "torch")
         status = backends()
-        return next(name for name in order if status[name].available)
+        return next(name for name in order if status[name].available and name in implemented)
     if requested not in BACKENDS:
         raise ValueError(f"{op}: {source} must be one of {', '.join(BACKENDS)}; got {requested!r}")
+    if requested not in implemented:
+        raise NotImplementedError(f"{op}: no {requested!r} backend yet (this op has: {', '.join(implemented)})")
     state = backends()[requested]
     if not state.available:
         raise RuntimeError(f"{op}: backend {requested!r} (from {source}) is unavailable: {state.reason}")

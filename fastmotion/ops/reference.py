@@ -75,3 +75,127 @@ def rvq_search(x: torch.Tensor, codebooks: torch.Tensor, temperature: float = 0.
         codes.append(idx)
     codes = torch.stack(codes, dim=1) if codes else torch.empty(x.shape[0], 0, dtype=torch.int64, device=x.device)
     return codes, quantized, residual
+
+
+# ---- geometry: projections and reprojection losses ---------------------------------------------------------
+
+
+def project_weak_perspective(points: torch.Tensor, rotations: torch.Tensor, scale=1.0, offset=None) -> torch.Tensor:
+    """Many rotated orthographic views of the same motions (Free3D's Phi).
+
+    points [B, T, J, 3]; rotations [B, V, 3, 3] (per motion) or [V, 3, 3] (shared);
+    scale: a number or a tensor broadcastable to [B, V]; offset: None, [2] or [B, V, 2].
+    view v of motion b:  out[b, v, t, j] = scale[b, v] * (R[b, v] @ p[b, t, j])[:2] + offset[b, v]
+    Returns [B, V, T, J, 2].
+    """
+    if rotations.dim() == 3:
+        rotations = rotations.unsqueeze(0).expand(points.shape[0], -1, -1, -1)
+    # Only the first two rows of each rotation matter: the dropped third coordinate is the depth.
+    views = torch.einsum("bvij,btkj->bvtki", rotations[:, :, :2, :], points)
+    scale = torch.as_tensor(scale, dtype=points.dtype, device=points.device)
+    views = views * scale.expand(rotations.shape[:2]).reshape(*rotations.shape[:2], 1, 1, 1)
+    if offset is not None:
+        offset = torch.as_tensor(offset, dtype=points.dtype, device=points.device)
+        views = views + offset.expand(*rotations.shape[:2], 2).reshape(*rotations.shape[:2], 1, 1, 2)
+    return views
+
+
+def normalized_keypoints(keypoints: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Pixel keypoints [B, ..., 2] -> normalised image coordinates K^-1 [k, 1] (first two entries) [B, ..., 2]."""
+    fx, fy = K[:, 0, 0], K[:, 1, 1]
+    skew, cx, cy = K[:, 0, 1], K[:, 0, 2], K[:, 1, 2]
+    shape = (-1,) + (1,) * (keypoints.dim() - 2)
+    v = (keypoints[..., 1] - cy.view(shape)) / fy.view(shape)
+    u = (keypoints[..., 0] - cx.view(shape) - skew.view(shape) * v) / fx.view(shape)
+    return torch.stack([u, v], dim=-1)
+
+
+def camera_frame(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """World points [B, ..., 3] -> camera frame R p + t (OpenCV: x right, y down, z forward)."""
+    shape = (R.shape[0],) + (1,) * (points.dim() - 2)
+    return torch.einsum("bij,b...j->b...i", R, points) + t.view(*shape, 3)
+
+
+def reprojection_loss(points, keypoints, K, R, t, *, depth_weighted=True, min_depth=0.1, weights=None, mask=None,
+                      velocity=False, detach_depth=True, reduction="mean"):
+    """VideoMDM's depth-aware 2D reprojection loss.
+
+    points [B, T, J, 3] world; keypoints [B, T, J, 2] pixels; K [B, 3, 3]; R [B, 3, 3]; t [B, 3].
+    c = R p + t, z = c_z, residual e = c_xy / z - n with n = K^-1 [k, 1] (normalised image coordinates).
+    Per joint: ||z e||^2 when depth_weighted (2D loss = 3D MSE in expectation, VideoMDM app. A; z is detached
+    unless detach_depth=False), else ||e||^2. Joints with z < min_depth, or mask == False, contribute nothing.
+    weights (broadcastable to [B, T, J]) scale each joint's term.
+    velocity=True: the same on frame differences, e_t = (c_xy/z)_{t+1} - (c_xy/z)_t - (n_{t+1} - n_t), depth
+    weight the mean of the two frames' z, valid where both frames are; needs T >= 2.
+    reduction: "mean" (over valid joint terms, weighted sum / number of valid terms), "sum", or "none"
+    (per-joint terms [B, T(-1), J], zero where invalid).
+    """
+    c = camera_frame(points, R, t)
+    z = c[..., 2]
+    valid = z >= min_depth
+    if mask is not None:
+        valid = valid & mask
+    # Invalid joints: a safe depth so that no inf/NaN reaches the gradient (their terms are zeroed anyway).
+    z_safe = torch.where(valid, z, torch.ones_like(z))
+    proj = c[..., :2] / z_safe.unsqueeze(-1)
+    n = normalized_keypoints(torch.where(valid.unsqueeze(-1), keypoints, torch.zeros_like(keypoints)), K)
+    e = proj - n
+    depth = z_safe.detach() if detach_depth else z_safe
+    if velocity:
+        e = e[:, 1:] - e[:, :-1]
+        depth = 0.5 * (depth[:, 1:] + depth[:, :-1])
+        valid = valid[:, 1:] & valid[:, :-1]
+    per_joint = (e * e).sum(-1)
+    if depth_weighted:
+        per_joint = per_joint * depth * depth
+    if weights is not None:
+        w = torch.as_tensor(weights, dtype=per_joint.dtype, device=per_joint.device)
+        if velocity:
+            w = w.expand(valid.shape[0], valid.shape[1] + 1, valid.shape[2])[:, 1:]
+        per_joint = per_joint * w
+    per_joint = torch.where(valid, per_joint, torch.zeros_like(per_joint))
+    if reduction == "none":
+        return per_joint
+    if reduction == "sum":
+        return per_joint.sum()
+    return per_joint.sum() / valid.sum().clamp_min(1)
+
+
+def ray_project(points, keypoints, K, R, t):
+    """Closest point to each 3D point on the camera ray through its keypoint (VideoMDM appendix B).
+
+    points [B, ..., J, 3] world; keypoints [B, ..., J, 2] pixels; K, R [B, 3, 3]; t [B, 3].
+    Camera centre o = -R^T t; ray direction d = R^T K^-1 [k, 1]; result o + ((p - o) . d / (d . d)) d.
+    Differentiable in points. Returns [B, ..., J, 3].
+    """
+    n = normalized_keypoints(keypoints, K)
+    ray_cam = torch.cat([n, torch.ones_like(n[..., :1])], dim=-1)
+    direction = torch.einsum("bji,b...j->b...i", R, ray_cam)  # R^T applied
+    centre = -torch.einsum("bji,bj->bi", R, t)
+    shape = (R.shape[0],) + (1,) * (points.dim() - 2)
+    centre = centre.view(*shape, 3)
+    along = ((points - centre) * direction).sum(-1, keepdim=True) / (direction * direction).sum(-1, keepdim=True)
+    return centre + along * direction
+
+
+def sample_view_rotations(num_views: int, batch: int | None = None, *, max_pitch: float = 0.35,
+                          max_roll: float = 0.15, generator: torch.Generator | None = None,
+                          dtype=torch.float32, device=None) -> torch.Tensor:
+    """Random viewing rotations for Free3D's rotated views: yaw uniform in [-pi, pi) about the up axis (y),
+    pitch (about x) and roll (about z) uniform in [-max, max] radians. Seeded by `generator`.
+    Returns [V, 3, 3], or [batch, V, 3, 3] when batch is given."""
+    shape = (num_views,) if batch is None else (batch, num_views)
+    u = torch.rand(*shape, 3, generator=generator, dtype=torch.float64)
+    yaw = (u[..., 0] * 2 - 1) * torch.pi
+    pitch = (u[..., 1] * 2 - 1) * max_pitch
+    roll = (u[..., 2] * 2 - 1) * max_roll
+
+    def rot(axis, angle):
+        c, s = torch.cos(angle), torch.sin(angle)
+        o, z = torch.ones_like(angle), torch.zeros_like(angle)
+        rows = {"x": [[o, z, z], [z, c, -s], [z, s, c]], "y": [[c, z, s], [z, o, z], [-s, z, c]],
+                "z": [[c, -s, z], [s, c, z], [z, z, o]]}[axis]
+        return torch.stack([torch.stack(r, dim=-1) for r in rows], dim=-2)
+
+    rotations = rot("z", roll) @ rot("x", pitch) @ rot("y", yaw)
+    return rotations.to(dtype=dtype, device=device)

@@ -1,0 +1,238 @@
+"""Geometry ops (reference backend so far): independent checks of the math, gradients, edge cases, bad input."""
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fastmotion.ops import project_weak_perspective, ray_project, reprojection_loss, sample_view_rotations
+from fastmotion.ops.reference import camera_frame
+
+
+def camera(batch, dtype=torch.float64, seed=0, skew=0.5):
+    g = torch.Generator().manual_seed(seed)
+    R = sample_view_rotations(1, batch, max_pitch=0.4, max_roll=0.2, generator=g, dtype=dtype)[:, 0]
+    t = torch.tensor([0.1, -0.2, 5.0], dtype=dtype).repeat(batch, 1) + 0.1 * torch.randn(batch, 3, generator=g,
+                                                                                         dtype=dtype)
+    K = torch.tensor([[900.0, skew, 500.0], [0.0, 950.0, 480.0], [0.0, 0.0, 1.0]], dtype=dtype).repeat(batch, 1, 1)
+    return K, R, t
+
+
+def motion(batch=2, frames=5, joints=22, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, frames, joints, 3, generator=g, dtype=dtype) * 0.5
+
+
+def pixels(points, K, R, t):
+    c = camera_frame(points, R, t)
+    uvw = torch.einsum("bij,b...j->b...i", K, c)
+    return uvw[..., :2] / uvw[..., 2:]
+
+
+# ---- project_weak_perspective -------------------------------------------------------------------------------
+def test_weak_perspective_definition_shared_and_per_batch():
+    p = motion()
+    R = sample_view_rotations(3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    shared = project_weak_perspective(p, R, scale=2.0, offset=torch.tensor([0.5, -1.0], dtype=torch.float64))
+    per_batch = project_weak_perspective(p, R.expand(2, 3, 3, 3), 2.0, torch.tensor([0.5, -1.0], dtype=p.dtype))
+    assert shared.shape == (2, 3, 5, 22, 2)
+    torch.testing.assert_close(shared, per_batch)
+    b, v, f, j = 1, 2, 3, 4
+    expected = 2.0 * (R[v] @ p[b, f, j])[:2] + torch.tensor([0.5, -1.0], dtype=p.dtype)
+    torch.testing.assert_close(shared[b, v, f, j], expected)
+    identity = project_weak_perspective(p, torch.eye(3, dtype=p.dtype)[None])
+    torch.testing.assert_close(identity[:, 0], p[..., :2])
+
+
+def test_weak_perspective_gradcheck():
+    p = motion(1, 3, 4).requires_grad_()
+    R = sample_view_rotations(2, 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64).requires_grad_()
+    scale = torch.tensor([[1.5, 0.7]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p, R, s: project_weak_perspective(p, R, s), (p, R, scale))
+
+
+def test_view_rotations_are_rotations_and_seeded():
+    R = sample_view_rotations(64, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    torch.testing.assert_close(R @ R.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand(64, 3, 3))
+    torch.testing.assert_close(torch.linalg.det(R), torch.ones(64, dtype=torch.float64))
+    again = sample_view_rotations(64, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert torch.equal(R, again)
+    up = R[:, :, 1]  # image of the world up axis: tilted by at most the pitch and roll bounds
+    assert (up[:, 1] >= math.cos(0.35 + 0.15) - 1e-9).all()
+
+
+def test_weak_perspective_bad_input():
+    p = motion()
+    R = torch.eye(3).expand(2, 3, 3, 3)
+    with pytest.raises(ValueError, match="points must be"):
+        project_weak_perspective(p[0], R.double())
+    with pytest.raises(TypeError, match="rotations has dtype torch.float32"):
+        project_weak_perspective(p, R)
+    with pytest.raises(ValueError, match="rotations have batch size 3"):
+        project_weak_perspective(p, torch.eye(3, dtype=p.dtype).expand(3, 2, 3, 3))
+    with pytest.raises(ValueError, match="offset of shape"):
+        project_weak_perspective(p, R.double(), offset=torch.zeros(3, dtype=p.dtype))
+    with pytest.raises(NotImplementedError, match="no 'cuda' backend yet"):
+        project_weak_perspective(p, R.double(), backend="cuda")
+    assert project_weak_perspective(p[:0], R.double()[:0]).shape == (0, 3, 5, 22, 2)
+
+
+# ---- reprojection_loss -------------------------------------------------------------------------------------
+def test_perspective_projection_agrees_with_opencv():
+    p = motion(3)
+    K, R, t = camera(3, skew=0.0)  # OpenCV's pinhole model has no skew
+    ours = pixels(p, K, R, t)
+    for b in range(3):
+        rvec, _ = cv2.Rodrigues(R[b].numpy())
+        cv, _ = cv2.projectPoints(p[b].reshape(-1, 3).numpy(), rvec, t[b].numpy(), K[b].numpy(), None)
+        np.testing.assert_allclose(ours[b].reshape(-1, 2).numpy(), cv.reshape(-1, 2), rtol=1e-9, atol=1e-6)
+
+
+def test_loss_is_zero_on_exact_keypoints_and_depth_weighted_otherwise():
+    p = motion()
+    K, R, t = camera(2)
+    k = pixels(p, K, R, t)
+    assert reprojection_loss(p, k, K, R, t).item() < 1e-20
+    shift = torch.zeros_like(k)
+    shift[..., 0] = K[:, 0, 0].view(2, 1, 1) * 0.01  # 0.01 in normalised coordinates along x
+    per_joint = reprojection_loss(p, k + shift, K, R, t, reduction="none")
+    z = camera_frame(p, R, t)[..., 2]
+    torch.testing.assert_close(per_joint, (0.01 * z) ** 2)  # ||z e||^2: 1 cm at 1 m depth per 0.01
+    plain = reprojection_loss(p, k + shift, K, R, t, depth_weighted=False, reduction="none")
+    torch.testing.assert_close(plain, torch.full_like(plain, 1e-4))
+
+
+def test_depth_weighted_loss_is_3d_error_orthogonal_to_the_ray():
+    # z * e is the offset, in the camera plane at depth z, between the point and the ray of its keypoint.
+    p = motion()
+    K, R, t = camera(2)
+    k = pixels(p + 0.05 * torch.randn_like(p), K, R, t)
+    c = camera_frame(p, R, t)
+    n = torch.linalg.solve(K[:, None, None], torch.cat([k, torch.ones_like(k[..., :1])], -1).unsqueeze(-1))[..., 0]
+    expected = ((c[..., :2] - c[..., 2:] * n[..., :2] / n[..., 2:]) ** 2).sum(-1)
+    torch.testing.assert_close(reprojection_loss(p, k, K, R, t, reduction="none"), expected)
+
+
+def test_min_depth_mask_weights_and_velocity():
+    p = motion()
+    K, R, t = camera(2)
+    k = pixels(p, K, R, t) + 3.0
+    z = camera_frame(p, R, t)[..., 2]
+    min_depth = float(z[0, 0, 0])  # this joint sits exactly at min_depth: it counts
+    terms = reprojection_loss(p, k, K, R, t, min_depth=min_depth, reduction="none")
+    assert terms[0, 0, 0] > 0
+    assert (terms[z < min_depth] == 0).all() and (terms[z >= min_depth] > 0).all()
+    mask = torch.ones(p.shape[:-1], dtype=torch.bool)
+    mask[1, 2] = False
+    k_nan = k.clone()
+    k_nan[1, 2] = float("nan")
+    masked = reprojection_loss(p, k_nan, K, R, t, mask=mask, reduction="none")
+    assert torch.isfinite(masked).all() and (masked[1, 2] == 0).all()
+    full = reprojection_loss(p, k, K, R, t, reduction="none")
+    torch.testing.assert_close(masked[mask], full[mask])
+    w = torch.rand(22, dtype=p.dtype)
+    torch.testing.assert_close(reprojection_loss(p, k, K, R, t, weights=w, reduction="none"), full * w)
+    assert reprojection_loss(p, k, K, R, t, reduction="sum").item() == pytest.approx(full.sum().item())
+    # velocity: a constant pixel offset has zero velocity error
+    vel = reprojection_loss(p, k, K, R, t, velocity=True, reduction="none")
+    assert vel.shape == (2, 4, 22) and vel.abs().max().item() < 1e-20
+
+
+def test_joints_behind_min_depth_get_no_gradient():
+    p = motion()
+    K, R, t = camera(2)
+    k = pixels(p, K, R, t) + 5.0
+    p = p.clone()
+    p[0, 1, 3] = -t[0] @ R[0]  # at the camera centre: depth 0
+    p.requires_grad_()
+    reprojection_loss(p, k, K, R, t).backward()
+    assert torch.isfinite(p.grad).all()
+    assert (p.grad[0, 1, 3] == 0).all() and (p.grad[0, 1, 4] != 0).any()
+
+
+@pytest.mark.parametrize("velocity", [False, True])
+@pytest.mark.parametrize("depth_weighted", [True, False])
+def test_reprojection_gradcheck(velocity, depth_weighted):
+    """Exact gradients (detach_depth=False; the detached weight is checked separately below)."""
+    detach_depth = False
+    p = motion(2, 3, 4, seed=5)
+    K, R, t = camera(2, seed=5)
+    k = pixels(p + 0.1, K, R, t)
+    mask = torch.ones(p.shape[:-1], dtype=torch.bool)
+    mask[0, 1, 2] = False
+    w = torch.rand(2, 3, 4, dtype=p.dtype) + 0.5
+    p[1, 2, 1] = -t[1] @ R[1] - 1.0 * R[1][2]  # behind the camera
+    p.requires_grad_()
+
+    def fn(p):
+        return reprojection_loss(p, k, K, R, t, weights=w, mask=mask, velocity=velocity,
+                                 depth_weighted=depth_weighted, detach_depth=detach_depth)
+
+    assert torch.autograd.gradcheck(fn, (p,))
+
+
+def test_detached_depth_weight_carries_no_gradient():
+    p = motion(2, 3, 4, seed=6)
+    K, R, t = camera(2, seed=6)
+    k = pixels(p + 0.1, K, R, t)
+    z0 = camera_frame(p, R, t)[..., 2]
+    p.requires_grad_()
+    (grad,) = torch.autograd.grad(reprojection_loss(p, k, K, R, t, reduction="sum"), p)
+    plain = reprojection_loss(p, k, K, R, t, depth_weighted=False, reduction="none")
+    (expected,) = torch.autograd.grad((plain * z0 * z0).sum(), p)  # z as a constant weight
+    torch.testing.assert_close(grad, expected)
+
+
+def test_reprojection_edge_cases_and_bad_input():
+    p = motion()
+    K, R, t = camera(2)
+    k = pixels(p, K, R, t)
+    empty = reprojection_loss(p[:0], k[:0], K[:0], R[:0], t[:0])
+    assert empty.item() == 0.0
+    with pytest.raises(ValueError, match="velocity=True needs T >= 2"):
+        reprojection_loss(p[:, :1], k[:, :1], K, R, t, velocity=True)
+    K_bad = K.clone()
+    K_bad[1, 0, 0] = 0
+    with pytest.raises(ValueError, match="K is degenerate"):
+        reprojection_loss(p, k, K_bad, R, t)
+    k_nan = k.clone()
+    k_nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="keypoints contain NaN"):
+        reprojection_loss(p, k_nan, K, R, t)
+    with pytest.raises(ValueError, match="keypoints .* must match points"):
+        reprojection_loss(p, k[:, :, :5], K, R, t)
+    with pytest.raises(TypeError, match="K has dtype torch.float32"):
+        reprojection_loss(p, k, K.float(), R, t)
+    with pytest.raises(ValueError, match="t has batch size 1"):
+        reprojection_loss(p, k, K, R, t[:1])
+    with pytest.raises(ValueError, match="mask must be a bool tensor"):
+        reprojection_loss(p, k, K, R, t, mask=torch.ones(2, 5, 22))
+    with pytest.raises(ValueError, match="reduction must be"):
+        reprojection_loss(p, k, K, R, t, reduction="max")
+
+
+# ---- ray_project ---------------------------------------------------------------------------------------------
+def test_ray_projection_lies_on_the_ray_and_is_closest():
+    p = motion(2, 4, 6)
+    K, R, t = camera(2)
+    k = pixels(p + 0.2 * torch.randn_like(p), K, R, t)
+    out = ray_project(p, k, K, R, t)
+    torch.testing.assert_close(pixels(out, K, R, t), k)  # on the ray: reprojects onto its keypoint
+    centre = -torch.einsum("bji,bj->bi", R, t).view(2, 1, 1, 3)
+    direction = out - centre
+    for step in (-0.3, -0.01, 0.01, 0.3):  # any other point of the ray is farther from p
+        other = centre + (1 + step) * direction
+        assert ((other - p).norm(dim=-1) > (out - p).norm(dim=-1)).all()
+    assert ((out - p) * direction).sum(-1).abs().max() < 1e-9  # the offset is orthogonal to the ray
+    on_ray = ray_project(out, k, K, R, t)
+    torch.testing.assert_close(on_ray, out)  # idempotent
+
+
+def test_ray_projection_gradcheck_and_leading_dims():
+    p = motion(2, 3, 4).requires_grad_()
+    K, R, t = camera(2)
+    k = pixels(p.detach() + 0.1, K, R, t)
+    assert torch.autograd.gradcheck(lambda p: ray_project(p, k, K, R, t), (p,))
+    flat = ray_project(p.detach().reshape(2, 12, 3), k.reshape(2, 12, 2), K, R, t)
+    torch.testing.assert_close(flat.reshape(2, 3, 4, 3), ray_project(p.detach(), k, K, R, t))
