@@ -4,13 +4,25 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "geometry/geometry.h"
 #include "rvq_search/rvq_search.h"
 
 TORCH_LIBRARY(fastmotion, m) {
   m.def("rvq_search(Tensor x, Tensor codebooks, float temperature, int seed) -> (Tensor, Tensor, Tensor)");
+  m.def("project_weak_perspective(Tensor points, Tensor rotations, Tensor scale, Tensor offset) -> Tensor");
+  m.def("project_weak_perspective_backward(Tensor grad_out, Tensor points, Tensor rotations, Tensor scale) -> "
+        "(Tensor, Tensor, Tensor, Tensor)");
+  m.def("ray_project(Tensor points, Tensor keypoints, Tensor K, Tensor R, Tensor t) -> Tensor");
+  m.def("ray_project_backward(Tensor grad_out, Tensor keypoints, Tensor K, Tensor R) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(fastmotion, CPU, m) { m.impl("rvq_search", &fastmotion::rvq_search_cpu); }
+TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
+  m.impl("rvq_search", &fastmotion::rvq_search_cpu);
+  m.impl("project_weak_perspective", &fastmotion::project_weak_perspective_cpu);
+  m.impl("project_weak_perspective_backward", &fastmotion::project_weak_perspective_backward_cpu);
+  m.impl("ray_project", &fastmotion::ray_project_cpu);
+  m.impl("ray_project_backward", &fastmotion::ray_project_backward_cpu);
+}
 
 #ifdef FASTMOTION_WITH_CUDA
 TORCH_LIBRARY_IMPL(fastmotion, CUDA, m) { m.impl("rvq_search", &fastmotion::rvq_search_cuda); }

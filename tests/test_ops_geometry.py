@@ -236,3 +236,77 @@ def test_ray_projection_gradcheck_and_leading_dims():
     assert torch.autograd.gradcheck(lambda p: ray_project(p, k, K, R, t), (p,))
     flat = ray_project(p.detach().reshape(2, 12, 3), k.reshape(2, 12, 2), K, R, t)
     torch.testing.assert_close(flat.reshape(2, 3, 4, 3), ray_project(p.detach(), k, K, R, t))
+
+
+# ---- fused backends against the reference ---------------------------------------------------------------------
+from fastmotion.ops import backends  # noqa: E402
+from fastmotion.ops.geometry import IMPLEMENTED  # noqa: E402
+
+CPU_FUSED = [pytest.param(b, marks=pytest.mark.skipif(not backends()[b].available, reason=backends()[b].reason))
+             for b in ("cpp",)]
+
+
+def _grads(fn, inputs):
+    inputs = [x.detach().clone().requires_grad_() for x in inputs]
+    out = fn(*inputs)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(9), dtype=out.dtype)
+    (out * weights).sum().backward()
+    return out.detach(), [x.grad for x in inputs]
+
+
+@pytest.mark.parametrize("backend", CPU_FUSED)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "per-batch"])
+def test_fused_projection_matches_reference(backend, dtype, shared):
+    assert backend in IMPLEMENTED["project_weak_perspective"]
+    p = motion(3, 7, 5, dtype=dtype)
+    R = sample_view_rotations(4, None if shared else 3, generator=torch.Generator().manual_seed(4), dtype=dtype)
+    scale = torch.tensor([[0.5], [1.0], [2.0]], dtype=dtype)  # per motion, broadcast over views
+    offset = torch.tensor([0.3, -0.2], dtype=dtype)
+    got = _grads(lambda p, R, s, o: project_weak_perspective(p, R, s, o, backend=backend), [p, R, scale, offset])
+    ref = _grads(lambda p, R, s, o: project_weak_perspective(p, R, s, o, backend="torch"), [p, R, scale, offset])
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else {}
+    torch.testing.assert_close(got[0], ref[0], **tol)
+    for g, r in zip(got[1], ref[1]):
+        torch.testing.assert_close(g, r, **tol)
+
+
+@pytest.mark.parametrize("backend", CPU_FUSED)
+def test_fused_projection_gradcheck_and_empty(backend):
+    p = motion(2, 3, 4).requires_grad_()
+    R = sample_view_rotations(3, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64).requires_grad_()
+    s = torch.rand(2, 3, dtype=torch.float64, requires_grad=True)
+    o = torch.randn(2, 3, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: project_weak_perspective(*a, backend=backend), (p, R, s, o))
+    assert project_weak_perspective(p[:0], R[:0], backend=backend).shape == (0, 3, 3, 4, 2)
+
+
+@pytest.mark.parametrize("backend", CPU_FUSED)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_fused_ray_projection_matches_reference(backend, dtype):
+    assert backend in IMPLEMENTED["ray_project"]
+    p = motion(2, 4, 6, dtype=dtype)
+    K, R, t = camera(2, dtype=dtype)
+    k = pixels(p + 0.2, K, R, t)
+    got = _grads(lambda p: ray_project(p, k, K, R, t, backend=backend), [p])
+    ref = _grads(lambda p: ray_project(p, k, K, R, t, backend="torch"), [p])
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else {}
+    torch.testing.assert_close(got[0], ref[0], **tol)
+    torch.testing.assert_close(got[1][0], ref[1][0], **tol)
+    p64 = motion(2, 2, 3).requires_grad_()
+    K, R, t = camera(2)
+    k = pixels(p64.detach() + 0.1, K, R, t)
+    assert torch.autograd.gradcheck(lambda p: ray_project(p, k, K, R, t, backend=backend), (p64,))
+
+
+def test_geometry_ops_trace_with_torch_compile():
+    if not backends()["cpp"].available:
+        pytest.skip("fastmotion._C not built")
+    p = motion(2, 3, 4, dtype=torch.float32)
+    R = sample_view_rotations(3, generator=torch.Generator().manual_seed(6))
+
+    def f(p, R):
+        return project_weak_perspective(p, R, backend="cpp").square().sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(p, R), f(p, R))

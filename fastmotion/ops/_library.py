@@ -16,3 +16,21 @@ def register_fake_kernels() -> None:
         n, d = x.shape
         levels = codebooks.shape[0]
         return x.new_empty((n, levels), dtype=torch.int64), x.new_empty((n, d)), x.new_empty((n, d))
+
+    @torch.library.register_fake("fastmotion::project_weak_perspective")
+    def _project_fake(points, rotations, scale, offset):
+        b, t, j, _ = points.shape
+        return points.new_empty((b, rotations.shape[1], t, j, 2))
+
+    @torch.library.register_fake("fastmotion::project_weak_perspective_backward")
+    def _project_backward_fake(grad_out, points, rotations, scale):
+        return (torch.empty_like(points), torch.empty_like(rotations), torch.empty_like(scale),
+                points.new_empty((*scale.shape, 2)))
+
+    @torch.library.register_fake("fastmotion::ray_project")
+    def _ray_fake(points, keypoints, K, R, t):
+        return torch.empty_like(points)
+
+    @torch.library.register_fake("fastmotion::ray_project_backward")
+    def _ray_backward_fake(grad_out, keypoints, K, R):
+        return torch.empty_like(grad_out)

@@ -1,6 +1,6 @@
 """Public geometry ops: rotated-view weak-perspective projection, VideoMDM's depth-aware reprojection loss and
-camera-ray projection. Definitions (and, for now, the only backend) in `fastmotion.ops.reference`; the fused
-cpp/triton/cuda backends of issue 3 plug in through the same dispatch as rvq_search."""
+camera-ray projection. Definitions in `fastmotion.ops.reference`; fused backends so far: cpp for the projection
+and the ray projection (the rest of issue 3 plugs in through the same dispatch)."""
 from __future__ import annotations
 
 import torch
@@ -9,7 +9,36 @@ from . import reference
 from ._backends import resolve_backend
 
 _FLOATS = (torch.float32, torch.float64)
-IMPLEMENTED = ("torch",)
+IMPLEMENTED = {"project_weak_perspective": ("torch", "cpp"), "reprojection_loss": ("torch",),
+               "ray_project": ("torch", "cpp")}
+
+
+class _ProjectWeakPerspective(torch.autograd.Function):
+    """Compiled forward and fused backward (points, rotations, scale, offset in one pass)."""
+
+    @staticmethod
+    def forward(ctx, points, rotations, scale, offset):
+        ctx.save_for_backward(points, rotations, scale)
+        return torch.ops.fastmotion.project_weak_perspective(points, rotations, scale, offset)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        points, rotations, scale = ctx.saved_tensors
+        grads = torch.ops.fastmotion.project_weak_perspective_backward(grad_out.contiguous(), points, rotations, scale)
+        return tuple(g if need else None for g, need in zip(grads, ctx.needs_input_grad))
+
+
+class _RayProject(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, points, keypoints, K, R, t):
+        ctx.save_for_backward(keypoints, K, R)
+        return torch.ops.fastmotion.ray_project(points, keypoints, K, R, t)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        keypoints, K, R = ctx.saved_tensors
+        grad = torch.ops.fastmotion.ray_project_backward(grad_out.contiguous(), keypoints, K, R)
+        return grad if ctx.needs_input_grad[0] else None, None, None, None, None
 
 
 def _tensor(op, name, value, shape_text, rank=None, last=None, dtype=None, device=None):
@@ -86,8 +115,14 @@ def project_weak_perspective(points: torch.Tensor, rotations: torch.Tensor, scal
                              f"{batch_views + tail}") from None
     if isinstance(offset, (int, float)):
         raise TypeError(f"{op}: offset must be None or a tensor of shape [2] or [B, V, 2], got a number")
-    resolve_backend(backend, points, op, IMPLEMENTED)
-    return reference.project_weak_perspective(points, rotations, scale, offset)
+    if resolve_backend(backend, points, op, IMPLEMENTED[op]) == "torch":
+        return reference.project_weak_perspective(points, rotations, scale, offset)
+    # Canonical [B, V] layouts for the kernels; autograd sums the gradients back through the expansions.
+    rotations = rotations.expand(batch_views[0], -1, -1, -1).contiguous()
+    scale = torch.as_tensor(scale, dtype=points.dtype, device=points.device).expand(batch_views).contiguous()
+    offset = (points.new_zeros(batch_views + (2,)) if offset is None else
+              offset.expand(batch_views + (2,)).contiguous())
+    return _ProjectWeakPerspective.apply(points.contiguous(), rotations, scale, offset)
 
 
 def reprojection_loss(points, keypoints, K, R, t, *, depth_weighted=True, min_depth=0.1, weights=None, mask=None,
@@ -117,7 +152,7 @@ def reprojection_loss(points, keypoints, K, R, t, *, depth_weighted=True, min_de
         except RuntimeError:
             raise ValueError(f"{op}: weights of shape {tuple(weights.shape)} do not broadcast to "
                              f"{tuple(points.shape[:-1])}") from None
-    resolve_backend(backend, points, op, IMPLEMENTED)
+    resolve_backend(backend, points, op, IMPLEMENTED[op])
     return reference.reprojection_loss(points, keypoints, K, R, t, depth_weighted=depth_weighted,
                                        min_depth=min_depth, weights=weights, mask=mask, velocity=velocity,
                                        detach_depth=detach_depth, reduction=reduction)
@@ -135,8 +170,12 @@ def ray_project(points, keypoints, K, R, t, *, backend: str | None = None):
         raise ValueError(f"{op}: points must be [B, ..., J, 3], got shape {tuple(points.shape)}")
     _check_keypoints(op, keypoints, points, None)
     _check_camera(op, K, R, t, points.shape[0], points.dtype, points.device)
-    resolve_backend(backend, points, op, IMPLEMENTED)
-    return reference.ray_project(points, keypoints, K, R, t)
+    if resolve_backend(backend, points, op, IMPLEMENTED[op]) == "torch":
+        return reference.ray_project(points, keypoints, K, R, t)
+    flat = points.reshape(points.shape[0], -1, 3).contiguous()
+    out = _RayProject.apply(flat, keypoints.reshape(points.shape[0], -1, 2).contiguous(), K.contiguous(),
+                            R.contiguous(), t.contiguous())
+    return out.view(points.shape)
 
 
 sample_view_rotations = reference.sample_view_rotations

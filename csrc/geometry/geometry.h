@@ -1,0 +1,65 @@
+// Geometry ops: rotated-view weak-perspective projection and camera-ray projection.
+// Definitions: fastmotion/ops/reference.py (project_weak_perspective, ray_project). The Python layer validates
+// and canonicalises arguments (rotations [B,V,3,3], scale [B,V], offset [B,V,2], points flattened to [B,M,3]);
+// these entry points check shapes again.
+#pragma once
+#include <torch/types.h>
+
+#include <tuple>
+
+#include "common/check.h"
+
+namespace fastmotion {
+
+at::Tensor project_weak_perspective_cpu(const at::Tensor& points, const at::Tensor& rotations,
+                                        const at::Tensor& scale, const at::Tensor& offset);
+// -> grad_points [B,T,J,3], grad_rotations [B,V,3,3], grad_scale [B,V], grad_offset [B,V,2]
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> project_weak_perspective_backward_cpu(
+    const at::Tensor& grad_out, const at::Tensor& points, const at::Tensor& rotations, const at::Tensor& scale);
+
+at::Tensor ray_project_cpu(const at::Tensor& points, const at::Tensor& keypoints, const at::Tensor& K,
+                           const at::Tensor& R, const at::Tensor& t);
+at::Tensor ray_project_backward_cpu(const at::Tensor& grad_out, const at::Tensor& keypoints, const at::Tensor& K,
+                                    const at::Tensor& R);
+
+inline void check_projection_inputs(const at::Tensor& points, const at::Tensor& rotations, const at::Tensor& scale,
+                                    const at::Tensor& offset) {
+  TORCH_CHECK(points.dim() == 4 && points.size(3) == 3, "project_weak_perspective: points must be [B, T, J, 3], got ",
+              shape_str(points));
+  TORCH_CHECK(rotations.dim() == 4 && rotations.size(0) == points.size(0) && rotations.size(2) == 3 &&
+                  rotations.size(3) == 3,
+              "project_weak_perspective: rotations must be [B, V, 3, 3] with B = ", num_str(points.size(0)), ", got ",
+              shape_str(rotations));
+  const int64_t B = points.size(0), V = rotations.size(1);
+  TORCH_CHECK(scale.dim() == 2 && scale.size(0) == B && scale.size(1) == V,
+              "project_weak_perspective: scale must be [B, V], got ", shape_str(scale));
+  TORCH_CHECK(offset.dim() == 3 && offset.size(0) == B && offset.size(1) == V && offset.size(2) == 2,
+              "project_weak_perspective: offset must be [B, V, 2], got ", shape_str(offset));
+  for (const at::Tensor* t : {&rotations, &scale, &offset}) {
+    TORCH_CHECK(t->scalar_type() == points.scalar_type() && t->device() == points.device(),
+                "project_weak_perspective: every argument must share the points' dtype and device");
+  }
+  TORCH_CHECK(points.scalar_type() == at::kFloat || points.scalar_type() == at::kDouble,
+              "project_weak_perspective: points must be float32 or float64, got ", dtype_str(points));
+}
+
+inline void check_ray_inputs(const at::Tensor& points, const at::Tensor& keypoints, const at::Tensor& K,
+                             const at::Tensor& R, const at::Tensor& t) {
+  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3, "ray_project: points must be [B, M, 3], got ",
+              shape_str(points));
+  const int64_t B = points.size(0);
+  TORCH_CHECK(keypoints.dim() == 3 && keypoints.size(0) == B && keypoints.size(1) == points.size(1) &&
+                  keypoints.size(2) == 2,
+              "ray_project: keypoints must be [B, M, 2] like points, got ", shape_str(keypoints));
+  TORCH_CHECK(K.dim() == 3 && K.size(0) == B && K.size(1) == 3 && K.size(2) == 3, "ray_project: K must be [B, 3, 3]");
+  TORCH_CHECK(R.dim() == 3 && R.size(0) == B && R.size(1) == 3 && R.size(2) == 3, "ray_project: R must be [B, 3, 3]");
+  TORCH_CHECK(t.dim() == 2 && t.size(0) == B && t.size(1) == 3, "ray_project: t must be [B, 3]");
+  for (const at::Tensor* x : {&keypoints, &K, &R, &t}) {
+    TORCH_CHECK(x->scalar_type() == points.scalar_type() && x->device() == points.device(),
+                "ray_project: every argument must share the points' dtype and device");
+  }
+  TORCH_CHECK(points.scalar_type() == at::kFloat || points.scalar_type() == at::kDouble,
+              "ray_project: points must be float32 or float64, got ", dtype_str(points));
+}
+
+}  // namespace fastmotion
