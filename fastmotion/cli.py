@@ -61,10 +61,48 @@ def bench_rvq(sizes, names, device, json_path):
     if "faiss" in chosen and not rvq.faiss_available():
         raise click.BadParameter("faiss is not installed (pip install -e .[bench])", param_hint="--backend")
     rows = rvq.run(sizes, chosen, device, progress=lambda msg: click.echo(msg, err=True))
-    click.echo(rvq.format_table(rows))
+    _report(rows, device, json_path, rvq.META)
+
+
+@bench.command("geometry")
+@click.option("--op", "ops", multiple=True,
+              type=click.Choice(["project_weak_perspective", "reprojection_loss", "ray_project"]),
+              help="Ops to time (repeatable). Default: all three.")
+@click.option("--backend", "names", multiple=True, type=click.Choice(["cpp", "triton", "cuda"]),
+              help="Fused backends to time besides the torch reference (repeatable). Default: all implemented.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="Where to run. Default: cuda when a GPU is visible, else cpu.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the figures (and the machine, torch version and commit) to this JSON file.")
+def bench_geometry(ops, names, device, json_path):
+    """Time the geometry ops, forward and forward+backward, at training sizes.
+
+    project_weak_perspective: B=256 motions, T=196 frames, J=22 joints, V=8 views; reprojection_loss and
+    ray_project: B=64, T=196, J=22; float32. Prints median time, speed-up over the torch reference, peak
+    memory beyond inputs and outputs, and the bandwidth the op reaches on the bytes it must move.
+
+    \b
+    Example:
+      fastmotion bench geometry --op project_weak_perspective --json geometry.json
+    """
+    import torch
+
+    from fastmotion.bench import geometry
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("no CUDA device is visible to torch", param_hint="--device")
+    rows = geometry.run(ops or geometry.OPS, names, device, progress=lambda msg: click.echo(msg, err=True))
+    _report(rows, device, json_path, geometry.META)
+
+
+def _report(rows, device, json_path, meta):
+    from fastmotion.bench.harness import format_table, to_json
+
+    click.echo(format_table(rows))
     if json_path:
         with open(json_path, "w") as f:
-            f.write(rvq.to_json(rows, device))
+            f.write(to_json(rows, device, **meta))
         click.echo(f"wrote {json_path}", err=True)
 
 
