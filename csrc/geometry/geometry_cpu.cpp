@@ -3,6 +3,9 @@
 #include <ATen/Parallel.h>
 #include <torch/types.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "geometry/geometry.h"
 
 namespace fastmotion {
@@ -32,38 +35,42 @@ template <typename scalar_t>
 void project_backward(const scalar_t* g, const scalar_t* p, const scalar_t* rot, const scalar_t* scale,
                       scalar_t* gp, scalar_t* grot, scalar_t* gscale, scalar_t* goffset, int64_t B, int64_t V,
                       int64_t M) {
-  // Per motion b: the views in turn, each streaming its gradient slab once; the motion's points and their
-  // gradient ([M, 3]) stay in cache across views.
+  // Per motion b: its points are split into x, y, z arrays once (unit-stride SIMD loops), then each view's
+  // gradient slab is streamed once; the point gradients accumulate in x, y, z arrays that stay in cache.
+  // grad_scale needs no pass of its own: sum g.(R p)[:2] = sum_i R[0][i] sum(g0 p_i) + R[1][i] sum(g1 p_i).
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    std::vector<scalar_t> buf(6 * M);
+    scalar_t *px = buf.data(), *py = px + M, *pz = py + M, *gx = pz + M, *gy = gx + M, *gz = gy + M;
     for (int64_t b = begin; b < end; ++b) {
       const scalar_t* pb = p + b * M * 3;
-      scalar_t* gpb = gp + b * M * 3;
-      std::fill(gpb, gpb + M * 3, scalar_t(0));
+      for (int64_t m = 0; m < M; ++m) px[m] = pb[3 * m], py[m] = pb[3 * m + 1], pz[m] = pb[3 * m + 2];
+      std::fill(gx, gx + 3 * M, scalar_t(0));
       for (int64_t v = 0; v < V; ++v) {
         const int64_t bv = b * V + v;
         const scalar_t* R = rot + bv * 9;
         const scalar_t s = scale[bv];
+        const scalar_t c00 = s * R[0], c01 = s * R[1], c02 = s * R[2], c10 = s * R[3], c11 = s * R[4], c12 = s * R[5];
         const scalar_t* gb = g + bv * M * 2;
-        scalar_t r00 = 0, r01 = 0, r02 = 0, r10 = 0, r11 = 0, r12 = 0, gs = 0, g0s = 0, g1s = 0;
-#pragma omp simd reduction(+ : r00, r01, r02, r10, r11, r12, gs, g0s, g1s)
+        scalar_t r00 = 0, r01 = 0, r02 = 0, r10 = 0, r11 = 0, r12 = 0, g0s = 0, g1s = 0;
+#pragma omp simd reduction(+ : r00, r01, r02, r10, r11, r12, g0s, g1s)
         for (int64_t m = 0; m < M; ++m) {
-          const scalar_t x = pb[3 * m], y = pb[3 * m + 1], z = pb[3 * m + 2];
           const scalar_t g0 = gb[2 * m], g1 = gb[2 * m + 1];
-          gpb[3 * m] += s * (R[0] * g0 + R[3] * g1);
-          gpb[3 * m + 1] += s * (R[1] * g0 + R[4] * g1);
-          gpb[3 * m + 2] += s * (R[2] * g0 + R[5] * g1);
-          r00 += g0 * x, r01 += g0 * y, r02 += g0 * z;
-          r10 += g1 * x, r11 += g1 * y, r12 += g1 * z;
-          gs += g0 * (R[0] * x + R[1] * y + R[2] * z) + g1 * (R[3] * x + R[4] * y + R[5] * z);
+          gx[m] += c00 * g0 + c10 * g1;
+          gy[m] += c01 * g0 + c11 * g1;
+          gz[m] += c02 * g0 + c12 * g1;
+          r00 += g0 * px[m], r01 += g0 * py[m], r02 += g0 * pz[m];
+          r10 += g1 * px[m], r11 += g1 * py[m], r12 += g1 * pz[m];
           g0s += g0, g1s += g1;
         }
         scalar_t* gR = grot + bv * 9;
         gR[0] = s * r00, gR[1] = s * r01, gR[2] = s * r02;
         gR[3] = s * r10, gR[4] = s * r11, gR[5] = s * r12;
         gR[6] = gR[7] = gR[8] = 0;  // the depth row does not reach the output
-        gscale[bv] = gs;
+        gscale[bv] = R[0] * r00 + R[1] * r01 + R[2] * r02 + R[3] * r10 + R[4] * r11 + R[5] * r12;
         goffset[bv * 2] = g0s, goffset[bv * 2 + 1] = g1s;
       }
+      scalar_t* gpb = gp + b * M * 3;
+      for (int64_t m = 0; m < M; ++m) gpb[3 * m] = gx[m], gpb[3 * m + 1] = gy[m], gpb[3 * m + 2] = gz[m];
     }
   });
 }
@@ -147,9 +154,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> project_weak_perspect
   TORCH_CHECK(grad.dim() == 5 && grad.size(0) == B && grad.size(1) == V && grad.size(2) == T && grad.size(3) == J &&
                   grad.size(4) == 2,
               "project_weak_perspective backward: grad_out must be [B, V, T, J, 2], got ", shape_str(grad));
-  at::Tensor grad_points = at::zeros_like(points), grad_rotations = at::zeros_like(rotations);
+  // Every element is written by the kernel: no zero-fill pass over the [B, T, J, 3] gradient.
+  at::Tensor grad_points = at::empty_like(points), grad_rotations = at::zeros_like(rotations);
   at::Tensor grad_scale = at::zeros_like(scale), grad_offset = at::zeros({B, V, 2}, points.options());
-  if (B == 0 || V == 0) return {grad_points, grad_rotations, grad_scale, grad_offset};
+  if (B == 0 || V == 0) return {at::zeros_like(points), grad_rotations, grad_scale, grad_offset};
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "project_weak_perspective_backward_cpu", [&] {
     project_backward<scalar_t>(grad.data_ptr<scalar_t>(), points.data_ptr<scalar_t>(), rotations.data_ptr<scalar_t>(),
                                scale.data_ptr<scalar_t>(), grad_points.data_ptr<scalar_t>(),
