@@ -132,3 +132,16 @@ def format_table(rows: list[Row]) -> str:
 
 def to_json(rows: list[Row], device: str, **meta) -> str:
     return json.dumps({**meta, "environment": environment(device), "rows": [asdict(r) for r in rows]}, indent=2)
+
+
+def synchronized(fn, device: str):
+    """`fn` followed by a device synchronisation on CUDA, so that timers see the kernels' whole duration."""
+    if device != "cuda":
+        return fn
+
+    def run():
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    return run

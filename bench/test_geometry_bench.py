@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fastmotion.bench.geometry import MODES, OPS, available_backends, make_case
+from fastmotion.bench.harness import synchronized
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 CASES = [(op, backend) for op in OPS for backend in available_backends(op, DEVICE)]
@@ -15,11 +16,5 @@ CASES = [(op, backend) for op in OPS for backend in available_backends(op, DEVIC
 @pytest.mark.parametrize("op,backend", CASES)
 def test_geometry(benchmark, op, backend, mode):
     fn = make_case(op, mode, backend, DEVICE)
-    if DEVICE == "cuda":
-        def run():
-            fn()
-            torch.cuda.synchronize()
-    else:
-        run = fn
     benchmark.group = f"{op} {mode}"
-    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    benchmark.pedantic(synchronized(fn, DEVICE), rounds=5, warmup_rounds=1)

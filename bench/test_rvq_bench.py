@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fastmotion.bench.rvq import SIZES, available_backends, make_case
+from fastmotion.bench.harness import synchronized
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -14,11 +15,5 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 @pytest.mark.parametrize("backend", available_backends(DEVICE))
 def test_rvq_search(benchmark, backend, n):
     fn = make_case(backend, n, DEVICE)
-    if DEVICE == "cuda":
-        def run():
-            fn()
-            torch.cuda.synchronize()
-    else:
-        run = fn
     benchmark.group = f"rvq_search N={n}"
-    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    benchmark.pedantic(synchronized(fn, DEVICE), rounds=5, warmup_rounds=1)

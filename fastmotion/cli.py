@@ -24,6 +24,23 @@ def backends_cmd():
         click.echo(f"{name:>7}  {'yes' if status.available else 'no ':3}  {status.reason}")
 
 
+def _device_and_json_options(command):
+    command = click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
+                           help="Also write the figures (and the machine, torch version and commit) to this "
+                                "JSON file.")(command)
+    return click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+                        help="Where to run. Default: cuda when a GPU is visible, else cpu.")(command)
+
+
+def _resolve_device(device):
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("no CUDA device is visible to torch", param_hint="--device")
+    return device
+
+
 @main.group()
 def bench():
     """Benchmark the fused ops against their PyTorch reference."""
@@ -35,10 +52,7 @@ def bench():
 @click.option("--backend", "names", multiple=True,
               type=click.Choice(["torch", "cpp", "triton", "cuda", "faiss"]),
               help="Backends to time (repeatable). Default: every one available on the device.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
-              help="Where to run. Default: cuda when a GPU is visible, else cpu.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Also write the figures (and the machine, torch version and commit) to this JSON file.")
+@_device_and_json_options
 def bench_rvq(sizes, names, device, json_path):
     """Time residual-VQ search (L=6 levels, K=512 codes, D=512, float32).
 
@@ -50,13 +64,9 @@ def bench_rvq(sizes, names, device, json_path):
     Example:
       fastmotion bench rvq --n 4096 --json rvq.json
     """
-    import torch
-
     from fastmotion.bench import rvq
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("no CUDA device is visible to torch", param_hint="--device")
+    device = _resolve_device(device)
     chosen = list(names) or rvq.available_backends(device)
     if "faiss" in chosen and not rvq.faiss_available():
         raise click.BadParameter("faiss is not installed (pip install -e .[bench])", param_hint="--backend")
@@ -70,10 +80,7 @@ def bench_rvq(sizes, names, device, json_path):
               help="Ops to time (repeatable). Default: all three.")
 @click.option("--backend", "names", multiple=True, type=click.Choice(["cpp", "triton", "cuda"]),
               help="Fused backends to time besides the torch reference (repeatable). Default: all implemented.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
-              help="Where to run. Default: cuda when a GPU is visible, else cpu.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Also write the figures (and the machine, torch version and commit) to this JSON file.")
+@_device_and_json_options
 def bench_geometry(ops, names, device, json_path):
     """Time the geometry ops, forward and forward+backward, at training sizes.
 
@@ -85,13 +92,9 @@ def bench_geometry(ops, names, device, json_path):
     Example:
       fastmotion bench geometry --op project_weak_perspective --json geometry.json
     """
-    import torch
-
     from fastmotion.bench import geometry
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("no CUDA device is visible to torch", param_hint="--device")
+    device = _resolve_device(device)
     rows = geometry.run(ops or geometry.OPS, names, device, progress=lambda msg: click.echo(msg, err=True))
     _report(rows, device, json_path, geometry.META)
 
