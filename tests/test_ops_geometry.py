@@ -310,3 +310,20 @@ def test_geometry_ops_trace_with_torch_compile():
 
     compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
     torch.testing.assert_close(compiled(p, R), f(p, R))
+
+
+@pytest.mark.parametrize("backend", CPU_FUSED)
+def test_fused_projection_large_output_on_huge_pages(backend, tmp_path):
+    # Outputs over 4 MiB come from the huge-page allocator (csrc/common/alloc.h): same values, ordinary tensors.
+    p = motion(64, 64, 22, dtype=torch.float32)
+    R = sample_view_rotations(8, 64, generator=torch.Generator().manual_seed(7))
+    out = project_weak_perspective(p, R, backend=backend)
+    assert out.numel() * out.element_size() > 4 * 2**20
+    torch.testing.assert_close(out, project_weak_perspective(p, R, backend="torch"), rtol=1e-5, atol=1e-5)
+    torch.save(out, tmp_path / "views.pt")
+    assert torch.equal(torch.load(tmp_path / "views.pt", weights_only=True), out)
+    p.requires_grad_()
+    (grad,) = torch.autograd.grad(project_weak_perspective(p, R, backend=backend).sum(), p)
+    p_ref = p.detach().clone().requires_grad_()
+    (grad_ref,) = torch.autograd.grad(project_weak_perspective(p_ref, R, backend="torch").sum(), p_ref)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-4, atol=1e-4)

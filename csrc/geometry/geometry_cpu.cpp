@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "common/alloc.h"
 #include "geometry/geometry.h"
 
 namespace fastmotion {
@@ -136,7 +137,7 @@ at::Tensor project_weak_perspective_cpu(const at::Tensor& points_in, const at::T
   const at::Tensor points = points_in.contiguous(), rotations = rotations_in.contiguous();
   const at::Tensor scale = scale_in.contiguous(), offset = offset_in.contiguous();
   const int64_t B = points.size(0), T = points.size(1), J = points.size(2), V = rotations.size(1);
-  at::Tensor out = at::empty({B, V, T, J, 2}, points.options());
+  at::Tensor out = empty_cpu_output({B, V, T, J, 2}, points.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "project_weak_perspective_cpu", [&] {
     project_forward<scalar_t>(points.data_ptr<scalar_t>(), rotations.data_ptr<scalar_t>(), scale.data_ptr<scalar_t>(),
@@ -155,7 +156,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> project_weak_perspect
                   grad.size(4) == 2,
               "project_weak_perspective backward: grad_out must be [B, V, T, J, 2], got ", shape_str(grad));
   // Every element is written by the kernel: no zero-fill pass over the [B, T, J, 3] gradient.
-  at::Tensor grad_points = at::empty_like(points), grad_rotations = at::zeros_like(rotations);
+  at::Tensor grad_points = empty_cpu_output(points.sizes(), points.options());
+  at::Tensor grad_rotations = at::zeros_like(rotations);
   at::Tensor grad_scale = at::zeros_like(scale), grad_offset = at::zeros({B, V, 2}, points.options());
   if (B == 0 || V == 0) return {at::zeros_like(points), grad_rotations, grad_scale, grad_offset};
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "project_weak_perspective_backward_cpu", [&] {
