@@ -14,6 +14,11 @@ TORCH_LIBRARY(fastmotion, m) {
         "(Tensor, Tensor, Tensor, Tensor)");
   m.def("ray_project(Tensor points, Tensor keypoints, Tensor K, Tensor R, Tensor t) -> Tensor");
   m.def("ray_project_backward(Tensor grad_out, Tensor keypoints, Tensor K, Tensor R) -> Tensor");
+  m.def("reprojection_terms(Tensor points, Tensor keypoints, Tensor K, Tensor R, Tensor t, Tensor? weights, "
+        "Tensor? mask, bool depth_weighted, float min_depth, bool velocity) -> (Tensor, Tensor)");
+  m.def("reprojection_terms_backward(Tensor grad_terms, Tensor points, Tensor keypoints, Tensor K, Tensor R, "
+        "Tensor t, Tensor? weights, Tensor? mask, bool depth_weighted, float min_depth, bool velocity, "
+        "bool detach_depth) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
@@ -22,6 +27,8 @@ TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
   m.impl("project_weak_perspective_backward", &fastmotion::project_weak_perspective_backward_cpu);
   m.impl("ray_project", &fastmotion::ray_project_cpu);
   m.impl("ray_project_backward", &fastmotion::ray_project_backward_cpu);
+  m.impl("reprojection_terms", &fastmotion::reprojection_terms_cpu);
+  m.impl("reprojection_terms_backward", &fastmotion::reprojection_terms_backward_cpu);
 }
 
 #ifdef FASTMOTION_WITH_CUDA

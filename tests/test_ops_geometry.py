@@ -327,3 +327,31 @@ def test_fused_projection_large_output_on_huge_pages(backend, tmp_path):
     p_ref = p.detach().clone().requires_grad_()
     (grad_ref,) = torch.autograd.grad(project_weak_perspective(p_ref, R, backend="torch").sum(), p_ref)
     torch.testing.assert_close(grad, grad_ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", CPU_FUSED)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("velocity", [False, True], ids=["pos", "vel"])
+@pytest.mark.parametrize("depth_weighted,detach_depth", [(True, True), (True, False), (False, True)],
+                         ids=["depth-detached", "depth-grad", "plain"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_fused_reprojection_matches_reference(backend, dtype, velocity, depth_weighted, detach_depth, reduction):
+    assert backend in IMPLEMENTED["reprojection_loss"]
+    p = motion(3, 6, 5, dtype=dtype, seed=8)
+    K, R, t = camera(3, dtype=dtype, seed=8)
+    k = pixels(p + 0.05, K, R, t)
+    p[2, 3, 1] = -t[2] @ R[2] - 0.5 * R[2][2]  # behind the camera
+    mask = torch.ones(p.shape[:-1], dtype=torch.bool)
+    mask[0, 2, 4] = False
+    k[0, 2, 4] = float("nan")  # missing, and masked
+    weights = torch.rand(5, dtype=dtype) + 0.5  # per joint, broadcast
+
+    def loss(b):
+        return lambda p: reprojection_loss(p, k, K, R, t, weights=weights, mask=mask, velocity=velocity,
+                                           depth_weighted=depth_weighted, detach_depth=detach_depth,
+                                           reduction=reduction, backend=b)
+
+    got, ref = _grads(loss(backend), [p]), _grads(loss("torch"), [p])
+    tol = dict(rtol=2e-4, atol=1e-5) if dtype == torch.float32 else {}
+    torch.testing.assert_close(got[0], ref[0], **tol)
+    torch.testing.assert_close(got[1][0], ref[1][0], **tol)

@@ -22,6 +22,18 @@ at::Tensor ray_project_cpu(const at::Tensor& points, const at::Tensor& keypoints
 at::Tensor ray_project_backward_cpu(const at::Tensor& grad_out, const at::Tensor& keypoints, const at::Tensor& K,
                                     const at::Tensor& R);
 
+// VideoMDM's reprojection loss: per joint terms [B, T(-1), J] (zero where invalid) and the number of valid terms
+// (int64 scalar); weights [B, T, J] and mask (bool [B, T, J]) are optional. Python reduces the small terms tensor.
+std::tuple<at::Tensor, at::Tensor> reprojection_terms_cpu(const at::Tensor& points, const at::Tensor& keypoints, const at::Tensor& K,
+                                  const at::Tensor& R, const at::Tensor& t, const c10::optional<at::Tensor>& weights,
+                                  const c10::optional<at::Tensor>& mask, bool depth_weighted, double min_depth,
+                                  bool velocity);
+at::Tensor reprojection_terms_backward_cpu(const at::Tensor& grad_terms, const at::Tensor& points,
+                                           const at::Tensor& keypoints, const at::Tensor& K, const at::Tensor& R,
+                                           const at::Tensor& t, const c10::optional<at::Tensor>& weights,
+                                           const c10::optional<at::Tensor>& mask, bool depth_weighted,
+                                           double min_depth, bool velocity, bool detach_depth);
+
 inline void check_projection_inputs(const at::Tensor& points, const at::Tensor& rotations, const at::Tensor& scale,
                                     const at::Tensor& offset) {
   TORCH_CHECK(points.dim() == 4 && points.size(3) == 3, "project_weak_perspective: points must be [B, T, J, 3], got ",

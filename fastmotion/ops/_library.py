@@ -34,3 +34,13 @@ def register_fake_kernels() -> None:
     @torch.library.register_fake("fastmotion::ray_project_backward")
     def _ray_backward_fake(grad_out, keypoints, K, R):
         return torch.empty_like(grad_out)
+
+    @torch.library.register_fake("fastmotion::reprojection_terms")
+    def _terms_fake(points, keypoints, K, R, t, weights, mask, depth_weighted, min_depth, velocity):
+        b, frames, j, _ = points.shape
+        return points.new_empty((b, frames - 1 if velocity else frames, j)), points.new_empty((), dtype=torch.int64)
+
+    @torch.library.register_fake("fastmotion::reprojection_terms_backward")
+    def _terms_backward_fake(grad_terms, points, keypoints, K, R, t, weights, mask, depth_weighted, min_depth,
+                             velocity, detach_depth):
+        return torch.empty_like(points)

@@ -1,6 +1,6 @@
 """Public geometry ops: rotated-view weak-perspective projection, VideoMDM's depth-aware reprojection loss and
-camera-ray projection. Definitions in `fastmotion.ops.reference`; fused backends so far: cpp for the projection
-and the ray projection (the rest of issue 3 plugs in through the same dispatch)."""
+camera-ray projection. Definitions in `fastmotion.ops.reference`; fused backends so far: cpp for all three
+(triton and cuda plug in through the same dispatch)."""
 from __future__ import annotations
 
 import torch
@@ -9,7 +9,7 @@ from . import reference
 from ._backends import resolve_backend
 
 _FLOATS = (torch.float32, torch.float64)
-IMPLEMENTED = {"project_weak_perspective": ("torch", "cpp"), "reprojection_loss": ("torch",),
+IMPLEMENTED = {"project_weak_perspective": ("torch", "cpp"), "reprojection_loss": ("torch", "cpp"),
                "ray_project": ("torch", "cpp")}
 
 
@@ -26,6 +26,28 @@ class _ProjectWeakPerspective(torch.autograd.Function):
         points, rotations, scale = ctx.saved_tensors
         grads = torch.ops.fastmotion.project_weak_perspective_backward(grad_out.contiguous(), points, rotations, scale)
         return tuple(g if need else None for g, need in zip(grads, ctx.needs_input_grad))
+
+
+class _ReprojectionTerms(torch.autograd.Function):
+    """Per-joint loss terms [B, T(-1), J] from the compiled kernels; the backward is one fused pass too."""
+
+    @staticmethod
+    def forward(ctx, points, keypoints, K, R, t, weights, mask, depth_weighted, min_depth, velocity, detach_depth):
+        ctx.save_for_backward(points, keypoints, K, R, t, weights, mask)
+        ctx.flags = (depth_weighted, min_depth, velocity, detach_depth)
+        terms, valid_terms = torch.ops.fastmotion.reprojection_terms(points, keypoints, K, R, t, weights, mask,
+                                                                     depth_weighted, min_depth, velocity)
+        ctx.mark_non_differentiable(valid_terms)
+        return terms, valid_terms
+
+    @staticmethod
+    def backward(ctx, grad_terms, _grad_count):
+        points, keypoints, K, R, t, weights, mask = ctx.saved_tensors
+        grad = None
+        if ctx.needs_input_grad[0]:
+            grad = torch.ops.fastmotion.reprojection_terms_backward(grad_terms.contiguous(), points, keypoints, K, R,
+                                                                    t, weights, mask, *ctx.flags)
+        return (grad,) + (None,) * 10
 
 
 class _RayProject(torch.autograd.Function):
@@ -81,6 +103,8 @@ def _check_keypoints(op, keypoints, points, mask):
                              f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
         if mask.device != points.device:
             raise ValueError(f"{op}: mask is on {mask.device} but the points are on {points.device}")
+    if bool(torch.isfinite(keypoints.sum())):  # a finite sum proves every keypoint finite: one cheap pass
+        return
     bad = ~torch.isfinite(keypoints).all(-1)
     if mask is not None:
         bad = bad & mask
@@ -152,10 +176,20 @@ def reprojection_loss(points, keypoints, K, R, t, *, depth_weighted=True, min_de
         except RuntimeError:
             raise ValueError(f"{op}: weights of shape {tuple(weights.shape)} do not broadcast to "
                              f"{tuple(points.shape[:-1])}") from None
-    resolve_backend(backend, points, op, IMPLEMENTED[op])
-    return reference.reprojection_loss(points, keypoints, K, R, t, depth_weighted=depth_weighted,
-                                       min_depth=min_depth, weights=weights, mask=mask, velocity=velocity,
-                                       detach_depth=detach_depth, reduction=reduction)
+    if resolve_backend(backend, points, op, IMPLEMENTED[op]) == "torch":
+        return reference.reprojection_loss(points, keypoints, K, R, t, depth_weighted=depth_weighted,
+                                           min_depth=min_depth, weights=weights, mask=mask, velocity=velocity,
+                                           detach_depth=detach_depth, reduction=reduction)
+    if weights is not None:
+        weights = weights.expand(points.shape[:-1]).contiguous()
+    terms, valid_terms = _ReprojectionTerms.apply(points.contiguous(), keypoints.contiguous(), K.contiguous(), R.contiguous(),
+                                     t.contiguous(), weights, mask, bool(depth_weighted), float(min_depth),
+                                     bool(velocity), bool(detach_depth))
+    if reduction == "none":
+        return terms
+    if reduction == "sum":
+        return terms.sum()
+    return terms.sum() / valid_terms.clamp_min(1)  # mean over the valid terms, as the reference
 
 
 def ray_project(points, keypoints, K, R, t, *, backend: str | None = None):

@@ -1,0 +1,220 @@
+// CPU kernels of VideoMDM's depth-aware reprojection loss (definition: fastmotion/ops/reference.py).
+// Work is split over (motion b, joint j); each task walks the frames in order, so the velocity form needs only
+// the previous frame's residual and the backward carries the pending gradient of the next frame: one pass
+// over the data each way and no [B, T, J, 3] temporaries.
+#include <ATen/Parallel.h>
+#include <torch/types.h>
+
+#include <atomic>
+
+#include "geometry/geometry.h"
+
+namespace fastmotion {
+namespace {
+
+template <typename scalar_t>
+struct Frame {  // one joint at one frame, in the camera
+  scalar_t c0, c1, z, e0, e1;
+  bool valid;
+};
+
+template <typename scalar_t>
+struct Setup {
+  const scalar_t *p, *k, *K, *R, *t, *w;
+  const bool* mask;
+  int64_t T, J;
+  scalar_t min_depth;
+
+  Frame<scalar_t> frame(int64_t b, int64_t f, int64_t j) const {
+    const int64_t i = (b * T + f) * J + j;
+    const scalar_t* Rb = R + b * 9;
+    const scalar_t* tb = t + b * 3;
+    const scalar_t* q = p + i * 3;
+    Frame<scalar_t> fr;
+    fr.c0 = Rb[0] * q[0] + Rb[1] * q[1] + Rb[2] * q[2] + tb[0];
+    fr.c1 = Rb[3] * q[0] + Rb[4] * q[1] + Rb[5] * q[2] + tb[1];
+    fr.z = Rb[6] * q[0] + Rb[7] * q[1] + Rb[8] * q[2] + tb[2];
+    fr.valid = fr.z >= min_depth && (mask == nullptr || mask[i]);
+    if (!fr.valid) {
+      fr.e0 = fr.e1 = 0;
+      return fr;
+    }
+    const scalar_t* Kb = K + b * 9;
+    const scalar_t nv = (k[i * 2 + 1] - Kb[5]) / Kb[4];
+    const scalar_t nu = (k[i * 2] - Kb[2] - Kb[1] * nv) / Kb[0];
+    fr.e0 = fr.c0 / fr.z - nu;
+    fr.e1 = fr.c1 / fr.z - nv;
+    return fr;
+  }
+  scalar_t weight(int64_t b, int64_t f, int64_t j) const { return w ? w[(b * T + f) * J + j] : scalar_t(1); }
+
+  // d loss / d point from d loss / d(e0, e1) and d loss / d z (the depth used as a weight), through c = R p + t.
+  void point_grad(int64_t b, const Frame<scalar_t>& fr, scalar_t de0, scalar_t de1, scalar_t dz, scalar_t* out) const {
+    const scalar_t dc0 = de0 / fr.z, dc1 = de1 / fr.z;
+    const scalar_t dcz = dz - (de0 * fr.c0 + de1 * fr.c1) / (fr.z * fr.z);
+    const scalar_t* Rb = R + b * 9;
+    for (int i = 0; i < 3; ++i) out[i] = Rb[i] * dc0 + Rb[3 + i] * dc1 + Rb[6 + i] * dcz;
+  }
+};
+
+template <typename scalar_t>
+int64_t loss_forward(const Setup<scalar_t>& s, int64_t B, bool depth_weighted, bool velocity, scalar_t* terms) {
+  const int64_t T = s.T, J = s.J, Tout = velocity ? T - 1 : T;
+  std::atomic<int64_t> valid_terms{0};
+  at::parallel_for(0, B * J, 16, [&](int64_t begin, int64_t end) {
+    int64_t counted = 0;
+    for (int64_t bj = begin; bj < end; ++bj) {
+      const int64_t b = bj / J, j = bj % J;
+      Frame<scalar_t> prev = s.frame(b, 0, j);
+      for (int64_t f = velocity ? 1 : 0; f < T; ++f) {
+        const Frame<scalar_t> cur = velocity ? s.frame(b, f, j) : prev;
+        scalar_t e0 = cur.e0, e1 = cur.e1, depth = cur.z;
+        bool valid = cur.valid;
+        if (velocity) {
+          e0 -= prev.e0, e1 -= prev.e1, depth = scalar_t(0.5) * (cur.z + prev.z), valid = valid && prev.valid;
+        }
+        scalar_t term = 0;
+        if (valid) term = s.weight(b, f, j) * (depth_weighted ? depth * depth : scalar_t(1)) * (e0 * e0 + e1 * e1);
+        counted += valid;
+        terms[(b * Tout + (velocity ? f - 1 : f)) * J + j] = term;
+        if (velocity) prev = cur;
+        else if (f + 1 < T) prev = s.frame(b, f + 1, j);
+      }
+    }
+    valid_terms += counted;
+  });
+  return valid_terms.load();
+}
+
+template <typename scalar_t>
+void loss_backward(const Setup<scalar_t>& s, int64_t B, bool depth_weighted, bool velocity, bool detach_depth,
+                   const scalar_t* grad_terms, scalar_t* grad_points) {
+  const int64_t T = s.T, J = s.J, Tout = velocity ? T - 1 : T;
+  const bool depth_grad = depth_weighted && !detach_depth;
+  at::parallel_for(0, B * J, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t bj = begin; bj < end; ++bj) {
+      const int64_t b = bj / J, j = bj % J;
+      if (!velocity) {
+        for (int64_t f = 0; f < T; ++f) {
+          const Frame<scalar_t> fr = s.frame(b, f, j);
+          scalar_t* out = grad_points + ((b * T + f) * J + j) * 3;
+          if (!fr.valid) {
+            out[0] = out[1] = out[2] = 0;
+            continue;
+          }
+          const scalar_t g = grad_terms[(b * Tout + f) * J + j] * s.weight(b, f, j);
+          const scalar_t d2 = depth_weighted ? fr.z * fr.z : scalar_t(1);
+          const scalar_t dz = depth_grad ? g * 2 * fr.z * (fr.e0 * fr.e0 + fr.e1 * fr.e1) : scalar_t(0);
+          s.point_grad(b, fr, 2 * g * d2 * fr.e0, 2 * g * d2 * fr.e1, dz, out);
+        }
+        continue;
+      }
+      // Velocity: the term between frames f-1 and f feeds both; walk forward carrying what frame f receives.
+      Frame<scalar_t> prev = s.frame(b, 0, j);
+      scalar_t pe0 = 0, pe1 = 0, pz = 0;  // gradient already owed to `prev` (from the term before it)
+      for (int64_t f = 1; f <= T; ++f) {
+        scalar_t ne0 = 0, ne1 = 0, nz = 0;  // owed to frame f by the term (f-1, f)
+        Frame<scalar_t> cur{};
+        if (f < T) {
+          cur = s.frame(b, f, j);
+          if (prev.valid && cur.valid) {
+            const scalar_t v0 = cur.e0 - prev.e0, v1 = cur.e1 - prev.e1;
+            const scalar_t depth = scalar_t(0.5) * (cur.z + prev.z);
+            const scalar_t g = grad_terms[(b * Tout + f - 1) * J + j] * s.weight(b, f, j);
+            const scalar_t d2 = depth_weighted ? depth * depth : scalar_t(1);
+            const scalar_t a0 = 2 * g * d2 * v0, a1 = 2 * g * d2 * v1;
+            ne0 = a0, ne1 = a1, pe0 -= a0, pe1 -= a1;
+            if (depth_grad) {
+              const scalar_t dd = g * 2 * depth * (v0 * v0 + v1 * v1) * scalar_t(0.5);
+              nz = dd, pz += dd;
+            }
+          }
+        }
+        scalar_t* out = grad_points + ((b * T + f - 1) * J + j) * 3;
+        if (prev.valid) s.point_grad(b, prev, pe0, pe1, pz, out);
+        else out[0] = out[1] = out[2] = 0;
+        prev = cur, pe0 = ne0, pe1 = ne1, pz = nz;
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+Setup<scalar_t> make_setup(const at::Tensor& points, const at::Tensor& keypoints, const at::Tensor& K,
+                           const at::Tensor& R, const at::Tensor& t, const at::Tensor& weights,
+                           const at::Tensor& mask, double min_depth) {
+  return Setup<scalar_t>{points.data_ptr<scalar_t>(), keypoints.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(),
+                         R.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(),
+                         weights.defined() ? weights.data_ptr<scalar_t>() : nullptr,
+                         mask.defined() ? mask.data_ptr<bool>() : nullptr, points.size(1), points.size(2),
+                         static_cast<scalar_t>(min_depth)};
+}
+
+void check_loss_inputs(const at::Tensor& points, const at::Tensor& keypoints, const at::Tensor& K,
+                       const at::Tensor& R, const at::Tensor& t, const at::Tensor& weights, const at::Tensor& mask,
+                       bool velocity) {
+  TORCH_CHECK(points.dim() == 4 && points.size(3) == 3, "reprojection_loss: points must be [B, T, J, 3], got ",
+              shape_str(points));
+  TORCH_CHECK(keypoints.dim() == 4 && keypoints.size(0) == points.size(0) && keypoints.size(1) == points.size(1) &&
+                  keypoints.size(2) == points.size(2) && keypoints.size(3) == 2,
+              "reprojection_loss: keypoints must be [B, T, J, 2] like points, got ", shape_str(keypoints));
+  const int64_t M = points.size(1) * points.size(2);
+  check_ray_inputs(points.view({points.size(0), M, 3}), keypoints.view({points.size(0), M, 2}), K, R, t);
+  TORCH_CHECK(!weights.defined() || weights.sizes() == points.sizes().slice(0, 3),
+              "reprojection_loss: weights must be [B, T, J] (expanded by the caller), got ", shape_str(weights));
+  TORCH_CHECK(!mask.defined() || (mask.scalar_type() == at::kBool && mask.sizes() == points.sizes().slice(0, 3)),
+              "reprojection_loss: mask must be a bool [B, T, J] tensor");
+  TORCH_CHECK(!velocity || points.size(1) >= 2, "reprojection_loss: velocity needs T >= 2, got T=",
+              num_str(points.size(1)));
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> reprojection_terms_cpu(const at::Tensor& points_in, const at::Tensor& keypoints_in, const at::Tensor& K_in,
+                                  const at::Tensor& R_in, const at::Tensor& t_in,
+                                  const c10::optional<at::Tensor>& weights_in, const c10::optional<at::Tensor>& mask_in,
+                                  bool depth_weighted, double min_depth, bool velocity) {
+  const at::Tensor points = points_in.contiguous(), keypoints = keypoints_in.contiguous();
+  const at::Tensor K = K_in.contiguous(), R = R_in.contiguous(), t = t_in.contiguous();
+  const at::Tensor weights = weights_in.has_value() ? weights_in->contiguous() : at::Tensor();
+  const at::Tensor mask = mask_in.has_value() ? mask_in->contiguous() : at::Tensor();
+  check_loss_inputs(points, keypoints, K, R, t, weights, mask, velocity);
+  const int64_t B = points.size(0), T = points.size(1), J = points.size(2);
+  at::Tensor terms = at::empty({B, velocity ? T - 1 : T, J}, points.options());
+  int64_t valid_terms = 0;
+  if (terms.numel() > 0) {
+    AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "reprojection_terms_cpu", [&] {
+      valid_terms = loss_forward<scalar_t>(make_setup<scalar_t>(points, keypoints, K, R, t, weights, mask, min_depth),
+                                           B, depth_weighted, velocity, terms.data_ptr<scalar_t>());
+    });
+  }
+  return {terms, at::scalar_tensor(valid_terms, points.options().dtype(at::kLong))};
+}
+
+at::Tensor reprojection_terms_backward_cpu(const at::Tensor& grad_terms_in, const at::Tensor& points_in,
+                                           const at::Tensor& keypoints_in, const at::Tensor& K_in,
+                                           const at::Tensor& R_in, const at::Tensor& t_in,
+                                           const c10::optional<at::Tensor>& weights_in,
+                                           const c10::optional<at::Tensor>& mask_in, bool depth_weighted,
+                                           double min_depth, bool velocity, bool detach_depth) {
+  const at::Tensor points = points_in.contiguous(), keypoints = keypoints_in.contiguous();
+  const at::Tensor K = K_in.contiguous(), R = R_in.contiguous(), t = t_in.contiguous();
+  const at::Tensor weights = weights_in.has_value() ? weights_in->contiguous() : at::Tensor();
+  const at::Tensor mask = mask_in.has_value() ? mask_in->contiguous() : at::Tensor();
+  const at::Tensor grad_terms = grad_terms_in.contiguous();
+  check_loss_inputs(points, keypoints, K, R, t, weights, mask, velocity);
+  const int64_t B = points.size(0), T = points.size(1), J = points.size(2);
+  TORCH_CHECK(grad_terms.dim() == 3 && grad_terms.size(0) == B && grad_terms.size(1) == (velocity ? T - 1 : T) &&
+                  grad_terms.size(2) == J,
+              "reprojection_loss backward: grad_terms has shape ", shape_str(grad_terms));
+  at::Tensor grad_points = at::empty_like(points);
+  if (grad_points.numel() == 0) return grad_points;
+  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "reprojection_terms_backward_cpu", [&] {
+    loss_backward<scalar_t>(make_setup<scalar_t>(points, keypoints, K, R, t, weights, mask, min_depth), B,
+                            depth_weighted, velocity, detach_depth, grad_terms.data_ptr<scalar_t>(),
+                            grad_points.data_ptr<scalar_t>());
+  });
+  return grad_points;
+}
+
+}  // namespace fastmotion
