@@ -73,8 +73,12 @@ def test_weak_perspective_bad_input():
         project_weak_perspective(p, torch.eye(3, dtype=p.dtype).expand(3, 2, 3, 3))
     with pytest.raises(ValueError, match="offset of shape"):
         project_weak_perspective(p, R.double(), offset=torch.zeros(3, dtype=p.dtype))
-    with pytest.raises(NotImplementedError, match="no 'cuda' backend yet"):
-        project_weak_perspective(p, R.double(), backend="cuda")
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda backend takes CUDA tensors"):
+            project_weak_perspective(p, R.double(), backend="cuda")
+    elif not backends()["cuda"].available:
+        with pytest.raises(RuntimeError, match="backend 'cuda' .* is unavailable"):
+            project_weak_perspective(p, R.double(), backend="cuda")
     assert project_weak_perspective(p[:0], R.double()[:0]).shape == (0, 3, 5, 22, 2)
 
 
@@ -241,29 +245,35 @@ def test_ray_projection_gradcheck_and_leading_dims():
 # ---- fused backends against the reference ---------------------------------------------------------------------
 from fastmotion.ops import backends  # noqa: E402
 from fastmotion.ops.geometry import IMPLEMENTED  # noqa: E402
+from helpers import fused_backends  # noqa: E402
 
-CPU_FUSED = [pytest.param(b, marks=pytest.mark.skipif(not backends()[b].available, reason=backends()[b].reason))
-             for b in ("cpp",)]
+FUSED = fused_backends()  # (backend, device): cpp on CPU; triton on CUDA (or interpreted on CPU); cuda
 
 
-def _grads(fn, inputs):
-    inputs = [x.detach().clone().requires_grad_() for x in inputs]
+def _grads(fn, inputs, device="cpu"):
+    """Output and input gradients of fn at inputs moved to device, all returned on the CPU."""
+    inputs = [x.detach().to(device).requires_grad_() for x in inputs]
     out = fn(*inputs)
-    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(9), dtype=out.dtype)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(9), dtype=out.dtype).to(device)
     (out * weights).sum().backward()
-    return out.detach(), [x.grad for x in inputs]
+    return out.detach().cpu(), [x.grad.cpu() for x in inputs]
 
 
-@pytest.mark.parametrize("backend", CPU_FUSED)
+def _on(device, *tensors):
+    return [None if x is None else x.to(device) for x in tensors]
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("shared", [True, False], ids=["shared", "per-batch"])
-def test_fused_projection_matches_reference(backend, dtype, shared):
+def test_fused_projection_matches_reference(backend, device, dtype, shared):
     assert backend in IMPLEMENTED["project_weak_perspective"]
     p = motion(3, 7, 5, dtype=dtype)
     R = sample_view_rotations(4, None if shared else 3, generator=torch.Generator().manual_seed(4), dtype=dtype)
     scale = torch.tensor([[0.5], [1.0], [2.0]], dtype=dtype)  # per motion, broadcast over views
     offset = torch.tensor([0.3, -0.2], dtype=dtype)
-    got = _grads(lambda p, R, s, o: project_weak_perspective(p, R, s, o, backend=backend), [p, R, scale, offset])
+    got = _grads(lambda p, R, s, o: project_weak_perspective(p, R, s, o, backend=backend), [p, R, scale, offset],
+                 device)
     ref = _grads(lambda p, R, s, o: project_weak_perspective(p, R, s, o, backend="torch"), [p, R, scale, offset])
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else {}
     torch.testing.assert_close(got[0], ref[0], **tol)
@@ -271,31 +281,35 @@ def test_fused_projection_matches_reference(backend, dtype, shared):
         torch.testing.assert_close(g, r, **tol)
 
 
-@pytest.mark.parametrize("backend", CPU_FUSED)
-def test_fused_projection_gradcheck_and_empty(backend):
-    p = motion(2, 3, 4).requires_grad_()
-    R = sample_view_rotations(3, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64).requires_grad_()
-    s = torch.rand(2, 3, dtype=torch.float64, requires_grad=True)
-    o = torch.randn(2, 3, 2, dtype=torch.float64, requires_grad=True)
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "per-batch"])
+def test_fused_projection_gradcheck_and_empty(backend, device, shared):
+    p = motion(2, 3, 4).to(device).requires_grad_()
+    R = sample_view_rotations(3, None if shared else 2, generator=torch.Generator().manual_seed(5),
+                              dtype=torch.float64, device=device).requires_grad_()
+    s = torch.rand(2, 3, dtype=torch.float64).to(device).requires_grad_()
+    o = torch.randn(2, 3, 2, dtype=torch.float64).to(device).requires_grad_()
     assert torch.autograd.gradcheck(lambda *a: project_weak_perspective(*a, backend=backend), (p, R, s, o))
-    assert project_weak_perspective(p[:0], R[:0], backend=backend).shape == (0, 3, 3, 4, 2)
+    assert project_weak_perspective(p[:0], R if shared else R[:0], backend=backend).shape == (0, 3, 3, 4, 2)
 
 
-@pytest.mark.parametrize("backend", CPU_FUSED)
+@pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-def test_fused_ray_projection_matches_reference(backend, dtype):
+def test_fused_ray_projection_matches_reference(backend, device, dtype):
     assert backend in IMPLEMENTED["ray_project"]
     p = motion(2, 4, 6, dtype=dtype)
     K, R, t = camera(2, dtype=dtype)
     k = pixels(p + 0.2, K, R, t)
-    got = _grads(lambda p: ray_project(p, k, K, R, t, backend=backend), [p])
+    k_d, K_d, R_d, t_d = _on(device, k, K, R, t)
+    got = _grads(lambda p: ray_project(p, k_d, K_d, R_d, t_d, backend=backend), [p], device)
     ref = _grads(lambda p: ray_project(p, k, K, R, t, backend="torch"), [p])
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else {}
     torch.testing.assert_close(got[0], ref[0], **tol)
     torch.testing.assert_close(got[1][0], ref[1][0], **tol)
-    p64 = motion(2, 2, 3).requires_grad_()
+    p64 = motion(2, 2, 3)
     K, R, t = camera(2)
-    k = pixels(p64.detach() + 0.1, K, R, t)
+    k, K, R, t = _on(device, pixels(p64 + 0.1, K, R, t), K, R, t)
+    p64 = p64.to(device).requires_grad_()
     assert torch.autograd.gradcheck(lambda p: ray_project(p, k, K, R, t, backend=backend), (p64,))
 
 
@@ -312,8 +326,10 @@ def test_geometry_ops_trace_with_torch_compile():
     torch.testing.assert_close(compiled(p, R), f(p, R))
 
 
-@pytest.mark.parametrize("backend", CPU_FUSED)
+@pytest.mark.parametrize("backend", ["cpp"])
 def test_fused_projection_large_output_on_huge_pages(backend, tmp_path):
+    if not backends()["cpp"].available:
+        pytest.skip(backends()["cpp"].reason)
     # Outputs over 4 MiB come from the huge-page allocator (csrc/common/alloc.h): same values, ordinary tensors.
     p = motion(64, 64, 22, dtype=torch.float32)
     R = sample_view_rotations(8, 64, generator=torch.Generator().manual_seed(7))
@@ -329,13 +345,14 @@ def test_fused_projection_large_output_on_huge_pages(backend, tmp_path):
     torch.testing.assert_close(grad, grad_ref, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("backend", CPU_FUSED)
+@pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("velocity", [False, True], ids=["pos", "vel"])
 @pytest.mark.parametrize("depth_weighted,detach_depth", [(True, True), (True, False), (False, True)],
                          ids=["depth-detached", "depth-grad", "plain"])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
-def test_fused_reprojection_matches_reference(backend, dtype, velocity, depth_weighted, detach_depth, reduction):
+def test_fused_reprojection_matches_reference(backend, device, dtype, velocity, depth_weighted, detach_depth,
+                                              reduction):
     assert backend in IMPLEMENTED["reprojection_loss"]
     p = motion(3, 6, 5, dtype=dtype, seed=8)
     K, R, t = camera(3, dtype=dtype, seed=8)
@@ -346,12 +363,48 @@ def test_fused_reprojection_matches_reference(backend, dtype, velocity, depth_we
     k[0, 2, 4] = float("nan")  # missing, and masked
     weights = torch.rand(5, dtype=dtype) + 0.5  # per joint, broadcast
 
-    def loss(b):
-        return lambda p: reprojection_loss(p, k, K, R, t, weights=weights, mask=mask, velocity=velocity,
+    def loss(b, device):
+        k_, K_, R_, t_, w_, m_ = _on(device, k, K, R, t, weights, mask)
+        return lambda p: reprojection_loss(p, k_, K_, R_, t_, weights=w_, mask=m_, velocity=velocity,
                                            depth_weighted=depth_weighted, detach_depth=detach_depth,
                                            reduction=reduction, backend=b)
 
-    got, ref = _grads(loss(backend), [p]), _grads(loss("torch"), [p])
+    got, ref = _grads(loss(backend, device), [p], device), _grads(loss("torch", "cpu"), [p])
     tol = dict(rtol=2e-4, atol=1e-5) if dtype == torch.float32 else {}
     torch.testing.assert_close(got[0], ref[0], **tol)
     torch.testing.assert_close(got[1][0], ref[1][0], **tol)
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("velocity", [False, True], ids=["pos", "vel"])
+@pytest.mark.parametrize("depth_weighted", [True, False], ids=["depth", "plain"])
+def test_fused_reprojection_gradcheck(backend, device, velocity, depth_weighted):
+    """float64 gradcheck with per-joint weights, a masked NaN keypoint and a joint behind the camera; then a joint
+    exactly at min_depth counts, as in the reference (not under gradcheck: its steps cross the threshold).
+    Exact gradients need detach_depth=False; the detached weight is compared with the
+    reference in test_fused_reprojection_matches_reference."""
+    detach_depth = False
+    p = motion(2, 3, 4, seed=5)
+    K, R, t = camera(2, seed=5)
+    k = pixels(p + 0.1, K, R, t)
+    mask = torch.ones(p.shape[:-1], dtype=torch.bool)
+    mask[0, 1, 2] = False
+    k[0, 1, 2] = float("nan")
+    w = torch.rand(2, 3, 4, dtype=p.dtype) + 0.5
+    p[1, 2, 1] = -t[1] @ R[1] - 1.0 * R[1][2]  # behind the camera
+    at_threshold = float(camera_frame(p, R, t)[0, 2, 3, 2])
+    k, K, R, t, w, mask, p = _on(device, k, K, R, t, w, mask, p)
+    p.requires_grad_()
+
+    def fn(p, min_depth=0.1, backend=backend, reduction="mean"):
+        return reprojection_loss(p, k, K, R, t, weights=w, mask=mask, velocity=velocity, min_depth=min_depth,
+                                 depth_weighted=depth_weighted, detach_depth=detach_depth, backend=backend,
+                                 reduction=reduction)
+
+    assert torch.autograd.gradcheck(fn, (p,))
+    terms = fn(p, at_threshold, reduction="none")
+    torch.testing.assert_close(terms, fn(p, at_threshold, "torch", "none"))
+    if not velocity:
+        assert terms[0, 2, 3] > 0
+    empty = reprojection_loss(p[:0], k[:0], K[:0], R[:0], t[:0], velocity=velocity, backend=backend)
+    assert empty.item() == 0.0

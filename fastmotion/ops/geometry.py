@@ -1,6 +1,7 @@
 """Public geometry ops: rotated-view weak-perspective projection, VideoMDM's depth-aware reprojection loss and
-camera-ray projection. Definitions in `fastmotion.ops.reference`; fused backends so far: cpp for all three
-(triton and cuda plug in through the same dispatch)."""
+camera-ray projection. Definitions in `fastmotion.ops.reference`; fused backends: cpp and cuda (compiled ops
+torch.ops.fastmotion.*, dispatched on the tensors' device) and triton (fastmotion.kernels.geometry, the same entry
+points), all behind the same autograd Functions."""
 from __future__ import annotations
 
 import torch
@@ -9,34 +10,46 @@ from . import reference
 from ._backends import resolve_backend
 
 _FLOATS = (torch.float32, torch.float64)
-IMPLEMENTED = {"project_weak_perspective": ("torch", "cpp"), "reprojection_loss": ("torch", "cpp"),
-               "ray_project": ("torch", "cpp")}
+IMPLEMENTED = {name: ("torch", "cpp", "triton", "cuda")
+               for name in ("project_weak_perspective", "reprojection_loss", "ray_project")}
+
+
+def _kernels(backend: str):
+    """The module whose functions implement the fused ops for `backend` (same names and signatures)."""
+    if backend == "triton":
+        from fastmotion.kernels import geometry
+
+        return geometry
+    return torch.ops.fastmotion
 
 
 class _ProjectWeakPerspective(torch.autograd.Function):
     """Compiled forward and fused backward (points, rotations, scale, offset in one pass)."""
 
     @staticmethod
-    def forward(ctx, points, rotations, scale, offset):
+    def forward(ctx, backend, points, rotations, scale, offset):
         ctx.save_for_backward(points, rotations, scale)
-        return torch.ops.fastmotion.project_weak_perspective(points, rotations, scale, offset)
+        ctx.backend = backend
+        return _kernels(backend).project_weak_perspective(points, rotations, scale, offset)
 
     @staticmethod
     def backward(ctx, grad_out):
         points, rotations, scale = ctx.saved_tensors
-        grads = torch.ops.fastmotion.project_weak_perspective_backward(grad_out.contiguous(), points, rotations, scale)
-        return tuple(g if need else None for g, need in zip(grads, ctx.needs_input_grad))
+        grads = _kernels(ctx.backend).project_weak_perspective_backward(grad_out.contiguous(), points, rotations, scale)
+        return (None,) + tuple(g if need else None for g, need in zip(grads, ctx.needs_input_grad[1:]))
 
 
 class _ReprojectionTerms(torch.autograd.Function):
     """Per-joint loss terms [B, T(-1), J] from the compiled kernels; the backward is one fused pass too."""
 
     @staticmethod
-    def forward(ctx, points, keypoints, K, R, t, weights, mask, depth_weighted, min_depth, velocity, detach_depth):
+    def forward(ctx, backend, points, keypoints, K, R, t, weights, mask, depth_weighted, min_depth, velocity,
+                detach_depth):
         ctx.save_for_backward(points, keypoints, K, R, t, weights, mask)
         ctx.flags = (depth_weighted, min_depth, velocity, detach_depth)
-        terms, valid_terms = torch.ops.fastmotion.reprojection_terms(points, keypoints, K, R, t, weights, mask,
-                                                                     depth_weighted, min_depth, velocity)
+        ctx.backend = backend
+        terms, valid_terms = _kernels(backend).reprojection_terms(points, keypoints, K, R, t, weights, mask, depth_weighted,
+                                                        min_depth, velocity)
         ctx.mark_non_differentiable(valid_terms)
         return terms, valid_terms
 
@@ -44,23 +57,24 @@ class _ReprojectionTerms(torch.autograd.Function):
     def backward(ctx, grad_terms, _grad_count):
         points, keypoints, K, R, t, weights, mask = ctx.saved_tensors
         grad = None
-        if ctx.needs_input_grad[0]:
-            grad = torch.ops.fastmotion.reprojection_terms_backward(grad_terms.contiguous(), points, keypoints, K, R,
-                                                                    t, weights, mask, *ctx.flags)
-        return (grad,) + (None,) * 10
+        if ctx.needs_input_grad[1]:
+            grad = _kernels(ctx.backend).reprojection_terms_backward(grad_terms.contiguous(), points, keypoints, K, R, t,
+                                                           weights, mask, *ctx.flags)
+        return (None, grad) + (None,) * 10
 
 
 class _RayProject(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, points, keypoints, K, R, t):
+    def forward(ctx, backend, points, keypoints, K, R, t):
         ctx.save_for_backward(keypoints, K, R)
-        return torch.ops.fastmotion.ray_project(points, keypoints, K, R, t)
+        ctx.backend = backend
+        return _kernels(backend).ray_project(points, keypoints, K, R, t)
 
     @staticmethod
     def backward(ctx, grad_out):
         keypoints, K, R = ctx.saved_tensors
-        grad = torch.ops.fastmotion.ray_project_backward(grad_out.contiguous(), keypoints, K, R)
-        return grad if ctx.needs_input_grad[0] else None, None, None, None, None
+        grad = _kernels(ctx.backend).ray_project_backward(grad_out.contiguous(), keypoints, K, R)
+        return None, grad if ctx.needs_input_grad[1] else None, None, None, None, None
 
 
 def _tensor(op, name, value, shape_text, rank=None, last=None, dtype=None, device=None):
@@ -139,14 +153,15 @@ def project_weak_perspective(points: torch.Tensor, rotations: torch.Tensor, scal
                              f"{batch_views + tail}") from None
     if isinstance(offset, (int, float)):
         raise TypeError(f"{op}: offset must be None or a tensor of shape [2] or [B, V, 2], got a number")
-    if resolve_backend(backend, points, op, IMPLEMENTED[op]) == "torch":
+    chosen = resolve_backend(backend, points, op, IMPLEMENTED[op])
+    if chosen == "torch":
         return reference.project_weak_perspective(points, rotations, scale, offset)
     # Canonical [B, V] layouts for the kernels; autograd sums the gradients back through the expansions.
     rotations = rotations.expand(batch_views[0], -1, -1, -1).contiguous()
     scale = torch.as_tensor(scale, dtype=points.dtype, device=points.device).expand(batch_views).contiguous()
     offset = (points.new_zeros(batch_views + (2,)) if offset is None else
               offset.expand(batch_views + (2,)).contiguous())
-    return _ProjectWeakPerspective.apply(points.contiguous(), rotations, scale, offset)
+    return _ProjectWeakPerspective.apply(chosen, points.contiguous(), rotations, scale, offset)
 
 
 def reprojection_loss(points, keypoints, K, R, t, *, depth_weighted=True, min_depth=0.1, weights=None, mask=None,
@@ -176,15 +191,17 @@ def reprojection_loss(points, keypoints, K, R, t, *, depth_weighted=True, min_de
         except RuntimeError:
             raise ValueError(f"{op}: weights of shape {tuple(weights.shape)} do not broadcast to "
                              f"{tuple(points.shape[:-1])}") from None
-    if resolve_backend(backend, points, op, IMPLEMENTED[op]) == "torch":
+    chosen = resolve_backend(backend, points, op, IMPLEMENTED[op])
+    if chosen == "torch":
         return reference.reprojection_loss(points, keypoints, K, R, t, depth_weighted=depth_weighted,
                                            min_depth=min_depth, weights=weights, mask=mask, velocity=velocity,
                                            detach_depth=detach_depth, reduction=reduction)
     if weights is not None:
         weights = weights.expand(points.shape[:-1]).contiguous()
-    terms, valid_terms = _ReprojectionTerms.apply(points.contiguous(), keypoints.contiguous(), K.contiguous(), R.contiguous(),
-                                     t.contiguous(), weights, mask, bool(depth_weighted), float(min_depth),
-                                     bool(velocity), bool(detach_depth))
+    terms, valid_terms = _ReprojectionTerms.apply(
+        chosen, points.contiguous(), keypoints.contiguous(), K.contiguous(), R.contiguous(), t.contiguous(),
+        weights, None if mask is None else mask.contiguous(), bool(depth_weighted), float(min_depth), bool(velocity),
+        bool(detach_depth))
     if reduction == "none":
         return terms
     if reduction == "sum":
@@ -204,10 +221,11 @@ def ray_project(points, keypoints, K, R, t, *, backend: str | None = None):
         raise ValueError(f"{op}: points must be [B, ..., J, 3], got shape {tuple(points.shape)}")
     _check_keypoints(op, keypoints, points, None)
     _check_camera(op, K, R, t, points.shape[0], points.dtype, points.device)
-    if resolve_backend(backend, points, op, IMPLEMENTED[op]) == "torch":
+    chosen = resolve_backend(backend, points, op, IMPLEMENTED[op])
+    if chosen == "torch":
         return reference.ray_project(points, keypoints, K, R, t)
     flat = points.reshape(points.shape[0], -1, 3).contiguous()
-    out = _RayProject.apply(flat, keypoints.reshape(points.shape[0], -1, 2).contiguous(), K.contiguous(),
+    out = _RayProject.apply(chosen, flat, keypoints.reshape(points.shape[0], -1, 2).contiguous(), K.contiguous(),
                             R.contiguous(), t.contiguous())
     return out.view(points.shape)
 
