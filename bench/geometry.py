@@ -2,7 +2,8 @@
 reprojection_loss and ray_project (B=64, T=196, J=22); forward and forward+backward (gradient to the points),
 float32, every implemented backend against the torch reference.
 
-"GB/s" is the bytes the op must move at the least (inputs read once, outputs written once) over the time.
+"GB/s" is the bytes the op must move at the least (inputs read once, outputs written once) over the time;
+on a GPU "% peak" relates it to the device's peak memory bandwidth (2 x memory clock x bus width).
 """
 from __future__ import annotations
 
@@ -75,6 +76,15 @@ def make_case(op: str, mode: str, backend: str, device: str):
     return forward_backward
 
 
+def peak_bandwidth(device: str) -> float | None:
+    """The GPU's peak DRAM bandwidth in bytes/s (double data rate), or None on CPU or when torch cannot say."""
+    if device != "cuda":
+        return None
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    clock_khz, bus_bits = getattr(props, "memory_clock_rate", 0), getattr(props, "memory_bus_width", 0)
+    return 2 * clock_khz * 1e3 * bus_bits / 8 if clock_khz and bus_bits else None
+
+
 def available_backends(op: str, device: str) -> list[str]:
     status = backends()
     order = ("torch", "cpp") if device == "cpu" else ("torch", "cuda", "triton")
@@ -84,6 +94,7 @@ def available_backends(op: str, device: str) -> list[str]:
 def run(ops=OPS, names=None, device: str | None = None, progress=print) -> list[Row]:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     rows = []
+    peak = peak_bandwidth(device)
     for op in ops:
         chosen = [b for b in available_backends(op, device) if not names or b in names or b == "torch"]
         for mode in MODES:
@@ -93,7 +104,10 @@ def run(ops=OPS, names=None, device: str | None = None, progress=print) -> list[
                 progress(f"  {op} {mode}: peak memory of {backend} ...")
                 ms = medians[backend] * 1e3
                 mem = peak_extra_bytes(__name__, [op, mode, backend], device)
-                gbps = min_bytes(op, mode) / (ms * 1e-3) / 1e9
+                bytes_per_s = min_bytes(op, mode) / (ms * 1e-3)
+                extra = {"GB/s": f"{bytes_per_s / 1e9:.1f}"}
+                if peak:
+                    extra["% peak"] = f"{100 * bytes_per_s / peak:.0f}"
                 rows.append(Row(op, mode, backend, device, ms, medians["torch"] * 1e3 / ms,
-                                None if mem is None else mem / 2**20, {"GB/s": f"{gbps:.1f}"}))
+                                None if mem is None else mem / 2**20, extra))
     return rows

@@ -32,7 +32,15 @@ TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
 }
 
 #ifdef FASTMOTION_WITH_CUDA
-TORCH_LIBRARY_IMPL(fastmotion, CUDA, m) { m.impl("rvq_search", &fastmotion::rvq_search_cuda); }
+TORCH_LIBRARY_IMPL(fastmotion, CUDA, m) {
+  m.impl("rvq_search", &fastmotion::rvq_search_cuda);
+  m.impl("project_weak_perspective", &fastmotion::project_weak_perspective_cuda);
+  m.impl("project_weak_perspective_backward", &fastmotion::project_weak_perspective_backward_cuda);
+  m.impl("ray_project", &fastmotion::ray_project_cuda);
+  m.impl("ray_project_backward", &fastmotion::ray_project_backward_cuda);
+  m.impl("reprojection_terms", &fastmotion::reprojection_terms_cuda);
+  m.impl("reprojection_terms_backward", &fastmotion::reprojection_terms_backward_cuda);
+}
 #endif
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

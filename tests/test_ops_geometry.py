@@ -325,6 +325,20 @@ def test_geometry_ops_trace_with_torch_compile():
     compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
     torch.testing.assert_close(compiled(p, R), f(p, R))
 
+    p64 = motion(2, 3, 4)
+    K, R, t = camera(2)
+    k = pixels(p64 + 0.1, K, R, t)
+
+    def camera_ops(p):
+        loss = reprojection_loss(p, k, K, R, t, velocity=True, backend="cpp")
+        return loss + ray_project(p, k, K, R, t, backend="cpp").square().mean()
+
+    p64.requires_grad_()
+    compiled = torch.compile(camera_ops, fullgraph=True, backend="aot_eager")
+    (grad,) = torch.autograd.grad(compiled(p64), p64)
+    (expected,) = torch.autograd.grad(camera_ops(p64), p64)
+    torch.testing.assert_close(grad, expected)
+
 
 @pytest.mark.parametrize("backend", ["cpp"])
 def test_fused_projection_large_output_on_huge_pages(backend, tmp_path):

@@ -29,7 +29,9 @@ def main() -> int:
     if not module.with_cuda:
         print("cuda-check: FAILED, the library was built without CUDA kernels", file=sys.stderr)
         return 1
-    missing = [op for op in ("rvq_search",)
+    ops = ("rvq_search", "project_weak_perspective", "project_weak_perspective_backward", "ray_project",
+           "ray_project_backward", "reprojection_terms", "reprojection_terms_backward")
+    missing = [op for op in ops
                if not torch._C._dispatch_has_kernel_for_dispatch_key(f"fastmotion::{op}", "CUDA")]
     if missing:
         print(f"cuda-check: FAILED, no CUDA kernel registered for {missing}", file=sys.stderr)

@@ -34,6 +34,27 @@ at::Tensor reprojection_terms_backward_cpu(const at::Tensor& grad_terms, const a
                                            const c10::optional<at::Tensor>& mask, bool depth_weighted,
                                            double min_depth, bool velocity, bool detach_depth);
 
+// CUDA versions (csrc/geometry/geometry_cuda.cu), same contracts; registered when built with CUDA.
+at::Tensor project_weak_perspective_cuda(const at::Tensor& points, const at::Tensor& rotations,
+                                         const at::Tensor& scale, const at::Tensor& offset);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> project_weak_perspective_backward_cuda(
+    const at::Tensor& grad_out, const at::Tensor& points, const at::Tensor& rotations, const at::Tensor& scale);
+at::Tensor ray_project_cuda(const at::Tensor& points, const at::Tensor& keypoints, const at::Tensor& K,
+                            const at::Tensor& R, const at::Tensor& t);
+at::Tensor ray_project_backward_cuda(const at::Tensor& grad_out, const at::Tensor& keypoints, const at::Tensor& K,
+                                     const at::Tensor& R);
+std::tuple<at::Tensor, at::Tensor> reprojection_terms_cuda(const at::Tensor& points, const at::Tensor& keypoints,
+                                                           const at::Tensor& K, const at::Tensor& R,
+                                                           const at::Tensor& t,
+                                                           const c10::optional<at::Tensor>& weights,
+                                                           const c10::optional<at::Tensor>& mask,
+                                                           bool depth_weighted, double min_depth, bool velocity);
+at::Tensor reprojection_terms_backward_cuda(const at::Tensor& grad_terms, const at::Tensor& points,
+                                            const at::Tensor& keypoints, const at::Tensor& K, const at::Tensor& R,
+                                            const at::Tensor& t, const c10::optional<at::Tensor>& weights,
+                                            const c10::optional<at::Tensor>& mask, bool depth_weighted,
+                                            double min_depth, bool velocity, bool detach_depth);
+
 inline void check_projection_inputs(const at::Tensor& points, const at::Tensor& rotations, const at::Tensor& scale,
                                     const at::Tensor& offset) {
   TORCH_CHECK(points.dim() == 4 && points.size(3) == 3, "project_weak_perspective: points must be [B, T, J, 3], got ",
@@ -72,6 +93,24 @@ inline void check_ray_inputs(const at::Tensor& points, const at::Tensor& keypoin
   }
   TORCH_CHECK(points.scalar_type() == at::kFloat || points.scalar_type() == at::kDouble,
               "ray_project: points must be float32 or float64, got ", dtype_str(points));
+}
+
+inline void check_reprojection_inputs(const at::Tensor& points, const at::Tensor& keypoints, const at::Tensor& K,
+                                      const at::Tensor& R, const at::Tensor& t, const at::Tensor& weights,
+                                      const at::Tensor& mask, bool velocity) {
+  TORCH_CHECK(points.dim() == 4 && points.size(3) == 3, "reprojection_loss: points must be [B, T, J, 3], got ",
+              shape_str(points));
+  TORCH_CHECK(keypoints.dim() == 4 && keypoints.size(0) == points.size(0) && keypoints.size(1) == points.size(1) &&
+                  keypoints.size(2) == points.size(2) && keypoints.size(3) == 2,
+              "reprojection_loss: keypoints must be [B, T, J, 2] like points, got ", shape_str(keypoints));
+  const int64_t M = points.size(1) * points.size(2);
+  check_ray_inputs(points.view({points.size(0), M, 3}), keypoints.view({points.size(0), M, 2}), K, R, t);
+  TORCH_CHECK(!weights.defined() || weights.sizes() == points.sizes().slice(0, 3),
+              "reprojection_loss: weights must be [B, T, J] (expanded by the caller), got ", shape_str(weights));
+  TORCH_CHECK(!mask.defined() || (mask.scalar_type() == at::kBool && mask.sizes() == points.sizes().slice(0, 3)),
+              "reprojection_loss: mask must be a bool [B, T, J] tensor");
+  TORCH_CHECK(!velocity || points.size(1) >= 2, "reprojection_loss: velocity needs T >= 2, got T=",
+              num_str(points.size(1)));
 }
 
 }  // namespace fastmotion

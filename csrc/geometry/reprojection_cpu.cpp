@@ -150,24 +150,6 @@ Setup<scalar_t> make_setup(const at::Tensor& points, const at::Tensor& keypoints
                          static_cast<scalar_t>(min_depth)};
 }
 
-void check_loss_inputs(const at::Tensor& points, const at::Tensor& keypoints, const at::Tensor& K,
-                       const at::Tensor& R, const at::Tensor& t, const at::Tensor& weights, const at::Tensor& mask,
-                       bool velocity) {
-  TORCH_CHECK(points.dim() == 4 && points.size(3) == 3, "reprojection_loss: points must be [B, T, J, 3], got ",
-              shape_str(points));
-  TORCH_CHECK(keypoints.dim() == 4 && keypoints.size(0) == points.size(0) && keypoints.size(1) == points.size(1) &&
-                  keypoints.size(2) == points.size(2) && keypoints.size(3) == 2,
-              "reprojection_loss: keypoints must be [B, T, J, 2] like points, got ", shape_str(keypoints));
-  const int64_t M = points.size(1) * points.size(2);
-  check_ray_inputs(points.view({points.size(0), M, 3}), keypoints.view({points.size(0), M, 2}), K, R, t);
-  TORCH_CHECK(!weights.defined() || weights.sizes() == points.sizes().slice(0, 3),
-              "reprojection_loss: weights must be [B, T, J] (expanded by the caller), got ", shape_str(weights));
-  TORCH_CHECK(!mask.defined() || (mask.scalar_type() == at::kBool && mask.sizes() == points.sizes().slice(0, 3)),
-              "reprojection_loss: mask must be a bool [B, T, J] tensor");
-  TORCH_CHECK(!velocity || points.size(1) >= 2, "reprojection_loss: velocity needs T >= 2, got T=",
-              num_str(points.size(1)));
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> reprojection_terms_cpu(const at::Tensor& points_in, const at::Tensor& keypoints_in, const at::Tensor& K_in,
@@ -178,7 +160,7 @@ std::tuple<at::Tensor, at::Tensor> reprojection_terms_cpu(const at::Tensor& poin
   const at::Tensor K = K_in.contiguous(), R = R_in.contiguous(), t = t_in.contiguous();
   const at::Tensor weights = weights_in.has_value() ? weights_in->contiguous() : at::Tensor();
   const at::Tensor mask = mask_in.has_value() ? mask_in->contiguous() : at::Tensor();
-  check_loss_inputs(points, keypoints, K, R, t, weights, mask, velocity);
+  check_reprojection_inputs(points, keypoints, K, R, t, weights, mask, velocity);
   const int64_t B = points.size(0), T = points.size(1), J = points.size(2);
   at::Tensor terms = at::empty({B, velocity ? T - 1 : T, J}, points.options());
   int64_t valid_terms = 0;
@@ -202,7 +184,7 @@ at::Tensor reprojection_terms_backward_cpu(const at::Tensor& grad_terms_in, cons
   const at::Tensor weights = weights_in.has_value() ? weights_in->contiguous() : at::Tensor();
   const at::Tensor mask = mask_in.has_value() ? mask_in->contiguous() : at::Tensor();
   const at::Tensor grad_terms = grad_terms_in.contiguous();
-  check_loss_inputs(points, keypoints, K, R, t, weights, mask, velocity);
+  check_reprojection_inputs(points, keypoints, K, R, t, weights, mask, velocity);
   const int64_t B = points.size(0), T = points.size(1), J = points.size(2);
   TORCH_CHECK(grad_terms.dim() == 3 && grad_terms.size(0) == B && grad_terms.size(1) == (velocity ? T - 1 : T) &&
                   grad_terms.size(2) == J,

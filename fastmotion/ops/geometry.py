@@ -98,9 +98,14 @@ def _check_camera(op, K, R, t, batch, dtype, device):
     for name, value in (("K", K), ("R", R), ("t", t)):
         if value.shape[0] != batch:
             raise ValueError(f"{op}: {name} has batch size {value.shape[0]}, the points {batch}")
+    if torch.compiler.is_compiling():  # value checks would break the graph; eager calls make them
+        return
+    focal = K[:, 0, 0] * K[:, 1, 1]
+    if bool(torch.isfinite(K.sum() + R.sum() + t.sum()) & (focal != 0).all()):  # one host sync when all is well
+        return
+    for name, value in (("K", K), ("R", R), ("t", t)):
         if not bool(torch.isfinite(value).all()):
             raise ValueError(f"{op}: {name} contains NaN or inf")
-    focal = K[:, 0, 0] * K[:, 1, 1]
     if bool((focal == 0).any()):
         raise ValueError(f"{op}: K is degenerate (fx * fy == 0) for batch entries "
                          f"{torch.nonzero(focal == 0).flatten().tolist()[:8]}")
@@ -117,7 +122,7 @@ def _check_keypoints(op, keypoints, points, mask):
                              f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
         if mask.device != points.device:
             raise ValueError(f"{op}: mask is on {mask.device} but the points are on {points.device}")
-    if bool(torch.isfinite(keypoints.sum())):  # a finite sum proves every keypoint finite: one cheap pass
+    if torch.compiler.is_compiling() or bool(torch.isfinite(keypoints.sum())):  # a finite sum: all finite
         return
     bad = ~torch.isfinite(keypoints).all(-1)
     if mask is not None:
