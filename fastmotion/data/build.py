@@ -1,0 +1,110 @@
+"""Dataset builders behind `fastmotion data synth` and `fastmotion data render`.
+
+`render_2d` turns a 3D dataset (HumanML3D layout) into what the 3D-free trainers read:
+
+  OUT/keypoints/NAME.npy   2D keypoints [T, 22, 2] in pixels (NAME = clip name + `_v<view>`)
+  OUT/cameras/NAME.npz     K [3, 3], R [3, 3], t [3] (OpenCV pinhole, world -> camera)
+  OUT/texts/NAME.txt       the clip's captions (HumanML3D format)
+  OUT/train.txt ...        the source's splits, one line per rendered view
+  OUT/stats_free3d_2d.npz  mean/std of the Free3D 2D features (normalised image coordinates), train split
+  OUT/meta.json            how it was made
+  OUT/eval3d/new_joints/NAME.npy   the 3D, for evaluation only: no trainer reads eval3d/
+
+Clips that cannot be read are skipped and reported (with a count at the end), never fatal; the output folder
+appears only when the build finished.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastmotion.motion import camera as cameras
+from fastmotion.motion.free3d import Normalizer, to_features
+from fastmotion.ops.reference import normalized_keypoints
+
+from . import humanml3d as hml
+from .synth import FPS, synth_clip
+
+
+def build_synthetic(out, num: int = 2000, seed: int = 0, progress=None) -> dict:
+    """Write `num` synthetic clips in HumanML3D's layout to `out`; returns a summary."""
+    if num < 1:
+        raise ValueError(f"num must be at least 1, got {num}")
+    rng = np.random.default_rng(seed)
+    labels: dict[str, int] = {}
+    with hml.atomic_folder(out) as tmp:
+        names = []
+        for i in range(num):
+            joints, texts, label = synth_clip(rng)
+            name = f"{i:06d}"
+            hml.write_clip(tmp, name, joints, [hml.Caption(t, hml.tokenize(t)) for t in texts])
+            names.append(name)
+            labels[label] = labels.get(label, 0) + 1
+            if progress:
+                progress(1)
+        hml.write_splits(tmp, names, seed=seed)
+        summary = {"source": "fastmotion synthetic corpus", "clips": num, "seed": seed, "fps": FPS,
+                   "actions": dict(sorted(labels.items()))}
+        (tmp / "meta.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def render_2d(src, out, views: int = 1, seed: int = 0, min_depth: float = 3.0, focal: float = 1000.0,
+              image_size=(1000, 1000), elevation_deg=(0.0, 30.0), progress=None) -> dict:
+    """Project every clip of the 3D dataset `src` into `views` sampled cameras; see the module docstring."""
+    src = Path(src)
+    if views < 1:
+        raise ValueError(f"views must be at least 1, got {views}")
+    splits = {s: hml.read_split(src, s) for s in hml.SPLITS if (src / f"{s}.txt").exists()}
+    if not splits:
+        raise FileNotFoundError(f"{src}: no split files ({', '.join(s + '.txt' for s in hml.SPLITS)})")
+    generator = torch.Generator().manual_seed(seed)
+    skipped: list[str] = []
+    train_features = []
+    with hml.atomic_folder(out) as tmp:
+        for sub in ("keypoints", "cameras", "texts", "eval3d/new_joints"):
+            (tmp / sub).mkdir(parents=True)
+        written = {s: [] for s in splits}
+        for split, names in splits.items():
+            for name in names:
+                if progress:
+                    progress(1)
+                try:
+                    joints = hml.load_joints(src / "new_joints" / f"{name}.npy")
+                    text_path = src / "texts" / f"{name}.txt"
+                    captions = hml.parse_captions(text_path) if text_path.exists() else []
+                except (OSError, ValueError) as err:
+                    skipped.append(str(err))
+                    continue
+                motion = torch.from_numpy(joints).double()[None].expand(views, -1, -1, -1)
+                cams = cameras.sample_cameras(motion, elevation_deg=elevation_deg, min_depth=min_depth,
+                                              focal=focal, image_size=image_size, generator=generator)
+                pixels = cameras.project(motion, cams)
+                for v in range(views):
+                    view_name = f"{name}_v{v}"
+                    np.save(tmp / "keypoints" / f"{view_name}.npy", pixels[v].float().numpy())
+                    np.savez(tmp / "cameras" / f"{view_name}.npz", K=cams.K[v].float().numpy(),
+                             R=cams.R[v].float().numpy(), t=cams.t[v].float().numpy())
+                    (tmp / "texts" / f"{view_name}.txt").write_text(
+                        "".join(hml.format_caption(c) + "\n" for c in captions))
+                    np.save(tmp / "eval3d" / "new_joints" / f"{view_name}.npy", joints)
+                    written[split].append(view_name)
+                    if split == "train":
+                        n = normalized_keypoints(pixels[v:v + 1], cams.K[v:v + 1])[0]
+                        train_features.append(to_features(n).float().numpy())
+        if not any(written.values()):
+            raise ValueError(f"{src}: no clip could be read ({len(skipped)} skipped); first problem: "
+                             f"{skipped[0] if skipped else 'none'}")
+        for split, names in written.items():
+            (tmp / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+        if train_features:
+            Normalizer.fit(train_features).save(tmp / "stats_free3d_2d.npz")
+        summary = {"source": str(src.resolve()), "views": views, "seed": seed, "min_depth": min_depth,
+                   "focal": focal, "image_size": list(image_size), "elevation_deg": list(elevation_deg),
+                   "clips": {s: len(n) for s, n in written.items()}, "skipped": len(skipped),
+                   "skipped_reasons": skipped[:50]}
+        (tmp / "meta.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
