@@ -109,5 +109,10 @@ def _report(rows, device, json_path, meta):
         click.echo(f"wrote {json_path}", err=True)
 
 
+from fastmotion.cli_data import data, render  # noqa: E402  (commands defined in their own module)
+
+main.add_command(data)
+main.add_command(render)
+
 if __name__ == "__main__":
     main()

@@ -49,12 +49,9 @@ def facing_quaternion(joints: torch.Tensor) -> torch.Tensor:
 def canonicalize(joints: torch.Tensor) -> torch.Tensor:
     """HumanML3D's normalisation of a clip [T, 22, 3] (or [..., T, 22, 3]): feet on the floor (lowest joint at
     y = 0), the first frame's root above the origin, and the first frame facing +z."""
-    joints = joints.clone()
-    floor = joints[..., 1].amin(dim=(-1, -2), keepdim=True)
-    joints[..., 1] = joints[..., 1] - floor
-    start = joints[..., :1, :1, :].clone()
-    start[..., 1] = 0
-    joints = joints - start
+    floor = joints[..., 1].amin(dim=(-1, -2), keepdim=True)  # [..., 1, 1]
+    start = joints[..., :1, 0, :]  # [..., 1, 3]: the first root position
+    joints = joints - torch.stack([start[..., 0], floor[..., 0], start[..., 2]], dim=-1).unsqueeze(-2)
     q0 = facing_quaternion(joints[..., :1, :, :])  # [..., 1, 4]
     return qrot(q0.unsqueeze(-2), joints)
 
@@ -95,10 +92,8 @@ def joints_to_features(joints: torch.Tensor, canonical: bool = True,
     velocity = qrot(root_quat[..., 1:, :], root[..., 1:, :] - root[..., :-1, :])
     rot_velocity = qmul(root_quat[..., 1:, :], qinv(root_quat[..., :-1, :]))
     rot_velocity = torch.asin(rot_velocity[..., 2:3].clamp(-1.0, 1.0))  # half-angle about y
-    ric = joints.clone()
-    ric[..., 0] = ric[..., 0] - root[..., None, 0]
-    ric[..., 2] = ric[..., 2] - root[..., None, 2]
-    ric = qrot(root_quat.unsqueeze(-2), ric)
+    ground = torch.stack([root[..., 0], torch.zeros_like(root[..., 0]), root[..., 2]], dim=-1)
+    ric = qrot(root_quat.unsqueeze(-2), joints - ground.unsqueeze(-2))  # root x, z removed; facing +z
     rot6d = matrix_to_cont6d(quat_to_matrix(local_rotations(joints, root_quat)))
     local_velocity = qrot(root_quat[..., :-1, None, :], joints[..., 1:, :, :] - joints[..., :-1, :, :])
     feet = list(SMPL22.feet)

@@ -159,7 +159,8 @@ def bvh_joint_map(bvh_names, table: dict | None = None) -> list[int]:
     bvh_names = list(bvh_names)
     taken, out = set(), []
     for name in SMPL22_NAMES:
-        found = next((bvh_names.index(c) for c in table.get(name, ())
+        candidates = (name,) + tuple(table.get(name, ()))  # SMPL's own names first (files this project writes)
+        found = next((bvh_names.index(c) for c in candidates
                       if c in bvh_names and bvh_names.index(c) not in taken), None)
         if found is None:
             raise ValueError(f"no BVH joint for SMPL joint {name!r}: tried {', '.join(table.get(name, ()))}; "

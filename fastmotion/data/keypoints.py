@@ -1,0 +1,87 @@
+"""2D keypoint sequences from files: `.npy` arrays and COCO-style JSON (per-frame keypoints with confidences),
+mapped to SMPL-22 with a mask of missing joints."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fastmotion.motion.skeleton import COCO17_NAMES, H36M17_NAMES, SMPL22, keypoints_to_smpl22
+
+_LAYOUT_BY_COUNT = {len(COCO17_NAMES): "coco17", len(SMPL22.names): "smpl22"}
+
+
+def read_keypoints_npy(path, layout: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """[T, K, 2] (or [T, K, 3] with confidences) keypoints -> SMPL-22 keypoints [T, 22, 2] and mask [T, 22].
+
+    layout: "smpl22", "coco17" or "h36m17"; guessed from K when omitted (17 is taken as COCO). NaN keypoints
+    are missing (mask False)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such keypoints file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{path}: not a readable .npy file ({err})") from None
+    if data.ndim != 3 or data.shape[-1] not in (2, 3) or data.shape[0] == 0:
+        raise ValueError(f"{path}: expected keypoints [T, K, 2] or [T, K, 3] (x, y, confidence), got "
+                         f"{list(data.shape)}")
+    layout = layout or _LAYOUT_BY_COUNT.get(data.shape[1])
+    if layout is None:
+        raise ValueError(f"{path}: cannot tell the layout of {data.shape[1]} keypoints; pass layout= "
+                         "('smpl22', 'coco17' or 'h36m17')")
+    confidence = data[..., 2] if data.shape[-1] == 3 else None
+    xy = data[..., :2].astype(np.float64)
+    if layout == "smpl22":
+        if xy.shape[1] != 22:
+            raise ValueError(f"{path}: smpl22 keypoints need 22 joints, got {xy.shape[1]}")
+        mask = np.isfinite(xy).all(-1) & (confidence > 0 if confidence is not None else True)
+        return np.where(mask[..., None], xy, np.nan), mask
+    expected = {"coco17": len(COCO17_NAMES), "h36m17": len(H36M17_NAMES)}.get(layout)
+    if expected is not None and xy.shape[1] != expected:
+        raise ValueError(f"{path}: {layout} keypoints need {expected} joints, got {xy.shape[1]}")
+    return keypoints_to_smpl22(xy, layout, confidence)
+
+
+def read_coco_json(path, track: int | None = None, min_confidence: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """COCO-style keypoint JSON -> SMPL-22 keypoints [T, 22, 2] and mask [T, 22].
+
+    Accepted shapes: a list of frames, each `{"keypoints": [x1, y1, c1, ...]}` (or a list of such people; the
+    first, or the one with `"track_id" == track`, is used), or `{"annotations": [...]}` with `image_id` as the
+    frame index. A frame without a person is all missing. Keypoints with confidence <= min_confidence are
+    missing."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such JSON file")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if isinstance(data, dict) and "annotations" in data:
+        frames: dict[int, list] = {}
+        for ann in data["annotations"]:
+            frames.setdefault(int(ann.get("image_id", 0)), []).append(ann)
+        order = sorted(frames)
+        data = [frames[k] for k in range(order[0], order[-1] + 1)] if order else []
+    if not isinstance(data, list) or not data:
+        raise ValueError(f"{path}: expected a non-empty list of frames or a COCO dict with 'annotations'")
+    rows = []
+    for index, frame in enumerate(data):
+        people = frame if isinstance(frame, list) else [frame]
+        people = [p for p in people if isinstance(p, dict)]
+        if track is not None:
+            people = [p for p in people if p.get("track_id") == track]
+        if not people:
+            rows.append(np.full((17, 3), np.nan))
+            continue
+        if "keypoints" not in people[0]:
+            raise ValueError(f"{path}: frame {index} has no 'keypoints' (keys: {', '.join(people[0])})")
+        flat = np.asarray(people[0]["keypoints"], dtype=np.float64)
+        if flat.size != 17 * 3:
+            raise ValueError(f"{path}: frame {index} has {flat.size} keypoint values, COCO-17 needs 51 "
+                             "(x, y, confidence for 17 joints)")
+        rows.append(flat.reshape(17, 3))
+    stacked = np.stack(rows)
+    confidence = np.nan_to_num(stacked[..., 2], nan=0.0)
+    return keypoints_to_smpl22(stacked[..., :2], "coco17", confidence, min_confidence)

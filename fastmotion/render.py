@@ -1,0 +1,140 @@
+"""Stick-figure rendering of 3D motions ([T, 22, 3], metres, y up) and 2D keypoint sequences ([T, 22, 2],
+pixels) to GIF (Pillow) or MP4 (when ffmpeg is installed). Several motions render side by side, each in its
+own panel, with a ground grid, the root's trajectory trace and an optional title."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from fastmotion.motion.skeleton import SMPL22
+
+PANEL = 320
+LEFT_COLOUR, RIGHT_COLOUR, CENTRE_COLOUR = (220, 60, 60), (50, 110, 220), (40, 40, 40)
+_LEFT = {j for pair in SMPL22.left_right for j in pair[:1]}
+_RIGHT = {j for pair in SMPL22.left_right for j in pair[1:]}
+
+
+def _colour(child: int):
+    return LEFT_COLOUR if child in _LEFT else RIGHT_COLOUR if child in _RIGHT else CENTRE_COLOUR
+
+
+class _View:
+    """A fixed oblique perspective camera framing one whole motion (all frames), looking at its centre."""
+
+    def __init__(self, joints: np.ndarray, azimuth_deg: float = 35.0, elevation_deg: float = 20.0):
+        lo, hi = joints.reshape(-1, 3).min(0), joints.reshape(-1, 3).max(0)
+        self.centre = 0.5 * (lo + hi)
+        radius = max(float(np.linalg.norm(hi - lo)) * 0.5, 0.8)
+        az, el = np.deg2rad(azimuth_deg), np.deg2rad(elevation_deg)
+        direction = np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
+        self.eye = self.centre + direction * radius * 3.0
+        forward = (self.centre - self.eye) / np.linalg.norm(self.centre - self.eye)
+        right = np.cross(forward, [0.0, 1.0, 0.0])
+        right /= np.linalg.norm(right)
+        self.R = np.stack([right, np.cross(forward, right), forward])
+        self.focal = 1.2 * PANEL  # the motion's bounding sphere spans about 80% of the panel
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        c = (points - self.eye) @ self.R.T
+        z = np.maximum(c[..., 2:], 1e-3)
+        return c[..., :2] / z * self.focal + PANEL / 2
+
+
+def _panel_3d(joints: np.ndarray, frame: int, view: _View, title: str | None) -> Image.Image:
+    img = Image.new("RGB", (PANEL, PANEL), (250, 250, 250))
+    draw = ImageDraw.Draw(img)
+    lo, hi = joints[..., [0, 2]].reshape(-1, 2).min(0) - 0.5, joints[..., [0, 2]].reshape(-1, 2).max(0) + 0.5
+    for x in np.arange(np.floor(lo[0]), hi[0] + 1e-9, 0.5):  # ground grid every 0.5 m
+        a, b = view(np.array([[x, 0.0, lo[1]], [x, 0.0, hi[1]]]))
+        draw.line([tuple(a), tuple(b)], fill=(215, 215, 215))
+    for z in np.arange(np.floor(lo[1]), hi[1] + 1e-9, 0.5):
+        a, b = view(np.array([[lo[0], 0.0, z], [hi[0], 0.0, z]]))
+        draw.line([tuple(a), tuple(b)], fill=(215, 215, 215))
+    trace = joints[:frame + 1, 0].copy()
+    trace[:, 1] = 0.0
+    if len(trace) > 1:
+        draw.line([tuple(p) for p in view(trace)], fill=(120, 180, 120), width=2)
+    pts = view(joints[frame])
+    for parent, child in SMPL22.limbs:
+        draw.line([tuple(pts[parent]), tuple(pts[child])], fill=_colour(child), width=3)
+    for p in pts:
+        draw.ellipse([p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2], fill=(30, 30, 30))
+    _caption(draw, title, frame, len(joints))
+    return img
+
+
+def _panel_2d(keypoints: np.ndarray, frame: int, title: str | None) -> Image.Image:
+    img = Image.new("RGB", (PANEL, PANEL), (250, 250, 250))
+    draw = ImageDraw.Draw(img)
+    finite = keypoints[np.isfinite(keypoints).all(-1)]
+    lo, hi = (finite.min(0), finite.max(0)) if len(finite) else (np.zeros(2), np.ones(2))
+    scale = 0.8 * PANEL / max(float((hi - lo).max()), 1e-6)
+    pts = (keypoints[frame] - 0.5 * (lo + hi)) * scale + PANEL / 2  # image y already points down
+    for parent, child in SMPL22.limbs:
+        if np.isfinite(pts[[parent, child]]).all():
+            draw.line([tuple(pts[parent]), tuple(pts[child])], fill=_colour(child), width=3)
+    _caption(draw, title, frame, len(keypoints))
+    return img
+
+
+def _caption(draw, title, frame, frames):
+    if title:
+        draw.text((6, 4), title[:48], fill=(0, 0, 0))
+    draw.text((6, PANEL - 14), f"{frame + 1}/{frames}", fill=(90, 90, 90))
+
+
+def load_motion(path) -> np.ndarray:
+    """A .npy motion file: [T, 22, 3] joints or [T, 22, 2] keypoints; errors name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    data = np.load(path, allow_pickle=False)
+    if data.ndim != 3 or data.shape[1] != SMPL22.num_joints or data.shape[2] not in (2, 3):
+        raise ValueError(f"{path}: expected [T, 22, 3] joints or [T, 22, 2] keypoints, got {list(data.shape)}")
+    if data.shape[0] == 0:
+        raise ValueError(f"{path}: no frames")
+    if data.shape[2] == 3 and not np.isfinite(data).all():
+        raise ValueError(f"{path}: joints contain NaN or inf")
+    return data.astype(np.float64)
+
+
+def render_frames(motions: list[np.ndarray], titles: list[str | None] | None = None) -> list[Image.Image]:
+    """One image per frame (the longest motion's length; shorter ones hold their last frame)."""
+    if not motions:
+        raise ValueError("render_frames: no motions given")
+    titles = list(titles or [None] * len(motions))
+    views = [_View(m) if m.shape[-1] == 3 else None for m in motions]
+    frames = []
+    for f in range(max(len(m) for m in motions)):
+        sheet = Image.new("RGB", (PANEL * len(motions), PANEL))
+        for i, (m, view) in enumerate(zip(motions, views)):
+            k = min(f, len(m) - 1)
+            panel = _panel_3d(m, k, view, titles[i]) if view else _panel_2d(m, k, titles[i])
+            sheet.paste(panel, (PANEL * i, 0))
+        frames.append(sheet)
+    return frames
+
+
+def save_animation(frames: list[Image.Image], out, fps: int = 20) -> Path:
+    """Write frames to .gif (Pillow) or .mp4 (ffmpeg, which must be installed)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".gif":
+        frames[0].save(out, save_all=True, append_images=frames[1:], duration=int(round(1000 / fps)), loop=0)
+        return out
+    if out.suffix.lower() != ".mp4":
+        raise ValueError(f"{out}: the output must end in .gif or .mp4")
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise RuntimeError(f"{out}: writing .mp4 needs ffmpeg on the PATH (or write a .gif)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, frame in enumerate(frames):
+            frame.save(Path(tmp) / f"{i:06d}.png")
+        subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-framerate", str(fps), "-i", str(Path(tmp) / "%06d.png"),
+                        "-pix_fmt", "yuv420p", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", str(out)], check=True)
+    return out
