@@ -56,6 +56,8 @@ def render_2d(src, out, views: int = 1, seed: int = 0, min_depth: float = 3.0, f
               image_size=(1000, 1000), elevation_deg=(0.0, 30.0), progress=None) -> dict:
     """Project every clip of the 3D dataset `src` into `views` sampled cameras; see the module docstring."""
     src = Path(src)
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: no such dataset folder")
     if views < 1:
         raise ValueError(f"views must be at least 1, got {views}")
     splits = {s: hml.read_split(src, s) for s in hml.SPLITS if (src / f"{s}.txt").exists()}
