@@ -64,3 +64,22 @@ def assert_rvq_valid(x, codebooks, out, ref=None, temperature=0.0, seed=0, rel=1
     if ref is not None:
         match = (codes == ref[0].cpu()).double().mean().item()
         assert match >= min_match, f"only {match:.1%} of codes match the reference"
+
+
+def shared_dir():
+    """The project's ../shared folder (papers, real mocap clips), or None. Looked for beside the checkout, then
+    beside the repository this one was cloned from (CI runs on a fresh clone elsewhere), or at
+    $FASTMOTION_SHARED."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    if os.environ.get("FASTMOTION_SHARED"):
+        return Path(os.environ["FASTMOTION_SHARED"])
+    here = Path(__file__).resolve().parent
+    roots = list(here.parents)
+    origin = subprocess.run(["git", "-C", str(here), "config", "--get", "remote.origin.url"], capture_output=True,
+                            text=True).stdout.strip()
+    if origin and Path(origin).is_dir():
+        roots += list(Path(origin).resolve().parents)
+    return next((root / "shared" for root in roots if (root / "shared" / "data" / "cmu").is_dir()), None)

@@ -10,6 +10,7 @@
 #include <torch/types.h>
 
 #include "geometry/geometry.h"
+#include "geometry/reprojection_frame.h"
 
 namespace fastmotion {
 namespace {
@@ -94,34 +95,14 @@ __global__ void project_backward_kernel(const scalar_t* __restrict__ g, const sc
 
 // ---- depth-aware reprojection loss --------------------------------------------------------------------------------
 template <typename scalar_t>
-struct Frame {  // one joint at one frame, in the camera; z is 1 and e is 0 where invalid
-  scalar_t c0, c1, z, e0, e1;
-  bool valid;
-};
+using Camera = ReprojectionInputs<scalar_t>;
 
+// frame() of a joint that may lie outside the data (neighbour frames at the clip's ends): invalid there.
 template <typename scalar_t>
-struct Camera {
-  const scalar_t *p, *k, *K, *R, *t, *w;
-  const bool* mask;
-  scalar_t min_depth;
-
-  __device__ Frame<scalar_t> frame(int64_t b, int64_t idx, bool ok) const {
-    Frame<scalar_t> f{0, 0, 1, 0, 0, false};
-    if (!ok) return f;
-    const scalar_t *Rb = R + b * 9, *tb = t + b * 3, *q = p + idx * 3;
-    f.c0 = Rb[0] * q[0] + Rb[1] * q[1] + Rb[2] * q[2] + tb[0];
-    f.c1 = Rb[3] * q[0] + Rb[4] * q[1] + Rb[5] * q[2] + tb[1];
-    const scalar_t z = Rb[6] * q[0] + Rb[7] * q[1] + Rb[8] * q[2] + tb[2];
-    f.valid = z >= min_depth && (mask == nullptr || mask[idx]);
-    if (!f.valid) return f;
-    const scalar_t* Kb = K + b * 9;
-    const scalar_t nv = (k[idx * 2 + 1] - Kb[5]) / Kb[4];
-    const scalar_t nu = (k[idx * 2] - Kb[2] - Kb[1] * nv) / Kb[0];
-    f.z = z, f.e0 = f.c0 / z - nu, f.e1 = f.c1 / z - nv;
-    return f;
-  }
-  __device__ scalar_t weight(int64_t idx) const { return w ? w[idx] : scalar_t(1); }
-};
+__device__ __forceinline__ JointFrame<scalar_t> frame_if(const Camera<scalar_t>& cam, int64_t b, int64_t idx,
+                                                         bool ok) {
+  return ok ? cam.frame(b, idx) : JointFrame<scalar_t>{0, 0, 1, 0, 0, false};
+}
 
 template <typename scalar_t>
 __global__ void terms_forward_kernel(Camera<scalar_t> cam, scalar_t* __restrict__ terms, int* __restrict__ counts,
@@ -131,11 +112,11 @@ __global__ void terms_forward_kernel(Camera<scalar_t> cam, scalar_t* __restrict_
   const bool ok = m < T_out * J;
   // output (f, j) reads frame f, and with velocity frame f + 1 too (the later frame carries the weight)
   const int64_t idx = b * T * J + m + (velocity ? J : 0);
-  Frame<scalar_t> cur = cam.frame(b, idx, ok);
+  JointFrame<scalar_t> cur = frame_if(cam, b, idx, ok);
   scalar_t e0 = cur.e0, e1 = cur.e1, depth = cur.z;
   bool valid = cur.valid;
   if (velocity) {
-    const Frame<scalar_t> prev = cam.frame(b, idx - J, ok);
+    const JointFrame<scalar_t> prev = frame_if(cam, b, idx - J, ok);
     e0 -= prev.e0, e1 -= prev.e1, depth = scalar_t(0.5) * (cur.z + prev.z), valid = valid && prev.valid;
   }
   scalar_t term = 0;
@@ -152,7 +133,7 @@ __global__ void terms_backward_kernel(Camera<scalar_t> cam, const scalar_t* __re
   const int64_t b = blockIdx.x / blocks, m = (blockIdx.x % blocks) * kThreads + threadIdx.x;
   if (m >= T * J) return;
   const int64_t idx = b * T * J + m, f = m / J;
-  const Frame<scalar_t> fr = cam.frame(b, idx, true);
+  const JointFrame<scalar_t> fr = cam.frame(b, idx);
   scalar_t* out = gp + idx * 3;
   if (!fr.valid) {
     out[0] = out[1] = out[2] = 0;
@@ -168,7 +149,7 @@ __global__ void terms_backward_kernel(Camera<scalar_t> cam, const scalar_t* __re
     const int64_t out_idx = b * (T - 1) * J + m;  // term (f, f+1); term (f-1, f) sits J before
     for (int side = 0; side < 2; ++side) {       // 0: the term before (we are later), 1: the term after
       const bool exists = side == 0 ? f >= 1 : f + 1 < T;
-      const Frame<scalar_t> other = cam.frame(b, side == 0 ? idx - J : idx + J, exists);
+      const JointFrame<scalar_t> other = frame_if(cam, b, side == 0 ? idx - J : idx + J, exists);
       if (!other.valid) continue;
       const scalar_t sign = side == 0 ? scalar_t(1) : scalar_t(-1);
       const scalar_t v0 = sign * (fr.e0 - other.e0), v1 = sign * (fr.e1 - other.e1);  // later minus earlier
@@ -179,10 +160,7 @@ __global__ void terms_backward_kernel(Camera<scalar_t> cam, const scalar_t* __re
       if (depth_grad) dz += g * depth * (v0 * v0 + v1 * v1);
     }
   }
-  // through c = R p + t and e = c_xy / z - n
-  const scalar_t dc0 = de0 / fr.z, dc1 = de1 / fr.z, dcz = dz - (de0 * fr.c0 + de1 * fr.c1) / (fr.z * fr.z);
-  const scalar_t* R = cam.R + b * 9;
-  for (int i = 0; i < 3; ++i) out[i] = R[i] * dc0 + R[3 + i] * dc1 + R[6 + i] * dcz;
+  cam.point_grad(b, fr, de0, de1, dz, out);
 }
 
 // ---- camera-ray projection --------------------------------------------------------------------------------------

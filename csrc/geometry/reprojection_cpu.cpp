@@ -8,52 +8,20 @@
 #include <atomic>
 
 #include "geometry/geometry.h"
+#include "geometry/reprojection_frame.h"
 
 namespace fastmotion {
 namespace {
 
+// The shared per-joint math, indexed by (motion, frame, joint) for the frame walks below.
 template <typename scalar_t>
-struct Frame {  // one joint at one frame, in the camera
-  scalar_t c0, c1, z, e0, e1;
-  bool valid;
-};
-
-template <typename scalar_t>
-struct Setup {
-  const scalar_t *p, *k, *K, *R, *t, *w;
-  const bool* mask;
+struct Setup : ReprojectionInputs<scalar_t> {
   int64_t T, J;
-  scalar_t min_depth;
-
-  Frame<scalar_t> frame(int64_t b, int64_t f, int64_t j) const {
-    const int64_t i = (b * T + f) * J + j;
-    const scalar_t* Rb = R + b * 9;
-    const scalar_t* tb = t + b * 3;
-    const scalar_t* q = p + i * 3;
-    Frame<scalar_t> fr;
-    fr.c0 = Rb[0] * q[0] + Rb[1] * q[1] + Rb[2] * q[2] + tb[0];
-    fr.c1 = Rb[3] * q[0] + Rb[4] * q[1] + Rb[5] * q[2] + tb[1];
-    fr.z = Rb[6] * q[0] + Rb[7] * q[1] + Rb[8] * q[2] + tb[2];
-    fr.valid = fr.z >= min_depth && (mask == nullptr || mask[i]);
-    if (!fr.valid) {
-      fr.e0 = fr.e1 = 0;
-      return fr;
-    }
-    const scalar_t* Kb = K + b * 9;
-    const scalar_t nv = (k[i * 2 + 1] - Kb[5]) / Kb[4];
-    const scalar_t nu = (k[i * 2] - Kb[2] - Kb[1] * nv) / Kb[0];
-    fr.e0 = fr.c0 / fr.z - nu;
-    fr.e1 = fr.c1 / fr.z - nv;
-    return fr;
+  JointFrame<scalar_t> frame(int64_t b, int64_t f, int64_t j) const {
+    return ReprojectionInputs<scalar_t>::frame(b, (b * T + f) * J + j);
   }
-  scalar_t weight(int64_t b, int64_t f, int64_t j) const { return w ? w[(b * T + f) * J + j] : scalar_t(1); }
-
-  // d loss / d point from d loss / d(e0, e1) and d loss / d z (the depth used as a weight), through c = R p + t.
-  void point_grad(int64_t b, const Frame<scalar_t>& fr, scalar_t de0, scalar_t de1, scalar_t dz, scalar_t* out) const {
-    const scalar_t dc0 = de0 / fr.z, dc1 = de1 / fr.z;
-    const scalar_t dcz = dz - (de0 * fr.c0 + de1 * fr.c1) / (fr.z * fr.z);
-    const scalar_t* Rb = R + b * 9;
-    for (int i = 0; i < 3; ++i) out[i] = Rb[i] * dc0 + Rb[3 + i] * dc1 + Rb[6 + i] * dcz;
+  scalar_t weight(int64_t b, int64_t f, int64_t j) const {
+    return ReprojectionInputs<scalar_t>::weight((b * T + f) * J + j);
   }
 };
 
@@ -65,9 +33,9 @@ int64_t loss_forward(const Setup<scalar_t>& s, int64_t B, bool depth_weighted, b
     int64_t counted = 0;
     for (int64_t bj = begin; bj < end; ++bj) {
       const int64_t b = bj / J, j = bj % J;
-      Frame<scalar_t> prev = s.frame(b, 0, j);
+      JointFrame<scalar_t> prev = s.frame(b, 0, j);
       for (int64_t f = velocity ? 1 : 0; f < T; ++f) {
-        const Frame<scalar_t> cur = velocity ? s.frame(b, f, j) : prev;
+        const JointFrame<scalar_t> cur = velocity ? s.frame(b, f, j) : prev;
         scalar_t e0 = cur.e0, e1 = cur.e1, depth = cur.z;
         bool valid = cur.valid;
         if (velocity) {
@@ -96,7 +64,7 @@ void loss_backward(const Setup<scalar_t>& s, int64_t B, bool depth_weighted, boo
       const int64_t b = bj / J, j = bj % J;
       if (!velocity) {
         for (int64_t f = 0; f < T; ++f) {
-          const Frame<scalar_t> fr = s.frame(b, f, j);
+          const JointFrame<scalar_t> fr = s.frame(b, f, j);
           scalar_t* out = grad_points + ((b * T + f) * J + j) * 3;
           if (!fr.valid) {
             out[0] = out[1] = out[2] = 0;
@@ -110,11 +78,11 @@ void loss_backward(const Setup<scalar_t>& s, int64_t B, bool depth_weighted, boo
         continue;
       }
       // Velocity: the term between frames f-1 and f feeds both; walk forward carrying what frame f receives.
-      Frame<scalar_t> prev = s.frame(b, 0, j);
+      JointFrame<scalar_t> prev = s.frame(b, 0, j);
       scalar_t pe0 = 0, pe1 = 0, pz = 0;  // gradient already owed to `prev` (from the term before it)
       for (int64_t f = 1; f <= T; ++f) {
         scalar_t ne0 = 0, ne1 = 0, nz = 0;  // owed to frame f by the term (f-1, f)
-        Frame<scalar_t> cur{};
+        JointFrame<scalar_t> cur{};
         if (f < T) {
           cur = s.frame(b, f, j);
           if (prev.valid && cur.valid) {
@@ -143,11 +111,13 @@ template <typename scalar_t>
 Setup<scalar_t> make_setup(const at::Tensor& points, const at::Tensor& keypoints, const at::Tensor& K,
                            const at::Tensor& R, const at::Tensor& t, const at::Tensor& weights,
                            const at::Tensor& mask, double min_depth) {
-  return Setup<scalar_t>{points.data_ptr<scalar_t>(), keypoints.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(),
-                         R.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(),
-                         weights.defined() ? weights.data_ptr<scalar_t>() : nullptr,
-                         mask.defined() ? mask.data_ptr<bool>() : nullptr, points.size(1), points.size(2),
-                         static_cast<scalar_t>(min_depth)};
+  Setup<scalar_t> s;
+  static_cast<ReprojectionInputs<scalar_t>&>(s) = ReprojectionInputs<scalar_t>{
+      points.data_ptr<scalar_t>(), keypoints.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(), R.data_ptr<scalar_t>(),
+      t.data_ptr<scalar_t>(), weights.defined() ? weights.data_ptr<scalar_t>() : nullptr,
+      mask.defined() ? mask.data_ptr<bool>() : nullptr, static_cast<scalar_t>(min_depth)};
+  s.T = points.size(1), s.J = points.size(2);
+  return s;
 }
 
 }  // namespace

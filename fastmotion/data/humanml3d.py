@@ -73,15 +73,20 @@ def parse_captions(path: Path) -> list[Caption]:
     return captions
 
 
-def load_joints(path: Path, joints: int = 22) -> np.ndarray:
-    """A [T, J, 3] joints file; errors name the file and say what is wrong."""
+def load_npy(path, what: str = "array") -> np.ndarray:
+    """np.load with errors that name the file: missing, or not a .npy array."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such joints file")
+        raise FileNotFoundError(f"{path}: no such {what} file")
     try:
-        data = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except (ValueError, OSError) as err:
         raise ValueError(f"{path}: not a readable .npy file ({err})") from None
+
+
+def load_joints(path: Path, joints: int = 22) -> np.ndarray:
+    """A [T, J, 3] joints file; errors name the file and say what is wrong."""
+    data = load_npy(path, "joints")
     if data.ndim != 3 or data.shape[1:] != (joints, 3):
         raise ValueError(f"{path}: expected joints of shape [T, {joints}, 3], got {list(data.shape)}")
     if data.shape[0] == 0:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastmotion.data.humanml3d import load_npy
 from fastmotion.motion.skeleton import COCO17_NAMES, H36M17_NAMES, SMPL22, keypoints_to_smpl22
 
 _LAYOUT_BY_COUNT = {len(COCO17_NAMES): "coco17", len(SMPL22.names): "smpl22"}
@@ -18,12 +19,7 @@ def read_keypoints_npy(path, layout: str | None = None) -> tuple[np.ndarray, np.
     layout: "smpl22", "coco17" or "h36m17"; guessed from K when omitted (17 is taken as COCO). NaN keypoints
     are missing (mask False)."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such keypoints file")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise ValueError(f"{path}: not a readable .npy file ({err})") from None
+    data = load_npy(path, "keypoints")
     if data.ndim != 3 or data.shape[-1] not in (2, 3) or data.shape[0] == 0:
         raise ValueError(f"{path}: expected keypoints [T, K, 2] or [T, K, 3] (x, y, confidence), got "
                          f"{list(data.shape)}")
