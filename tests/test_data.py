@@ -100,6 +100,9 @@ def test_dataset_crops_pads_and_is_seeded(corpus):
     item = ds[0]
     assert item["keypoints"].shape == (48, 22, 2) and item["mask"].sum() == item["length"]
     assert (item["keypoints"][item["length"]:] == 0).all() and item["text"]
+    assert item["features"].shape == (48, 44) and (item["features"][item["length"]:] == 0).all()
+    everything = torch.cat([ds[i]["features"][ds[i]["mask"]] for i in range(len(ds))])
+    assert everything.mean(0).abs().max() < 0.5 and (everything.std(0) - 1).abs().max() < 0.5  # standardised
     again = Keypoints2DDataset(corpus / "synth2d", "train", length=48, seed=0)[0]
     assert torch.equal(again["keypoints"], item["keypoints"]) and again["text"] == item["text"]
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))

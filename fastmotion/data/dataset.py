@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastmotion.motion.free3d import Normalizer
+from fastmotion.motion.free3d import Normalizer, to_features
+from fastmotion.ops.reference import normalized_keypoints
 
 from . import humanml3d as hml
 
@@ -18,7 +19,8 @@ class Keypoints2DDataset(torch.utils.data.Dataset):
     """Items: dict with
       keypoints [L, 22, 2] float32 pixels (zeros past the clip's end), mask [L] bool (True on real frames),
       K, R [3, 3], t [3] float32, text (one of the clip's captions, drawn at random), length (real frames),
-      name. Clips shorter than `length` are padded; longer ones are cropped at a random start.
+      name, and features [L, 44]: the Free3D 2D features (root + 21 limb vectors) of the keypoints in
+      normalised image coordinates, standardised with the dataset's statistics (zeros past the clip's end). Clips shorter than `length` are padded; longer ones are cropped at a random start.
     Randomness (crop start, caption) comes from (seed, epoch, index): call `set_epoch` each epoch.
     """
 
@@ -60,6 +62,11 @@ class Keypoints2DDataset(torch.utils.data.Dataset):
         text_path = self.root / "texts" / f"{name}.txt"
         captions = hml.parse_captions(text_path) if text_path.exists() else []
         text = rng.choice(captions).text if captions else ""
-        return {"keypoints": torch.from_numpy(out), "mask": torch.from_numpy(mask),
+        item = {"keypoints": torch.from_numpy(out), "mask": torch.from_numpy(mask),
                 "K": torch.from_numpy(np.asarray(K, np.float32)), "R": torch.from_numpy(np.asarray(R, np.float32)),
                 "t": torch.from_numpy(np.asarray(t, np.float32)), "text": text, "length": real, "name": name}
+        features = to_features(normalized_keypoints(item["keypoints"][None], item["K"][None])[0])
+        if self.normalizer is not None:
+            features = self.normalizer.normalize(features)
+        item["features"] = torch.where(item["mask"][:, None], features, torch.zeros_like(features))
+        return item
