@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "common/check.h"
+#include "geometry/reprojection_frame.h"
 
 namespace fastmotion {
 
@@ -111,6 +112,30 @@ inline void check_reprojection_inputs(const at::Tensor& points, const at::Tensor
               "reprojection_loss: mask must be a bool [B, T, J] tensor");
   TORCH_CHECK(!velocity || points.size(1) >= 2, "reprojection_loss: velocity needs T >= 2, got T=",
               num_str(points.size(1)));
+}
+
+// The reprojection loss's tensors made contiguous and checked once, for the CPU and CUDA entry points.
+struct ReprojectionTensors {
+  at::Tensor points, keypoints, K, R, t, weights, mask;  // weights and mask undefined when absent
+
+  template <typename scalar_t>
+  ReprojectionInputs<scalar_t> inputs(double min_depth) const {
+    return {points.data_ptr<scalar_t>(), keypoints.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(),
+            R.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(),
+            weights.defined() ? weights.data_ptr<scalar_t>() : nullptr,
+            mask.defined() ? mask.data_ptr<bool>() : nullptr, static_cast<scalar_t>(min_depth)};
+  }
+};
+
+inline ReprojectionTensors prepare_reprojection(const at::Tensor& points, const at::Tensor& keypoints,
+                                                const at::Tensor& K, const at::Tensor& R, const at::Tensor& t,
+                                                const c10::optional<at::Tensor>& weights,
+                                                const c10::optional<at::Tensor>& mask, bool velocity) {
+  ReprojectionTensors in{points.contiguous(), keypoints.contiguous(), K.contiguous(), R.contiguous(),
+                         t.contiguous(), weights.has_value() ? weights->contiguous() : at::Tensor(),
+                         mask.has_value() ? mask->contiguous() : at::Tensor()};
+  check_reprojection_inputs(in.points, in.keypoints, in.K, in.R, in.t, in.weights, in.mask, velocity);
+  return in;
 }
 
 }  // namespace fastmotion

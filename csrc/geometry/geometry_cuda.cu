@@ -204,20 +204,6 @@ __global__ void ray_backward_kernel(const scalar_t* __restrict__ g, const scalar
   for (int i = 0; i < 3; ++i) gp[idx * 3 + i] = along * d[i];
 }
 
-template <typename scalar_t>
-Camera<scalar_t> make_camera(const at::Tensor& points, const at::Tensor& keypoints, const at::Tensor& K,
-                             const at::Tensor& R, const at::Tensor& t, const at::Tensor& weights,
-                             const at::Tensor& mask, double min_depth) {
-  return Camera<scalar_t>{points.data_ptr<scalar_t>(), keypoints.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(),
-                          R.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(),
-                          weights.defined() ? weights.data_ptr<scalar_t>() : nullptr,
-                          mask.defined() ? mask.data_ptr<bool>() : nullptr, static_cast<scalar_t>(min_depth)};
-}
-
-at::Tensor defined_or_empty(const c10::optional<at::Tensor>& x) {
-  return x.has_value() ? x->contiguous() : at::Tensor();
-}
-
 }  // namespace
 
 at::Tensor project_weak_perspective_cuda(const at::Tensor& points_in, const at::Tensor& rotations_in,
@@ -314,10 +300,9 @@ std::tuple<at::Tensor, at::Tensor> reprojection_terms_cuda(const at::Tensor& poi
                                                            const c10::optional<at::Tensor>& weights_in,
                                                            const c10::optional<at::Tensor>& mask_in,
                                                            bool depth_weighted, double min_depth, bool velocity) {
-  const at::Tensor points = points_in.contiguous(), keypoints = keypoints_in.contiguous();
-  const at::Tensor K = K_in.contiguous(), R = R_in.contiguous(), t = t_in.contiguous();
-  const at::Tensor weights = defined_or_empty(weights_in), mask = defined_or_empty(mask_in);
-  check_reprojection_inputs(points, keypoints, K, R, t, weights, mask, velocity);
+  const ReprojectionTensors in =
+      prepare_reprojection(points_in, keypoints_in, K_in, R_in, t_in, weights_in, mask_in, velocity);
+  const at::Tensor& points = in.points;
   const c10::cuda::CUDAGuard guard(points.device());
   const int64_t B = points.size(0), T = points.size(1), J = points.size(2), T_out = velocity ? T - 1 : T;
   at::Tensor terms = at::empty({B, T_out, J}, points.options());
@@ -326,7 +311,7 @@ std::tuple<at::Tensor, at::Tensor> reprojection_terms_cuda(const at::Tensor& poi
   at::Tensor counts = at::empty({static_cast<int64_t>(launch.grid.x)}, points.options().dtype(at::kInt));
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "reprojection_terms_cuda", [&] {
     terms_forward_kernel<scalar_t><<<launch.grid, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-        make_camera<scalar_t>(points, keypoints, K, R, t, weights, mask, min_depth), terms.data_ptr<scalar_t>(),
+        in.inputs<scalar_t>(min_depth), terms.data_ptr<scalar_t>(),
         counts.data_ptr<int>(), T, J, launch.blocks_per_motion, depth_weighted, velocity);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -339,11 +324,10 @@ at::Tensor reprojection_terms_backward_cuda(const at::Tensor& grad_terms_in, con
                                             const c10::optional<at::Tensor>& weights_in,
                                             const c10::optional<at::Tensor>& mask_in, bool depth_weighted,
                                             double min_depth, bool velocity, bool detach_depth) {
-  const at::Tensor points = points_in.contiguous(), keypoints = keypoints_in.contiguous();
-  const at::Tensor K = K_in.contiguous(), R = R_in.contiguous(), t = t_in.contiguous();
-  const at::Tensor weights = defined_or_empty(weights_in), mask = defined_or_empty(mask_in);
+  const ReprojectionTensors in =
+      prepare_reprojection(points_in, keypoints_in, K_in, R_in, t_in, weights_in, mask_in, velocity);
+  const at::Tensor& points = in.points;
   const at::Tensor grad_terms = grad_terms_in.contiguous();
-  check_reprojection_inputs(points, keypoints, K, R, t, weights, mask, velocity);
   const int64_t B = points.size(0), T = points.size(1), J = points.size(2);
   TORCH_CHECK(grad_terms.dim() == 3 && grad_terms.size(0) == B && grad_terms.size(1) == (velocity ? T - 1 : T) &&
                   grad_terms.size(2) == J,
@@ -354,7 +338,7 @@ at::Tensor reprojection_terms_backward_cuda(const at::Tensor& grad_terms_in, con
   const Launch launch = launch_shape(B, T * J);
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "reprojection_terms_backward_cuda", [&] {
     terms_backward_kernel<scalar_t><<<launch.grid, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-        make_camera<scalar_t>(points, keypoints, K, R, t, weights, mask, min_depth), grad_terms.data_ptr<scalar_t>(),
+        in.inputs<scalar_t>(min_depth), grad_terms.data_ptr<scalar_t>(),
         grad_points.data_ptr<scalar_t>(), T, J, launch.blocks_per_motion, depth_weighted, velocity,
         depth_weighted && !detach_depth);
     C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -108,15 +108,10 @@ void loss_backward(const Setup<scalar_t>& s, int64_t B, bool depth_weighted, boo
 }
 
 template <typename scalar_t>
-Setup<scalar_t> make_setup(const at::Tensor& points, const at::Tensor& keypoints, const at::Tensor& K,
-                           const at::Tensor& R, const at::Tensor& t, const at::Tensor& weights,
-                           const at::Tensor& mask, double min_depth) {
+Setup<scalar_t> make_setup(const ReprojectionTensors& in, double min_depth) {
   Setup<scalar_t> s;
-  static_cast<ReprojectionInputs<scalar_t>&>(s) = ReprojectionInputs<scalar_t>{
-      points.data_ptr<scalar_t>(), keypoints.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(), R.data_ptr<scalar_t>(),
-      t.data_ptr<scalar_t>(), weights.defined() ? weights.data_ptr<scalar_t>() : nullptr,
-      mask.defined() ? mask.data_ptr<bool>() : nullptr, static_cast<scalar_t>(min_depth)};
-  s.T = points.size(1), s.J = points.size(2);
+  static_cast<ReprojectionInputs<scalar_t>&>(s) = in.inputs<scalar_t>(min_depth);
+  s.T = in.points.size(1), s.J = in.points.size(2);
   return s;
 }
 
@@ -126,17 +121,15 @@ std::tuple<at::Tensor, at::Tensor> reprojection_terms_cpu(const at::Tensor& poin
                                   const at::Tensor& R_in, const at::Tensor& t_in,
                                   const c10::optional<at::Tensor>& weights_in, const c10::optional<at::Tensor>& mask_in,
                                   bool depth_weighted, double min_depth, bool velocity) {
-  const at::Tensor points = points_in.contiguous(), keypoints = keypoints_in.contiguous();
-  const at::Tensor K = K_in.contiguous(), R = R_in.contiguous(), t = t_in.contiguous();
-  const at::Tensor weights = weights_in.has_value() ? weights_in->contiguous() : at::Tensor();
-  const at::Tensor mask = mask_in.has_value() ? mask_in->contiguous() : at::Tensor();
-  check_reprojection_inputs(points, keypoints, K, R, t, weights, mask, velocity);
+  const ReprojectionTensors in =
+      prepare_reprojection(points_in, keypoints_in, K_in, R_in, t_in, weights_in, mask_in, velocity);
+  const at::Tensor& points = in.points;
   const int64_t B = points.size(0), T = points.size(1), J = points.size(2);
   at::Tensor terms = at::empty({B, velocity ? T - 1 : T, J}, points.options());
   int64_t valid_terms = 0;
   if (terms.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "reprojection_terms_cpu", [&] {
-      valid_terms = loss_forward<scalar_t>(make_setup<scalar_t>(points, keypoints, K, R, t, weights, mask, min_depth),
+      valid_terms = loss_forward<scalar_t>(make_setup<scalar_t>(in, min_depth),
                                            B, depth_weighted, velocity, terms.data_ptr<scalar_t>());
     });
   }
@@ -149,12 +142,10 @@ at::Tensor reprojection_terms_backward_cpu(const at::Tensor& grad_terms_in, cons
                                            const c10::optional<at::Tensor>& weights_in,
                                            const c10::optional<at::Tensor>& mask_in, bool depth_weighted,
                                            double min_depth, bool velocity, bool detach_depth) {
-  const at::Tensor points = points_in.contiguous(), keypoints = keypoints_in.contiguous();
-  const at::Tensor K = K_in.contiguous(), R = R_in.contiguous(), t = t_in.contiguous();
-  const at::Tensor weights = weights_in.has_value() ? weights_in->contiguous() : at::Tensor();
-  const at::Tensor mask = mask_in.has_value() ? mask_in->contiguous() : at::Tensor();
+  const ReprojectionTensors in =
+      prepare_reprojection(points_in, keypoints_in, K_in, R_in, t_in, weights_in, mask_in, velocity);
+  const at::Tensor& points = in.points;
   const at::Tensor grad_terms = grad_terms_in.contiguous();
-  check_reprojection_inputs(points, keypoints, K, R, t, weights, mask, velocity);
   const int64_t B = points.size(0), T = points.size(1), J = points.size(2);
   TORCH_CHECK(grad_terms.dim() == 3 && grad_terms.size(0) == B && grad_terms.size(1) == (velocity ? T - 1 : T) &&
                   grad_terms.size(2) == J,
@@ -162,7 +153,7 @@ at::Tensor reprojection_terms_backward_cpu(const at::Tensor& grad_terms_in, cons
   at::Tensor grad_points = at::empty_like(points);
   if (grad_points.numel() == 0) return grad_points;
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "reprojection_terms_backward_cpu", [&] {
-    loss_backward<scalar_t>(make_setup<scalar_t>(points, keypoints, K, R, t, weights, mask, min_depth), B,
+    loss_backward<scalar_t>(make_setup<scalar_t>(in, min_depth), B,
                             depth_weighted, velocity, detach_depth, grad_terms.data_ptr<scalar_t>(),
                             grad_points.data_ptr<scalar_t>());
   });
