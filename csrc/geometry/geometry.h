@@ -114,6 +114,13 @@ inline void check_reprojection_inputs(const at::Tensor& points, const at::Tensor
               num_str(points.size(1)));
 }
 
+inline void check_grad_terms(const at::Tensor& grad_terms, const at::Tensor& points, bool velocity) {
+  const int64_t T = points.size(1);
+  TORCH_CHECK(grad_terms.dim() == 3 && grad_terms.size(0) == points.size(0) &&
+                  grad_terms.size(1) == (velocity ? T - 1 : T) && grad_terms.size(2) == points.size(2),
+              "reprojection_loss backward: grad_terms has shape ", shape_str(grad_terms));
+}
+
 // The reprojection loss's tensors made contiguous and checked once, for the CPU and CUDA entry points.
 struct ReprojectionTensors {
   at::Tensor points, keypoints, K, R, t, weights, mask;  // weights and mask undefined when absent

@@ -329,9 +329,7 @@ at::Tensor reprojection_terms_backward_cuda(const at::Tensor& grad_terms_in, con
   const at::Tensor& points = in.points;
   const at::Tensor grad_terms = grad_terms_in.contiguous();
   const int64_t B = points.size(0), T = points.size(1), J = points.size(2);
-  TORCH_CHECK(grad_terms.dim() == 3 && grad_terms.size(0) == B && grad_terms.size(1) == (velocity ? T - 1 : T) &&
-                  grad_terms.size(2) == J,
-              "reprojection_loss backward: grad_terms has shape ", shape_str(grad_terms));
+  check_grad_terms(grad_terms, points, velocity);
   const c10::cuda::CUDAGuard guard(points.device());
   at::Tensor grad_points = at::empty_like(points);
   if (grad_points.numel() == 0) return grad_points;

@@ -146,16 +146,12 @@ at::Tensor reprojection_terms_backward_cpu(const at::Tensor& grad_terms_in, cons
       prepare_reprojection(points_in, keypoints_in, K_in, R_in, t_in, weights_in, mask_in, velocity);
   const at::Tensor& points = in.points;
   const at::Tensor grad_terms = grad_terms_in.contiguous();
-  const int64_t B = points.size(0), T = points.size(1), J = points.size(2);
-  TORCH_CHECK(grad_terms.dim() == 3 && grad_terms.size(0) == B && grad_terms.size(1) == (velocity ? T - 1 : T) &&
-                  grad_terms.size(2) == J,
-              "reprojection_loss backward: grad_terms has shape ", shape_str(grad_terms));
+  check_grad_terms(grad_terms, points, velocity);
   at::Tensor grad_points = at::empty_like(points);
   if (grad_points.numel() == 0) return grad_points;
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "reprojection_terms_backward_cpu", [&] {
-    loss_backward<scalar_t>(make_setup<scalar_t>(in, min_depth), B,
-                            depth_weighted, velocity, detach_depth, grad_terms.data_ptr<scalar_t>(),
-                            grad_points.data_ptr<scalar_t>());
+    loss_backward<scalar_t>(make_setup<scalar_t>(in, min_depth), points.size(0), depth_weighted, velocity,
+                            detach_depth, grad_terms.data_ptr<scalar_t>(), grad_points.data_ptr<scalar_t>());
   });
   return grad_points;
 }
