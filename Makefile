@@ -11,12 +11,19 @@ FASTMOTION_CUDA ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1 || echo 0)
 TORCH_CUDA_ARCH_LIST ?= 9.0
 PYTEST_ARGS ?=
 
-.PHONY: test install cuda-check bench clean help
+# `make demo`: the synthetic corpus, single random views, the 2D prior, the ML-RQ, evaluation, a GIF.
+# DEMO_CONFIG=full trains the Free3D-size models (for a GPU).
+DEMO ?= demo
+DEMO_CONFIG ?= small
+FM := $(PY) -m fastmotion.cli
+
+.PHONY: test install cuda-check bench demo clean help
 
 help:
 	@echo "make test        set up .venv if needed, build fastmotion (+ its C++ extension), run the test suite"
 	@echo "make cuda-check  compile and link the CUDA kernels (no GPU needed) and load the library"
 	@echo "make bench       fastmotion bench rvq (installs the [bench] extra: faiss-cpu)"
+	@echo "make demo        learn 3D from 2D on the synthetic corpus: data, prior, ML-RQ, evaluation, GIF"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +40,17 @@ install: $(VENV)/.installed
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(FM) data synth --out $(DEMO)/synth --num 2000 --seed 0
+	$(FM) data render --from $(DEMO)/synth --out $(DEMO)/synth2d --views 1 --seed 0
+	rm -rf $(DEMO)/prior $(DEMO)/mlrq $(DEMO)/lifted
+	$(FM) train prior --data $(DEMO)/synth2d --out $(DEMO)/prior --config $(DEMO_CONFIG)
+	$(FM) train mlrq --data $(DEMO)/synth2d --prior $(DEMO)/prior/last.pt --out $(DEMO)/mlrq --config $(DEMO_CONFIG)
+	$(FM) eval lift --checkpoint $(DEMO)/mlrq/last.pt --data $(DEMO)/synth2d --split test --json $(DEMO)/eval.json
+	$(FM) lift --checkpoint $(DEMO)/mlrq/last.pt --data $(DEMO)/synth2d --split test --limit 3 --render \
+		--out $(DEMO)/lifted
+	@echo "demo: figures in $(DEMO)/eval.json, animations (input 2D | lifted 3D | hidden truth) in $(DEMO)/lifted/"
 
 cuda-check: install
 	TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" $(PY) tools/cuda_check.py

@@ -114,5 +114,16 @@ from fastmotion.cli_data import data, render  # noqa: E402  (commands defined in
 main.add_command(data)
 main.add_command(render)
 
+
+def _add_training_commands():
+    from fastmotion.train.commands import evaluate, lift, train
+
+    main.add_command(train)
+    main.add_command(lift)
+    main.add_command(evaluate)
+
+
+_add_training_commands()
+
 if __name__ == "__main__":
     main()

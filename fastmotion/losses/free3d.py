@@ -1,0 +1,103 @@
+"""Free3D's 3D-free losses for the ML-RQ (section 4), each on batches [B, T, ...] with a frame mask [B, T].
+
+Units: motion features in normalised image coordinates (see fastmotion.models.mlrq); 2D terms are compared
+after standardisation with the model's statistics, so every channel weighs alike.
+"""
+from __future__ import annotations
+
+import torch
+
+from fastmotion.models.mlrq import MLRQ, Prior2D, features_to_joints, motion_features
+from fastmotion.motion.rotations import qbetween, quat_to_matrix
+from fastmotion.motion.skeleton import SMPL22
+from fastmotion.ops import project_weak_perspective, sample_view_rotations
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of values [B, T, ...] over frames where mask [B, T] is True (and over trailing dims)."""
+    weights = mask.to(values.dtype).view(*mask.shape, *([1] * (values.dim() - 2)))
+    per = values[0, 0].numel() if values.dim() > 2 else 1
+    return (values * weights).sum() / (weights.sum() * per).clamp_min(1)
+
+
+def loss_2d(model: MLRQ, f3d: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L_2D: the decoded 3D motion seen from the input camera (weak perspective: its x, y) vs the input 2D
+    trajectory and limb vectors, standardised."""
+    return masked_mean((model.stats.normalize(model.xy_of(f3d)) - x) ** 2, mask)
+
+
+CAMERA_UP = (0.0, -1.0, 0.0)  # the world's up in an OpenCV camera frame (y down) when the camera is level
+
+
+def vertical_rotations(up: torch.Tensor, views: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """V random rotations [B, V, 3, 3] about each motion's vertical axis `up` [B, 3] (in its camera frame):
+    yaw uniform in [-pi, pi). A camera looking down at the subject tilts that axis away from -y; turning about
+    the camera's own y axis instead would show the body from below, which no real 2D view does."""
+    yaw = sample_view_rotations(views, up.shape[0], max_pitch=0.0, max_roll=0.0, generator=generator,
+                                dtype=up.dtype, device=up.device)  # about y
+    level = up.new_tensor(CAMERA_UP).expand_as(up)
+    align = quat_to_matrix(qbetween(level, up))[:, None]  # takes -y onto up
+    return align @ yaw @ align.transpose(-1, -2)
+
+
+def loss_rec(model: MLRQ, prior: Prior2D, f3d: torch.Tensor, mask: torch.Tensor, up: torch.Tensor, views: int,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """L_rec: V random rotated weak-perspective views of the decoded motion (about the vertical axis through
+    its first root position, via the fused `project_weak_perspective`), scored by the frozen 2D prior's
+    reconstruction error: plausible 3D looks like real 2D motion from every side."""
+    joints = features_to_joints(f3d, 3)  # [B, T, 22, 3], root at the origin on frame 0
+    rotations = vertical_rotations(up.to(joints.dtype), views, generator)
+    seen = project_weak_perspective(joints, rotations)  # [B, V, T, 22, 2]
+    x = prior.stats.normalize(motion_features(seen.flatten(0, 1)))  # [B*V, T, 44]
+    recon, _ = prior(x)
+    return masked_mean((recon - x) ** 2, mask.repeat_interleave(views, 0))
+
+
+def loss_orientation(f3d: torch.Tensor, mask: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """L_ori: hinge on feet pointing backwards: the horizontal direction ankle -> foot of each leg should not
+    oppose the body's forward, up x (right hip - left hip); `up` [B, 3] is the vertical in the camera frame."""
+    joints = features_to_joints(f3d, 3)
+    up = up.to(joints.dtype)[:, None, :]
+    lh, rh = SMPL22.hips
+    across = joints[:, :, rh] - joints[:, :, lh]
+    forward = torch.cross(up.expand_as(across), across, dim=-1)
+    losses = []
+    for ankle, foot in ((SMPL22.feet[0], SMPL22.feet[1]), (SMPL22.feet[2], SMPL22.feet[3])):
+        d = joints[:, :, foot] - joints[:, :, ankle]
+        d = d - (d * up).sum(-1, keepdim=True) * up  # horizontal part
+        cos = (d * forward).sum(-1) / (d.norm(dim=-1) * forward.norm(dim=-1)).clamp_min(1e-8)
+        losses.append(torch.relu(-cos))
+    return masked_mean(torch.stack(losses, -1), mask)
+
+
+def loss_feature(model: MLRQ, f3d: torch.Tensor, latent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L_feat: the ML-RQ encoder's features of the reprojected decoded motion vs of the input (target fixed)."""
+    again = model.encode(model.stats.normalize(model.xy_of(f3d)))
+    m = model.frame_multiple
+    return masked_mean((again - latent.detach()) ** 2, mask[:, ::m])
+
+
+def mlrq_losses(model: MLRQ, prior: Prior2D, x: torch.Tensor, mask: torch.Tensor, up: torch.Tensor, *, views: int = 4,
+                weights=(1.0, 1.0, 1.0), beta: float = 2.0, use_rec=True, use_ori=True, use_feat=True,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Every term and the total: L_2D + l1 L_rec + l2 L_ori + l3 L_feat + beta * commitment.
+    x: standardised 2D features [B, T, 44]; mask [B, T]; up [B, 3]: the vertical in each camera frame."""
+    f3d, latent, q = model.lift(x)
+    out = {"l2d": loss_2d(model, f3d, x, mask), "commit": q.commitment}
+    if use_rec:
+        out["rec"] = loss_rec(model, prior, f3d, mask, up, views, generator)
+    if use_ori:
+        out["ori"] = loss_orientation(f3d, mask, up)
+    if use_feat:
+        out["feat"] = loss_feature(model, f3d, latent, mask)
+    l1, l2, l3 = weights
+    out["loss"] = (out["l2d"] + l1 * out.get("rec", 0.0) + l2 * out.get("ori", 0.0) + l3 * out.get("feat", 0.0)
+                   + beta * out["commit"])
+    return out
+
+
+def prior_losses(prior: Prior2D, x: torch.Tensor, mask: torch.Tensor, beta: float = 0.02) -> dict[str, torch.Tensor]:
+    recon, q = prior(x)
+    out = {"recon": masked_mean((recon - x) ** 2, mask), "commit": q.commitment}
+    out["loss"] = out["recon"] + beta * out["commit"]
+    return out

@@ -1,0 +1,175 @@
+"""The training loop, Free3D's runs and commands: exact resume after a kill, NaN stop, bad input, DDP sync,
+that the ML-RQ learns, lifting and evaluation through the CLI."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fastmotion.data import build_synthetic, render_2d
+from fastmotion.losses.free3d import vertical_rotations
+from fastmotion.metrics.lifting import lifting_metrics, procrustes
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from train.loop import Run, TrainConfig, Trainer, TrainingError, load_checkpoint  # noqa: E402
+
+
+def cli(*args, env=None, check=False):
+    done = subprocess.run([sys.executable, "-m", "fastmotion.cli", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+    if check:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def data2d(tmp_path_factory):
+    root = tmp_path_factory.mktemp("free3d")
+    build_synthetic(root / "synth", num=40, seed=0)
+    render_2d(root / "synth", root / "d2", views=1, seed=0)
+    return root / "d2"
+
+
+@pytest.fixture(scope="module")
+def prior_ckpt(data2d, tmp_path_factory):
+    out = tmp_path_factory.mktemp("prior") / "run"
+    cli("train", "prior", "--data", data2d, "--out", out, "--steps", 30, "--batch-size", 16, check=True)
+    return out / "last.pt"
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_killed_run_resumes_to_the_same_weights(data2d, tmp_path):
+    args = ["train", "prior", "--data", data2d, "--steps", 6, "--batch-size", 8, "--ckpt-every", 2]
+    cli(*args, "--out", tmp_path / "straight", check=True)
+    killed = cli(*args, "--out", tmp_path / "killed", env={"FASTMOTION_FAULT_AT_STEP": "5"})
+    assert killed.returncode == 17  # died at step 5, after the checkpoint of step 4
+    assert load_checkpoint(tmp_path / "killed" / "last.pt")["step"] == 4
+    again = cli(*args, "--out", tmp_path / "killed")
+    assert again.returncode != 0 and "pass --resume" in again.stderr
+    cli(*args, "--out", tmp_path / "killed", "--resume", check=True)
+    a, b = _weights(tmp_path / "straight" / "last.pt"), _weights(tmp_path / "killed" / "last.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    lines = [json.loads(line) for line in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == 6 and "loss" in lines[0]
+    config = json.loads((tmp_path / "straight" / "config.json").read_text())
+    assert config["kind"] == "Prior2D" and config["train"]["steps"] == 6
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    model = torch.nn.Linear(3, 1)
+
+    def step(model, step, generator):
+        loss = model(torch.ones(1, 3)).sum() ** 2
+        return {"loss": loss * float("nan") if step == 3 else loss}
+
+    run = Run("Toy", model, {"kind": "Toy"}, step)
+    trainer = Trainer(run, TrainConfig(steps=10, ckpt_every=2, warmup=1), tmp_path, progress=False)
+    with pytest.raises(TrainingError, match=r"loss became nan at step 3 .*last good checkpoint is .*last.pt"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
+
+
+def test_bad_input_fails_before_training(data2d, prior_ckpt, tmp_path):
+    done = cli("train", "mlrq", "--data", data2d, "--prior", tmp_path / "none.pt", "--out", tmp_path / "a")
+    assert done.returncode != 0 and "none.pt does not exist" in done.stderr
+    bad = tmp_path / "wrong"
+    (bad / "keypoints").mkdir(parents=True)
+    (bad / "cameras").mkdir()
+    np.save(bad / "keypoints" / "x.npy", np.zeros((10, 17, 2), np.float32))
+    np.savez(bad / "cameras" / "x.npz", K=np.eye(3), R=np.eye(3), t=np.zeros(3))
+    (bad / "train.txt").write_text("x\n")
+    done = cli("train", "prior", "--data", bad, "--out", tmp_path / "b")
+    assert done.returncode != 0 and "expected SMPL-22 keypoints [T, 22, 2], got [10, 17, 2]" in done.stderr
+    (bad / "train.txt").write_text("")
+    done = cli("train", "prior", "--data", bad, "--out", tmp_path / "c")
+    assert done.returncode != 0 and "split is empty" in done.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    done = cli("train", "prior", "--data", data2d, "--out", blocker / "run")
+    assert done.returncode != 0 and "cannot write to the output folder" in done.stderr
+    # a prior checkpoint where the ML-RQ's is expected, and a resume with another configuration
+    done = cli("lift", "--checkpoint", prior_ckpt, "--data", data2d, "--out", tmp_path / "l")
+    assert done.returncode != 0 and "holds a Prior2D model, expected MLRQ" in done.stderr
+    done = cli("train", "prior", "--data", data2d, "--out", prior_ckpt.parent, "--resume", "--config", "full",
+               "--steps", 31)
+    assert done.returncode != 0 and "another model configuration" in done.stderr
+    assert not (tmp_path / "b").exists() or not (tmp_path / "b" / "last.pt").exists()
+
+
+def test_ddp_two_cpu_processes_stay_in_sync(data2d, tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, torch, torch.distributed as dist
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+        from train.loop import Trainer, TrainConfig
+        from train.free3d import prior_run
+        from fastmotion.models.mlrq import MotionVQConfig
+        run = prior_run({str(data2d)!r}, MotionVQConfig(width=16, latent_dim=8, num_levels=1, num_codes=16), 4, 8,
+                        "cpu")
+        trainer = Trainer(run, TrainConfig(steps=4, warmup=1, eval_every=100), {str(tmp_path / "run")!r},
+                          progress=False)
+        trainer.fit()
+        flat = torch.cat([p.detach().flatten() for p in run.model.parameters()] +
+                         [b.flatten().float() for b in run.model.buffers()])
+        torch.save(flat, {str(tmp_path)!r} + f"/rank{{dist.get_rank()}}.pt")
+    """))
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29533", str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert torch.equal(a, b)
+
+
+def test_vertical_rotations_turn_about_the_camera_up_axis():
+    up = torch.nn.functional.normalize(torch.tensor([[0.0, -1.0, 0.3], [0.0, -1.0, 0.0]]), dim=-1)
+    R = vertical_rotations(up, 5, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(R @ up[:, None, :, None], up[:, None, :, None].expand(2, 5, 3, 1))
+    torch.testing.assert_close(R @ R.transpose(-1, -2), torch.eye(3).expand(2, 5, 3, 3), atol=1e-6, rtol=0)
+
+
+def test_metrics_against_hand_computed_cases():
+    g = torch.Generator().manual_seed(0)
+    true = torch.randn(2, 5, 22, 3, generator=g, dtype=torch.float64)
+    angle = torch.tensor(0.7)
+    R = torch.tensor([[torch.cos(angle), 0, torch.sin(angle)], [0, 1, 0], [-torch.sin(angle), 0, torch.cos(angle)]],
+                     dtype=torch.float64)
+    moved = 2.5 * true @ R.T + 1.0
+    torch.testing.assert_close(procrustes(moved, true), true)
+    m = lifting_metrics(moved, true)
+    assert m["PA-MPJPE"] < 1e-6 and m["PCK@50"] == 100.0
+    m = lifting_metrics(true * 3.0, true)  # a pure scale: N-MPJPE forgives it
+    assert m["MPJPE"] < 1e-6 and m["root"] < 1e-6 and m["accel"] < 1e-6
+    shifted = true.clone()
+    shifted[..., 1:, :] += torch.tensor([0.01, 0, 0], dtype=torch.float64)
+    assert abs(lifting_metrics(shifted, true)["MPJPE"] - 10.0 * 21 / 22) < 1.0
+
+
+def test_mlrq_learns_lifts_and_evaluates(data2d, prior_ckpt, tmp_path):
+    out = tmp_path / "mlrq"
+    done = cli("train", "mlrq", "--data", data2d, "--prior", prior_ckpt, "--out", out, "--steps", 60,
+               "--batch-size", 16, "--eval-every", 60, check=True)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    losses = [r["l2d"] for r in log if "l2d" in r]
+    assert losses[-1] < 0.7 * losses[0], losses  # it learns to reproduce its 2D input
+    assert any("eval/PA-MPJPE" in r for r in log)
+    done = cli("eval", "lift", "--checkpoint", out / "last.pt", "--data", data2d, "--split", "test", "--json",
+               tmp_path / "eval.json", check=True)
+    assert "zero_depth" in done.stdout and "PA-MPJPE" in done.stdout
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["clips"] >= 1 and set(result["model"]) == set(result["zero_depth"])
+    done = cli("lift", "--checkpoint", out / "last.pt", "--data", data2d, "--split", "test", "--out",
+               tmp_path / "lifted", "--render", check=True)
+    name = (data2d / "test.txt").read_text().split()[0]
+    lifted = np.load(tmp_path / "lifted" / f"{name}.npy")
+    assert lifted.shape == (len(np.load(data2d / "keypoints" / f"{name}.npy")), 22, 3)
+    assert (tmp_path / "lifted" / f"{name}.gif").exists()
+    help_text = cli("train", "mlrq", "--help", check=True).stdout
+    assert "Example" in help_text and "--no-rec" in help_text
