@@ -144,27 +144,35 @@ def test_metrics_against_hand_computed_cases():
     moved = 2.5 * true @ R.T + 1.0
     torch.testing.assert_close(procrustes(moved, true), true)
     m = lifting_metrics(moved, true)
-    assert m["PA-MPJPE"] < 1e-6 and m["PCK@50"] == 100.0
+    assert m["PA-MPJPE"] < 1e-3 and m["PCK@50"] == 100.0  # millimetres
     m = lifting_metrics(true * 3.0, true)  # a pure scale: N-MPJPE forgives it
-    assert m["MPJPE"] < 1e-6 and m["root"] < 1e-6 and m["accel"] < 1e-6
+    assert m["MPJPE"] < 1e-3 and m["root"] < 1e-3 and m["accel"] < 1e-3
     shifted = true.clone()
     shifted[..., 1:, :] += torch.tensor([0.01, 0, 0], dtype=torch.float64)
     assert abs(lifting_metrics(shifted, true)["MPJPE"] - 10.0 * 21 / 22) < 1.0
 
 
-def test_mlrq_learns_lifts_and_evaluates(data2d, prior_ckpt, tmp_path):
+def test_mlrq_learns_3d_from_2d_lifts_and_evaluates(tmp_path):
+    """A CI-sized run: 300 clips, 250 prior steps, 400 ML-RQ steps. The 2D loss falls and the lifted 3D beats
+    the zero-depth baseline on held-out clips (the full-size claim, 40% better, is `make demo`'s)."""
+    build_synthetic(tmp_path / "synth", num=300, seed=1)
+    render_2d(tmp_path / "synth", tmp_path / "d2", views=1, seed=1)
+    data2d = tmp_path / "d2"
+    cli("train", "prior", "--data", data2d, "--out", tmp_path / "prior", "--steps", 250, "--batch-size", 32,
+        check=True)
     out = tmp_path / "mlrq"
-    done = cli("train", "mlrq", "--data", data2d, "--prior", prior_ckpt, "--out", out, "--steps", 60,
-               "--batch-size", 16, "--eval-every", 60, check=True)
+    cli("train", "mlrq", "--data", data2d, "--prior", tmp_path / "prior" / "last.pt", "--out", out, "--steps", 400,
+        "--batch-size", 32, "--eval-every", 400, check=True)
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     losses = [r["l2d"] for r in log if "l2d" in r]
-    assert losses[-1] < 0.7 * losses[0], losses  # it learns to reproduce its 2D input
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses  # it learns to reproduce its 2D input
     assert any("eval/PA-MPJPE" in r for r in log)
     done = cli("eval", "lift", "--checkpoint", out / "last.pt", "--data", data2d, "--split", "test", "--json",
                tmp_path / "eval.json", check=True)
     assert "zero_depth" in done.stdout and "PA-MPJPE" in done.stdout
     result = json.loads((tmp_path / "eval.json").read_text())
-    assert result["clips"] >= 1 and set(result["model"]) == set(result["zero_depth"])
+    assert result["clips"] == 30 and set(result["model"]) == set(result["zero_depth"])
+    assert result["model"]["PA-MPJPE"] < result["zero_depth"]["PA-MPJPE"], result
     done = cli("lift", "--checkpoint", out / "last.pt", "--data", data2d, "--split", "test", "--out",
                tmp_path / "lifted", "--render", check=True)
     name = (data2d / "test.txt").read_text().split()[0]

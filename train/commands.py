@@ -49,6 +49,8 @@ DEFAULTS = {"small": dict(batch_size=64, length=32, lr=1e-3), "full": dict(batch
 
 def _train(run_factory, preset, steps, default_steps, batch_size, length, lr, seed, resume, out, device,
            ckpt_every, eval_every):
+    import torch
+
     from .loop import TrainConfig, Trainer, TrainingError
 
     d = DEFAULTS[preset]
@@ -56,6 +58,7 @@ def _train(run_factory, preset, steps, default_steps, batch_size, length, lr, se
                          lr=lr or d["lr"], seed=seed, warmup=50 if preset == "small" else 500,
                          ckpt_every=ckpt_every, eval_every=eval_every)
     try:
+        torch.manual_seed(seed)  # the initial weights
         run = run_factory(config.batch_size, length or d["length"], _device(device))
         trainer = Trainer(run, config, out, resume=resume)
         last = trainer.fit()

@@ -183,8 +183,8 @@ class Trainer:
                 loss = losses["loss"]
                 if not torch.isfinite(loss):
                     raise TrainingError(
-                        f"loss became {float(loss)} at step {self.step} "
-                        f"({', '.join(f'{k}={float(v):.4g}' for k, v in losses.items())}); stopping. The last good "
+                        f"loss became {float(loss.detach())} at step {self.step} "
+                        f"({', '.join(f'{k}={float(v.detach()):.4g}' for k, v in losses.items())}); stopping. The last good "
                         f"checkpoint is {self.out / CHECKPOINT}" + ("" if (self.out / CHECKPOINT).exists() else
                                                                     " (none was written yet)"))
                 self.optimizer.zero_grad(set_to_none=True)
