@@ -106,12 +106,18 @@ def prior_run(data, config: MotionVQConfig, batch_size: int, length: int, device
                extra={"data": str(Path(data).resolve())})
 
 
-def load_prior(path, device) -> Prior2D:
-    state = load_checkpoint(path, "Prior2D")
+def _load(path, cls, device):
+    """A trained model of class `cls` from its checkpoint, in eval mode on `device`."""
+    state = load_checkpoint(path, cls.__name__)
     cfg = {k: v for k, v in state["model_config"].items() if k not in ("kind", "length")}
-    prior = Prior2D(MotionVQConfig(**cfg))
-    prior.load_state_dict(state["model"])
-    prior.to(device).eval()
+    model = cls(MotionVQConfig(**cfg))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
+def load_prior(path, device) -> Prior2D:
+    """The frozen 2D prior: eval mode, no gradients to its weights (they still flow through it)."""
+    prior = _load(path, Prior2D, device)
     for p in prior.parameters():
         p.requires_grad_(False)
     return prior
@@ -142,11 +148,7 @@ def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: 
 
 
 def load_mlrq(path, device) -> MLRQ:
-    state = load_checkpoint(path, "MLRQ")
-    cfg = {k: v for k, v in state["model_config"].items() if k not in ("kind", "length")}
-    model = MLRQ(MotionVQConfig(**cfg))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()
+    return _load(path, MLRQ, device)
 
 
 @torch.no_grad()
