@@ -169,7 +169,7 @@ def lift(checkpoint, data, split, keypoints, intrinsics, out, render, limit, dev
             if render:
                 from fastmotion.render import render_frames, save_animation
 
-                panels, titles = [clip.numpy(), _upright(joints).numpy()], ["input 2D", "lifted 3D"]
+                panels, titles = [clip.numpy(), _upright(joints, camera).numpy()], ["input 2D", "lifted 3D"]
                 truth = data / "eval3d" / "new_joints" / f"{name}.npy" if data is not None else None
                 if truth is not None and truth.exists():  # shown, never used for anything else
                     panels.append(np.load(truth))
@@ -178,11 +178,15 @@ def lift(checkpoint, data, split, keypoints, intrinsics, out, render, limit, dev
     click.echo(f"lifted {len(items)} clip(s) into {out}")
 
 
-def _upright(joints):
-    """Camera frame (y down) -> the y-up convention of the renderer, feet on the floor."""
+def _upright(joints, camera=None):
+    """Lifted joints (camera frame, y down, units of the subject's depth) -> the renderer's convention: y up
+    (turned into the world's orientation when the camera is known, else by flipping y), feet on the floor,
+    scaled to a 1.7 m tall person (the lift itself has no metric scale)."""
     import torch
 
-    j = joints * torch.tensor([1.0, -1.0, -1.0])
+    j = joints @ camera[1] if camera is not None else joints * torch.tensor([1.0, -1.0, -1.0])
+    height = (j[..., 1].amax(-1) - j[..., 1].amin(-1)).median().clamp_min(1e-6)
+    j = j * (1.7 / height)
     return j - torch.stack([torch.zeros(()), j[..., 1].min(), torch.zeros(())])
 
 
