@@ -41,3 +41,12 @@ def test_bench_rejects_bad_options():
     assert done.returncode != 0 and "--n" in done.stderr
     done = fastmotion("bench", "rvq", "--backend", "nope", check=False)
     assert done.returncode != 0 and "nope" in done.stderr
+
+
+def test_bench_train_times_fused_against_torch():
+    from fastmotion.bench import train as train_bench
+
+    rows = train_bench.run("small", batch=4, length=8, progress=lambda _: None, min_seconds=0.1)
+    assert [r.backend for r in rows] == ["torch", "fused"]
+    assert all(r.median_ms > 0 and float(r.extra["steps/s"]) > 0 for r in rows)
+    assert rows[0].speedup_vs_torch == 1.0

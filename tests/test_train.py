@@ -14,6 +14,7 @@ import torch
 from fastmotion.data import build_synthetic, render_2d
 from fastmotion.losses.free3d import vertical_rotations
 from fastmotion.metrics.lifting import lifting_metrics, procrustes
+from fastmotion.motion import SMPL22
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from train.loop import Run, TrainConfig, Trainer, TrainingError, load_checkpoint  # noqa: E402
@@ -179,5 +180,18 @@ def test_mlrq_learns_3d_from_2d_lifts_and_evaluates(tmp_path):
     lifted = np.load(tmp_path / "lifted" / f"{name}.npy")
     assert lifted.shape == (len(np.load(data2d / "keypoints" / f"{name}.npy")), 22, 3)
     assert (tmp_path / "lifted" / f"{name}.gif").exists()
+    # one COCO-style JSON file (17 keypoints with confidences): the missing SMPL joints are completed
+    pixels = np.load(data2d / "keypoints" / f"{name}.npy")
+    coco = np.zeros((len(pixels), 17, 3))
+    for i, smpl in enumerate(("head", None, None, None, None, "left_shoulder", "right_shoulder", "left_elbow",
+                              "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+                              "right_knee", "left_ankle", "right_ankle")):
+        if smpl:
+            coco[:, i, :2] = pixels[:, SMPL22.index(smpl)]
+            coco[:, i, 2] = 0.9
+    (tmp_path / "clip.json").write_text(json.dumps([{"keypoints": f.flatten().tolist()} for f in coco]))
+    cli("lift", "--checkpoint", out / "last.pt", "--keypoints", tmp_path / "clip.json", "--intrinsics",
+        "1000,1000,500,500", "--out", tmp_path / "from_json", check=True)
+    assert np.isfinite(np.load(tmp_path / "from_json" / "clip.npy")).all()
     help_text = cli("train", "mlrq", "--help", check=True).stdout
     assert "Example" in help_text and "--no-rec" in help_text

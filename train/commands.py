@@ -194,18 +194,12 @@ def _read_keypoints(path, intrinsics, normalized_keypoints):
     import numpy as np
     import torch
 
-    from fastmotion.data.keypoints import read_coco_json, read_keypoints_npy
+    from fastmotion.data.keypoints import complete_smpl22, read_coco_json, read_keypoints_npy
 
     k, mask = read_coco_json(path) if path.suffix.lower() == ".json" else read_keypoints_npy(path)
     if not mask.any():
         raise ValueError(f"{path}: no keypoint is visible")
-    # a joint missing in some frames takes its value from the nearest frame where it was seen
-    for j in range(k.shape[1]):
-        seen = np.nonzero(mask[:, j])[0]
-        if len(seen) == 0:
-            raise ValueError(f"{path}: joint {j} is never visible; the ML-RQ needs all 22 SMPL joints")
-        idx = seen[np.abs(np.arange(len(k))[:, None] - seen[None]).argmin(1)]
-        k[:, j] = k[idx, j]
+    k, _ = complete_smpl22(k, mask)  # joints a detector does not give, estimated from those it does
     if intrinsics:
         try:
             fx, fy, cx, cy = (float(v) for v in intrinsics.split(","))

@@ -81,3 +81,50 @@ def read_coco_json(path, track: int | None = None, min_confidence: float = 0.0) 
     stacked = np.stack(rows)
     confidence = np.nan_to_num(stacked[..., 2], nan=0.0)
     return keypoints_to_smpl22(stacked[..., :2], "coco17", confidence, min_confidence)
+
+
+# Where joints that 2D detectors do not report sit between ones they do (fractions from the SMPL rest pose).
+_SPINE_FRACTIONS = {"spine1": 0.22, "spine2": 0.48, "spine3": 0.58}
+_COLLAR_FRACTION = 0.4
+
+
+def complete_smpl22(keypoints: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fill SMPL-22 joints that a COCO-style detector never gives, from the ones it does: neck = shoulders'
+    midpoint, spine1..3 on the pelvis-neck segment, collars between the neck and each shoulder, feet at the
+    ankles (a zero-length foot). Joints that are missing only in some frames take their value from the nearest
+    frame where they were seen. Returns (keypoints [T, 22, 2], estimated [T, 22] bool: True where filled)."""
+    k = np.array(keypoints, dtype=np.float64)
+    seen = np.array(mask, dtype=bool)
+    for j in range(k.shape[1]):  # temporal fill of joints seen somewhere
+        frames = np.nonzero(seen[:, j])[0]
+        if 0 < len(frames) < len(k):
+            nearest = frames[np.abs(np.arange(len(k))[:, None] - frames[None]).argmin(1)]
+            k[:, j] = k[nearest, j]
+    have = seen.any(0)
+    idx = SMPL22.index
+
+    def need(name):
+        return not have[idx(name)]
+
+    def require(*names):
+        missing = [n for n in names if not have[idx(n)]]
+        if missing:
+            raise ValueError(f"cannot complete the skeleton: {', '.join(missing)} never visible")
+
+    require("pelvis", "left_shoulder", "right_shoulder")
+    if need("neck"):
+        k[:, idx("neck")] = 0.5 * (k[:, idx("left_shoulder")] + k[:, idx("right_shoulder")])
+    for name, f in _SPINE_FRACTIONS.items():
+        if need(name):
+            k[:, idx(name)] = k[:, idx("pelvis")] + f * (k[:, idx("neck")] - k[:, idx("pelvis")])
+    for side in ("left", "right"):
+        if need(f"{side}_collar"):
+            k[:, idx(f"{side}_collar")] = k[:, idx("neck")] + _COLLAR_FRACTION * (
+                k[:, idx(f"{side}_shoulder")] - k[:, idx("neck")])
+        if need(f"{side}_foot"):
+            require(f"{side}_ankle")
+            k[:, idx(f"{side}_foot")] = k[:, idx(f"{side}_ankle")]
+    still = [SMPL22.names[j] for j in range(22) if not have[j] and not np.isfinite(k[:, j]).all()]
+    if still:
+        raise ValueError(f"cannot complete the skeleton: {', '.join(still)} never visible")
+    return k, ~seen
