@@ -247,7 +247,8 @@ def eval_lift(checkpoint, data, split, json_path, device):
     for name in ("model", "zero_depth"):
         click.echo(f"{name:>12}" + "".join(f"{result[name][k]:>10.1f}" for k in keys))
     gain = 1 - result["model"]["PA-MPJPE"] / result["zero_depth"]["PA-MPJPE"]
-    click.echo(f"{result['clips']} clips; PA-MPJPE {100 * gain:.0f}% below the zero-depth baseline")
+    click.echo(f"{result['clips']} clips; PA-MPJPE {100 * abs(gain):.0f}% {'below' if gain >= 0 else 'above'} the "
+               "zero-depth baseline")
     if json_path:
         json_path.write_text(json.dumps({**result, "pa_mpjpe_gain": gain, "checkpoint": str(checkpoint),
                                          "data": str(data), "split": split}, indent=2) + "\n")
