@@ -1,7 +1,4 @@
 """rvq_search: every compiled backend against the reference, gradients, sampling, bad input, compile."""
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
