@@ -11,11 +11,14 @@ FASTMOTION_CUDA ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1 || echo 0)
 TORCH_CUDA_ARCH_LIST ?= 9.0
 PYTEST_ARGS ?=
 
-# `make demo`: the synthetic corpus, single random views, the 2D prior, the ML-RQ, evaluation, a GIF.
+# `make demo`: the synthetic corpus, single random views, the 2D prior, the ML-RQ, lifting evaluation and GIFs;
+# then text-to-motion: the evaluator (on held-out 3D), the masked and residual transformers, T2M metrics, samples.
 # DEMO_CONFIG=full trains the Free3D-size models (for a GPU).
 DEMO ?= demo
 DEMO_CONFIG ?= small
 FM := $(PY) -m fastmotion.cli
+T2M_REPEATS ?= 5
+DEMO_PROMPTS := a_person_jumps_forward someone_waves_hello a_person_runs_forward
 
 .PHONY: test install cuda-check bench demo clean help
 
@@ -44,13 +47,22 @@ test: install
 demo: install
 	$(FM) data synth --out $(DEMO)/synth --num 2000 --seed 0
 	$(FM) data render --from $(DEMO)/synth --out $(DEMO)/synth2d --views 1 --seed 0
-	rm -rf $(DEMO)/prior $(DEMO)/mlrq $(DEMO)/lifted
+	rm -rf $(DEMO)/prior $(DEMO)/mlrq $(DEMO)/lifted $(DEMO)/evaluator $(DEMO)/mask $(DEMO)/res $(DEMO)/samples
 	$(FM) train prior --data $(DEMO)/synth2d --out $(DEMO)/prior --config $(DEMO_CONFIG)
 	$(FM) train mlrq --data $(DEMO)/synth2d --prior $(DEMO)/prior/last.pt --out $(DEMO)/mlrq --config $(DEMO_CONFIG)
 	$(FM) eval lift --checkpoint $(DEMO)/mlrq/last.pt --data $(DEMO)/synth2d --split test --json $(DEMO)/eval.json
 	$(FM) lift --checkpoint $(DEMO)/mlrq/last.pt --data $(DEMO)/synth2d --split test --limit 3 --render \
 		--out $(DEMO)/lifted
-	@echo "demo: figures in $(DEMO)/eval.json, animations (input 2D | lifted 3D | hidden truth) in $(DEMO)/lifted/"
+	$(FM) train evaluator --data $(DEMO)/synth2d --out $(DEMO)/evaluator --config $(DEMO_CONFIG)
+	$(FM) train mask --data $(DEMO)/synth2d --mlrq $(DEMO)/mlrq/last.pt --out $(DEMO)/mask --config $(DEMO_CONFIG)
+	$(FM) train res --data $(DEMO)/synth2d --mlrq $(DEMO)/mlrq/last.pt --out $(DEMO)/res --config $(DEMO_CONFIG)
+	$(FM) eval t2m --models $(DEMO) --evaluator $(DEMO)/evaluator/last.pt --data $(DEMO)/synth2d --split test \
+		--repeats $(T2M_REPEATS) --json $(DEMO)/t2m.json
+	$(FM) sample --models $(DEMO) --length 3s --out $(DEMO)/samples $(foreach p,$(DEMO_PROMPTS),--text "$(subst _, ,$(p))")
+	$(FM) render $(foreach p,$(DEMO_PROMPTS),$(DEMO)/samples/$(p)_0.npy --title "$(subst _, ,$(p))") \
+		--out $(DEMO)/t2m.gif
+	@echo "demo: lifting figures in $(DEMO)/eval.json, animations (input 2D | lifted 3D | hidden truth) in $(DEMO)/lifted/"
+	@echo "      text-to-motion figures in $(DEMO)/t2m.json, samples in $(DEMO)/samples/, three prompts in $(DEMO)/t2m.gif"
 
 cuda-check: install
 	TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" $(PY) tools/cuda_check.py

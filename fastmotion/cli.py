@@ -137,9 +137,11 @@ main.add_command(render)
 
 def _add_training_commands():
     from fastmotion.train.commands import evaluate, lift, train
+    from fastmotion.train.t2m_commands import sample
 
     main.add_command(train)
     main.add_command(lift)
+    main.add_command(sample)
     main.add_command(evaluate)
 
 

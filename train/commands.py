@@ -19,7 +19,12 @@ def _device(device):
     return torch.device(device)
 
 
-def _common(command):
+def training_options(crop_length: bool = True):
+    """The options every `fastmotion train` command shares (`--length` where the model trains on crops)."""
+    return lambda command: _add_options(command, crop_length)
+
+
+def _add_options(command, crop_length):
     options = [
         click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path), help=DATA_HELP),
         click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -28,8 +33,8 @@ def _common(command):
                      help="Model size: 'small' for CPU, 'full' = Free3D/MoMask sizes (6 x 512 x 512) for a GPU."),
         click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps (default per config)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Default: 64 small, 256 full."),
-        click.option("--length", type=click.IntRange(min=4), default=None,
-                     help="Crop length in frames at 20 fps (default: 32 small, 64 full)."),
+        *([click.option("--length", type=click.IntRange(min=4), default=None,
+                        help="Crop length in frames at 20 fps (default: 32 small, 64 full).")] if crop_length else []),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint."),
@@ -74,7 +79,7 @@ def train():
 
 
 @train.command("prior")
-@_common
+@training_options()
 def train_prior(data, out, preset, steps, batch_size, length, lr, seed, resume, ckpt_every, eval_every, device):
     """Train Free3D's 2D motion prior (a VQ-VAE with one codebook) on the dataset's 2D motions.
 
@@ -92,7 +97,7 @@ def train_prior(data, out, preset, steps, batch_size, length, lr, seed, resume, 
 
 
 @train.command("mlrq")
-@_common
+@training_options()
 @click.option("--prior", "prior_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Checkpoint of the frozen 2D prior (from `fastmotion train prior`).")
 @click.option("--views", type=click.IntRange(min=1), default=4, show_default=True,
@@ -145,6 +150,7 @@ def lift(checkpoint, data, split, keypoints, intrinsics, out, render, limit, dev
     """
     import numpy as np
 
+    from fastmotion.motion.free3d import upright
     from fastmotion.ops.reference import normalized_keypoints
 
     from .free3d import ClipBank, lift as lift_clip, load_mlrq
@@ -169,25 +175,14 @@ def lift(checkpoint, data, split, keypoints, intrinsics, out, render, limit, dev
             if render:
                 from fastmotion.render import render_frames, save_animation
 
-                panels, titles = [clip.numpy(), _upright(joints, camera).numpy()], ["input 2D", "lifted 3D"]
+                lifted = upright(joints, camera[1] if camera is not None else None)
+                panels, titles = [clip.numpy(), lifted.numpy()], ["input 2D", "lifted 3D"]
                 truth = data / "eval3d" / "new_joints" / f"{name}.npy" if data is not None else None
                 if truth is not None and truth.exists():  # shown, never used for anything else
                     panels.append(np.load(truth))
                     titles.append("hidden true 3D")
                 save_animation(render_frames(panels, titles), out / f"{name}.gif")
     click.echo(f"lifted {len(items)} clip(s) into {out}")
-
-
-def _upright(joints, camera=None):
-    """Lifted joints (camera frame, y down, units of the subject's depth) -> the renderer's convention: y up
-    (turned into the world's orientation when the camera is known, else by flipping y), feet on the floor,
-    scaled to a 1.7 m tall person (the lift itself has no metric scale)."""
-    import torch
-
-    j = joints @ camera[1] if camera is not None else joints * torch.tensor([1.0, -1.0, -1.0])
-    height = (j[..., 1].amax(-1) - j[..., 1].amin(-1)).median().clamp_min(1e-6)
-    j = j * (1.7 / height)
-    return j - torch.stack([torch.zeros(()), j[..., 1].min(), torch.zeros(())])
 
 
 def _read_keypoints(path, intrinsics, normalized_keypoints):

@@ -92,3 +92,13 @@ def _check_joints(joints, skeleton):
         raise TypeError(f"joints must be a torch.Tensor [..., J, C], got {type(joints).__name__}")
     if joints.dim() < 2 or joints.shape[-2] != skeleton.num_joints or joints.shape[-1] not in (2, 3):
         raise ValueError(f"joints must be [..., {skeleton.num_joints}, 2 or 3], got {tuple(joints.shape)}")
+
+
+def upright(joints: torch.Tensor, R: torch.Tensor | None = None, height: float = 1.7) -> torch.Tensor:
+    """Lifted or generated joints [T, J, 3] (camera frame: y down, z forward; units of the subject's depth) ->
+    the world convention for files and pictures: y up (the camera's rotation R undone when known, else y and z
+    flipped), feet on the floor, scaled to a `height`-metre person (a lift from one view has no metric scale)."""
+    j = joints @ R if R is not None else joints * joints.new_tensor([1.0, -1.0, -1.0])
+    tall = (j[..., 1].amax(-1) - j[..., 1].amin(-1)).median().clamp_min(1e-6)
+    j = j * (height / tall)
+    return j - torch.stack([torch.zeros(()), j[..., 1].min(), torch.zeros(())]).to(j)

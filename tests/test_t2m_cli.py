@@ -1,0 +1,140 @@
+"""Text-to-motion end to end through the real CLI (subprocesses, real files): train the evaluator and both
+transformers on ML-RQ codes, sample from text (npy, bvh, gif), evaluate with the baselines, refuse bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fastmotion.data.build import build_synthetic, render_2d
+from fastmotion.models.mlrq import MLRQ, MotionVQConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from train.loop import save_checkpoint  # noqa: E402
+
+FAST = ["--batch-size", 16, "--ckpt-every", 1000, "--eval-every", 1000]
+
+
+def cli(*args, check=True):
+    done = subprocess.run([sys.executable, "-m", "fastmotion.cli", *map(str, args)], capture_output=True, text=True,
+                          env=dict(os.environ))
+    if check:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A 40-clip corpus, a briefly trained prior and ML-RQ, then the evaluator and both transformers."""
+    root = tmp_path_factory.mktemp("t2m")
+    build_synthetic(root / "synth", num=40, seed=0)
+    render_2d(root / "synth", root / "d2", views=1, seed=0)
+    d2 = root / "d2"
+    cli("train", "prior", "--data", d2, "--out", root / "prior", "--steps", 10, *FAST)
+    cli("train", "mlrq", "--data", d2, "--prior", root / "prior" / "last.pt", "--out", root / "mlrq", "--steps", 10,
+        *FAST)
+    mlrq = root / "mlrq" / "last.pt"
+    cli("train", "evaluator", "--data", d2, "--out", root / "evaluator", "--steps", 15, *FAST)
+    for kind in ("mask", "res"):
+        cli("train", kind, "--data", d2, "--mlrq", mlrq, "--out", root / kind, "--steps", 15, *FAST)
+    return root
+
+
+def test_training_writes_checkpoints_and_caches_codes(runs):
+    for kind in ("mask", "res", "evaluator"):
+        cfg = json.loads((runs / kind / "config.json").read_text())
+        assert (runs / kind / "last.pt").exists() and cfg["train"]["steps"] == 15
+    assert len(list((runs / "mlrq" / "codes").glob("train-*.pt"))) == 1  # extracted once, shared by both runs
+    assert json.loads((runs / "mask" / "config.json").read_text())["token_range"][0] >= 1
+
+
+def test_sample_writes_npy_bvh_gif(runs, tmp_path):
+    out = tmp_path / "samples"
+    done = cli("sample", "--models", runs, "--text", "a person jumps forward", "--length", "2s", "--num", 2,
+               "--seed", 0, "--out", out)
+    assert "wrote 2 motion(s)" in done.stdout
+    for k in range(2):
+        joints = np.load(out / f"a_person_jumps_forward_{k}.npy")
+        assert joints.shape == (40, 22, 3) and np.isfinite(joints).all()
+        assert abs(joints[..., 1].min()) < 1e-5  # feet on the floor, y up
+        assert (out / f"a_person_jumps_forward_{k}.bvh").read_text().startswith("HIERARCHY")
+        assert (out / f"a_person_jumps_forward_{k}.gif").stat().st_size > 0
+    again = tmp_path / "again"
+    cli("sample", "--models", runs, "--text", "a person jumps forward", "--length", "2s", "--num", 2, "--seed", 0,
+        "--out", again, "--no-gif", "--no-bvh")
+    assert np.array_equal(np.load(again / "a_person_jumps_forward_1.npy"), np.load(out / "a_person_jumps_forward_1.npy"))
+    assert not list(again.glob("*.gif")) and not list(again.glob("*.bvh"))
+
+
+def test_sample_batched_prompts_with_predicted_lengths(runs, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a person walks forward\n\nsomeone waves hello\n")
+    cli("sample", "--models", runs, "--texts", prompts, "--out", tmp_path / "s", "--no-gif", "--steps", 3)
+    lo, hi = json.loads((runs / "mask" / "config.json").read_text())["token_range"]
+    for stem in ("a_person_walks_forward_0", "someone_waves_hello_0"):
+        frames = np.load(tmp_path / "s" / f"{stem}.npy").shape[0]
+        assert 4 * lo <= frames <= 4 * hi and frames % 4 == 0
+
+
+def test_eval_t2m_reports_model_and_baselines(runs, tmp_path):
+    out = tmp_path / "t2m.json"
+    done = cli("eval", "t2m", "--models", runs, "--evaluator", runs / "evaluator" / "last.pt", "--data", runs / "d2",
+               "--repeats", 2, "--mm-prompts", 3, "--mm-samples", 2, "--steps", 2, "--json", out)
+    assert "random other caption" in done.stdout and "R@top-3" in done.stdout
+    result = json.loads(out.read_text())
+    assert set(result["metrics"]) == {"real", "model", "empty caption", "random other caption"}
+    model = result["metrics"]["model"]
+    for key in ("R-precision top-1", "R-precision top-3", "FID", "MM-Dist", "Diversity", "MultiModality", "QM"):
+        mean, half = model[key]
+        assert np.isfinite(mean) and np.isfinite(half)
+    assert len(result["runs"]["model"]["FID"]) == 2
+    assert abs(result["metrics"]["real"]["FID"][0]) < 1e-6  # the real motions against themselves
+
+
+def test_bad_prompts_and_lengths_are_refused(runs, tmp_path):
+    base = ["sample", "--models", runs, "--out", tmp_path / "x"]
+    done = cli(*base, "--text", "  ", check=False)
+    assert done.returncode != 0 and "empty" in done.stderr and "--text" in done.stderr
+    done = cli(*base, "--text", "walk " * 100, check=False)
+    assert done.returncode != 0 and "at most 75" in done.stderr
+    done = cli(*base, "--text", "a person walks", "--length", "60s", check=False)
+    assert done.returncode != 0 and "outside the trained range" in done.stderr and "--length" in done.stderr
+    done = cli(*base, "--text", "a person walks", "--length", "fast", check=False)
+    assert done.returncode != 0 and "--length" in done.stderr
+    done = cli("sample", "--models", tmp_path / "nowhere", "--text", "a person walks", "--out", tmp_path / "x",
+               check=False)
+    assert done.returncode != 0 and "no such checkpoint" in done.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_codebook_mismatch_is_refused(runs, tmp_path):
+    other = MLRQ(MotionVQConfig(width=16, latent_dim=8, num_levels=6, num_codes=32))
+    path = tmp_path / "other.pt"
+    save_checkpoint(path, {"kind": "MLRQ", "model_config": {"kind": "MLRQ", **other.config.__dict__, "length": 32},
+                           "model": other.state_dict(), "step": 0})
+    done = cli("sample", "--models", runs, "--mlrq", path, "--text", "a person walks", "--out", tmp_path / "x",
+               check=False)
+    assert done.returncode != 0 and "codebooks of" in done.stderr and "32" in done.stderr
+
+
+def test_clip_text_features_path(runs, clip_file, tmp_path):
+    clip_path, _ = clip_file
+    d2, mlrq = runs / "d2", runs / "mlrq" / "last.pt"
+    done = cli("train", "mask", "--data", d2, "--mlrq", mlrq, "--out", tmp_path / "m", "--clip-weights",
+               tmp_path / "missing.pt", "--steps", 2, check=False)
+    assert done.returncode != 0 and "--clip-weights" in done.stderr and "no such file" in done.stderr
+    cli("train", "mask", "--data", d2, "--mlrq", mlrq, "--out", tmp_path / "clip" / "mask", "--clip-weights", clip_path,
+        "--steps", 3, *FAST)
+    state = torch.load(tmp_path / "clip" / "mask" / "last.pt", weights_only=True)
+    assert not any(k.startswith("text.") for k in state["model"])  # CLIP stays out of the checkpoint
+    cli("sample", "--models", tmp_path / "clip", "--text", "a person walks", "--length", "40", "--out",
+        tmp_path / "s", "--no-gif", "--clip-weights", clip_path)
+    assert np.load(tmp_path / "s" / "a_person_walks_0.npy").shape == (40, 22, 3)
+    done = cli("sample", "--models", tmp_path / "clip", "--text", "a person walks", "--out", tmp_path / "s2",
+               "--clip-weights", tmp_path / "gone.pt", check=False)
+    assert done.returncode != 0 and "--clip-weights" in done.stderr

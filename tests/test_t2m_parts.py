@@ -1,0 +1,192 @@
+"""Text-to-motion parts: generation metrics against closed forms, the text encoders (CLIP from a local file),
+the masked and residual transformers (they learn a toy mapping; sampling respects lengths), the evaluator's
+motion representation."""
+import math
+
+import pytest
+import torch
+
+from fastmotion.metrics import generation as gm
+from fastmotion.metrics.evaluator import EvaluatorConfig, TextMotionEvaluator, evaluation_features
+from fastmotion.models.t2m import (MaskedTransformer, ResidualTransformer, SamplingConfig, T2MConfig, cosine_schedule,
+                                   generate_codes, predict_lengths)
+from fastmotion.models.text import ClipTextEncoder, PromptError, SmallTextEncoder, Tokenizer
+
+
+# ---- metrics -------------------------------------------------------------------------------------------------
+def test_frechet_distance_closed_forms():
+    eye = torch.eye(3)
+    assert gm.frechet_distance(torch.zeros(3), eye, torch.zeros(3), eye) == pytest.approx(0, abs=1e-9)
+    shift = torch.tensor([1.0, -2.0, 0.5])
+    assert gm.frechet_distance(torch.zeros(3), eye, shift, eye) == pytest.approx(float(shift @ shift))
+    # diagonal covariances: sum (sqrt a - sqrt b)^2
+    a, b = torch.tensor([4.0, 1.0, 9.0]), torch.tensor([1.0, 1.0, 1.0])
+    expected = float(((a.sqrt() - b.sqrt()) ** 2).sum())
+    assert gm.frechet_distance(torch.zeros(3), a.diag(), torch.zeros(3), b.diag()) == pytest.approx(expected)
+
+
+def test_fid_on_samples():
+    x = torch.randn(2000, 4, generator=torch.Generator().manual_seed(0))
+    assert gm.fid(x, x) == pytest.approx(0, abs=1e-6)
+    shift = torch.tensor([3.0, 0.0, -1.0, 0.0])
+    assert gm.fid(x, x + shift) == pytest.approx(10.0, rel=1e-6)  # same covariance: the squared shift
+    assert gm.fid(x, 2 * x) == pytest.approx(float(gm._moments(x)[1].trace()) + float(gm._moments(x)[0].pow(2).sum()),
+                                             rel=1e-6)  # (2 - 1)^2 tr(S) + |mu|^2
+
+
+def test_r_precision_mm_dist_diversity_multimodality():
+    text = torch.eye(32) * 10
+    assert gm.r_precision(text, text) == [1.0, 1.0, 1.0]
+    assert gm.r_precision(text, -text)[0] < 0.1
+    # 1-D case by hand: text 0's own motion is 2nd nearest, text 1's 2nd (a tie does not count), text 2's 1st
+    texts, motions = torch.tensor([[0.0], [10.0], [20.0]]), torch.tensor([[9.0], [1.0], [19.0]])
+    assert gm.r_precision(texts, motions, batch=3) == pytest.approx([1 / 3, 1.0, 1.0])
+    assert gm.mm_dist(torch.zeros(5, 2), torch.tensor([[3.0, 4.0]]).expand(5, 2)) == pytest.approx(5.0)
+    assert gm.diversity(torch.ones(10, 3)) == 0
+    pts = torch.tensor([[0.0, 0.0], [0.0, 2.0]])
+    div = gm.diversity(pts, pairs=2, generator=torch.Generator().manual_seed(0))
+    assert div in (0.0, 1.0, 2.0)
+    same = torch.ones(4, 5, 3)
+    assert gm.multimodality(same) == 0
+    spread = torch.stack([torch.tensor([[0.0], [1.0]])] * 3)  # two samples 1 apart for each of 3 prompts
+    assert gm.multimodality(spread, pairs=2, generator=torch.Generator().manual_seed(1)) <= 1.0
+    assert gm.qm_score(4.0, 1.0) == 2.0
+    mean, half = gm.confidence_interval([1.0, 1.0, 1.0])
+    assert (mean, half) == (1.0, 0.0)
+    mean, half = gm.confidence_interval([0.0, 2.0])
+    assert mean == 1.0 and half == pytest.approx(1.96 * 1.0 / math.sqrt(2))
+    with pytest.raises(ValueError, match="at least 2"):
+        gm.diversity(torch.ones(1, 3))
+
+
+# ---- text ----------------------------------------------------------------------------------------------------
+def test_tokenizer_checks_prompts():
+    tok = Tokenizer()
+    ids = tok.ids("a person jumps forward")
+    assert ids[0] == tok.sot and ids[-1] == tok.eot and len(ids) == 6
+    with pytest.raises(PromptError, match="empty"):
+        tok.ids("   ")
+    with pytest.raises(PromptError, match="at most 75"):
+        tok.ids("walk " * 80)
+    batch, end = tok(["a person", "a person jumps forward"])
+    assert batch.shape == (2, 6) and end.tolist() == [3, 5]
+
+
+def test_small_text_encoder_distinguishes_captions():
+    enc = SmallTextEncoder(width=32, layers=1, heads=2, dim=16)
+    f = enc(["a person walks", "a person jumps", "a person walks"])
+    assert f.shape == (3, 16)
+    assert torch.allclose(f[0], f[2]) and not torch.allclose(f[0], f[1])
+
+
+def test_clip_text_encoder_loads_local_weights(clip_file):
+    import open_clip
+
+    path, reference = clip_file
+    enc = ClipTextEncoder(path)
+    texts = ["a person jumps forward", "someone waves hello"]
+    ours = enc(texts)
+    tokens = open_clip.get_tokenizer("ViT-B-32")(texts)
+    reference.load_state_dict({k: v.half().float() for k, v in reference.state_dict().items()})  # as stored
+    reference.eval()
+    with torch.no_grad():
+        want = reference.encode_text(tokens)
+    assert ours.shape == (2, 512)
+    assert torch.allclose(ours, want, atol=1e-4, rtol=1e-4)
+    assert torch.equal(enc(texts[:1])[0], ours[0])  # cached per caption
+    with pytest.raises(PromptError):
+        enc([""])
+
+
+def test_clip_text_encoder_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--clip-weights"):
+        ClipTextEncoder(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a CLIP checkpoint"):
+        ClipTextEncoder(bad)
+
+
+# ---- transformers --------------------------------------------------------------------------------------------
+TINY = T2MConfig(width=32, layers=2, heads=2, ff=64, dropout=0.0, cond_drop=0.1, max_tokens=8)
+
+
+def test_cosine_schedule():
+    assert cosine_schedule(torch.tensor(0.0)) == 1.0
+    assert cosine_schedule(torch.tensor(1.0)) == pytest.approx(0.0, abs=1e-7)
+
+
+def _toy_data(num_codes=16, levels=3):
+    """Two 'captions' (one-hot text features), each with its own fixed code sequence and length."""
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(num_codes, (2, 8, levels), generator=g)
+    lengths = torch.tensor([8, 5])
+    text = torch.eye(2, 4)
+    return codes, lengths, text
+
+
+def _fit(model, codes, lengths, text, steps=150):
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    g = torch.Generator().manual_seed(0)
+    first = None
+    for _ in range(steps):
+        idx = torch.randint(2, (16,), generator=g)
+        out = model.loss(codes[idx], lengths[idx], text[idx], g)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        first = first if first is not None else float(out["ce"].detach())
+    return first, float(out["ce"].detach())
+
+
+def test_transformers_learn_and_sample_a_toy_mapping():
+    torch.manual_seed(0)
+    codes, lengths, text = _toy_data()
+    mask = MaskedTransformer(TINY, 16, 3, text_dim=4)
+    res = ResidualTransformer(TINY, 16, 3, text_dim=4)
+    first, last = _fit(mask, codes, lengths, text)
+    assert last < 0.2 * first
+    first, last = _fit(res, codes, lengths, text)
+    assert last < 0.2 * first
+    mask.eval(), res.eval()
+    greedy = SamplingConfig(steps=4, guidance=2.0, res_guidance=2.0, temperature=0.0)
+    out = generate_codes(mask, res, text, text, lengths, greedy, torch.Generator().manual_seed(0))
+    assert out.shape == (2, 8, 3)
+    assert (out[1, 5:] == -1).all() and (out[0] >= 0).all()  # -1 past each length
+    assert torch.equal(out[0], codes[0]) and torch.equal(out[1, :5], codes[1, :5])
+    assert predict_lengths(mask, text, torch.Generator().manual_seed(0)).tolist() == [8, 5]
+    sampled = generate_codes(mask, None, None, None, torch.tensor([3]), SamplingConfig(steps=2),
+                             torch.Generator().manual_seed(1))
+    assert sampled.shape == (1, 3, 3) and (sampled[0, :, 0] >= 0).all() and (sampled[0, :, 1:] == -1).all()
+
+
+def test_too_many_tokens_is_refused():
+    mask = MaskedTransformer(TINY, 16, 3, text_dim=4)
+    with pytest.raises(ValueError, match="max_tokens"):
+        generate_codes(mask, None, None, None, torch.tensor([9]), SamplingConfig(steps=1), torch.Generator())
+
+
+# ---- evaluator -----------------------------------------------------------------------------------------------
+def test_evaluation_features_ignore_scale_and_camera_yaw():
+    from fastmotion.data.synth import synth_clip
+    import numpy as np
+
+    joints, _, _ = synth_clip(np.random.default_rng(0))
+    cam = torch.from_numpy(joints).double() * torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)  # y down
+    f = evaluation_features(cam)
+    assert f.shape == (len(joints) - 1, 263)
+    assert torch.allclose(evaluation_features(cam * 0.2), f, atol=1e-5)
+    yaw = torch.tensor(0.7, dtype=torch.float64)
+    c, s = torch.cos(yaw), torch.sin(yaw)
+    R = torch.tensor([[c, 0, s], [0, 1, 0], [-s, 0, c]], dtype=torch.float64)
+    assert torch.allclose(evaluation_features(cam @ R.T), f, atol=1e-4)
+
+
+def test_evaluator_loss_treats_equal_captions_as_positives():
+    model = TextMotionEvaluator(EvaluatorConfig(width=32, dim=16))
+    feats = torch.randn(4, 12, 263)
+    mask = torch.ones(4, 12, dtype=torch.bool)
+    out = model.loss(feats, mask, ["a", "a", "b", "c"])
+    assert torch.isfinite(out["loss"]) and out["loss"] > 0
+    e = model.embed_motion(feats, mask)
+    assert torch.allclose(e.norm(dim=-1), torch.ones(4), atol=1e-5)
