@@ -138,7 +138,9 @@ main.add_command(render)
 def _add_training_commands():
     from fastmotion.train.commands import evaluate, lift, train
     from fastmotion.train.t2m_commands import sample
+    from fastmotion.train.videomdm_commands import data_teacher
 
+    data.add_command(data_teacher)
     main.add_command(train)
     main.add_command(lift)
     main.add_command(sample)

@@ -1,5 +1,9 @@
-"""Shared checks for the op tests."""
+"""Shared helpers of the tests: checks for the ops, the CLI as a subprocess, stand-in release files."""
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -83,3 +87,40 @@ def shared_dir():
     if origin and Path(origin).is_dir():
         roots += list(Path(origin).resolve().parents)
     return next((root / "shared" for root in roots if (root / "shared" / "data" / "cmu").is_dir()), None)
+
+
+def t2m_release(tmp_path):
+    """A stand-in for the T2M release's files, with random weights of small sizes and a tiny GloVe."""
+    import pickle
+
+    import numpy as np
+
+    from fastmotion.metrics.t2m_original import MotionEncoderBiGRUCo, MovementConvEncoder, TextEncoderBiGRUCo
+
+    torch.manual_seed(0)
+    state = {"movement_encoder": MovementConvEncoder(259, 16, 12).state_dict(),
+             "motion_encoder": MotionEncoderBiGRUCo(12, 10, 8).state_dict(),
+             "text_encoder": TextEncoderBiGRUCo(6, 15, 9, 8).state_dict(), "epoch": 3}
+    folder, glove = tmp_path / "t2m", tmp_path / "glove"
+    (folder / "text_mot_match" / "model").mkdir(parents=True)
+    (folder / "meta").mkdir()
+    glove.mkdir()
+    torch.save(state, folder / "text_mot_match" / "model" / "finest.tar")
+    np.save(folder / "meta" / "mean.npy", np.zeros(263, np.float32))
+    np.save(folder / "meta" / "std.npy", np.ones(263, np.float32))
+    words = ["unk", "sos", "eos", "a", "person", "walk", "left"]
+    np.save(glove / "our_vab_data.npy", np.random.default_rng(0).normal(size=(len(words), 6)).astype(np.float32))
+    with open(glove / "our_vab_words.pkl", "wb") as f:
+        pickle.dump(words, f)
+    with open(glove / "our_vab_idx.pkl", "wb") as f:
+        pickle.dump({w: i for i, w in enumerate(words)}, f)
+    return folder, glove, state
+
+
+def fastmotion_cli(*args, env=None, check=True):
+    """Run `python -m fastmotion.cli ARGS` as a real subprocess; with check, fail on a non-zero exit."""
+    done = subprocess.run([sys.executable, "-m", "fastmotion.cli", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+    if check:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done

@@ -1,14 +1,7 @@
 """The `fastmotion` command, run as a real subprocess."""
 import json
-import subprocess
-import sys
 
-
-def fastmotion(*args, check=True):
-    done = subprocess.run([sys.executable, "-m", "fastmotion.cli", *args], capture_output=True, text=True)
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
+from helpers import fastmotion_cli as fastmotion
 
 
 def test_help_teaches():

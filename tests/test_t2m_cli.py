@@ -1,8 +1,6 @@
 """Text-to-motion end to end through the real CLI (subprocesses, real files): train the evaluator and both
 transformers on ML-RQ codes, sample from text (npy, bvh, gif), evaluate with the baselines, refuse bad input."""
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,16 +14,11 @@ from fastmotion.models.mlrq import MLRQ, MotionVQConfig
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from train.loop import save_checkpoint  # noqa: E402
+from helpers import fastmotion_cli as cli  # noqa: E402
 
 FAST = ["--batch-size", 16, "--ckpt-every", 1000, "--eval-every", 1000]
 
 
-def cli(*args, check=True):
-    done = subprocess.run([sys.executable, "-m", "fastmotion.cli", *map(str, args)], capture_output=True, text=True,
-                          env=dict(os.environ))
-    if check:
-        assert done.returncode == 0, done.stderr[-3000:]
-    return done
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +131,16 @@ def test_clip_text_features_path(runs, clip_file, tmp_path):
     done = cli("sample", "--models", tmp_path / "clip", "--text", "a person walks", "--out", tmp_path / "s2",
                "--clip-weights", tmp_path / "gone.pt", check=False)
     assert done.returncode != 0 and "--clip-weights" in done.stderr
+
+
+def test_eval_t2m_with_the_original_evaluator_files(runs, tmp_path):
+    from helpers import t2m_release
+
+    folder, glove, _ = t2m_release(tmp_path)
+    done = cli("eval", "t2m", "--models", runs, "--t2m-evaluator", folder, "--data", runs / "d2", "--repeats", 1,
+               "--mm-prompts", 0, "--steps", 2, "--no-baselines")
+    assert "model" in done.stdout and "R@top-1" in done.stdout
+    done = cli("eval", "t2m", "--models", runs, "--t2m-evaluator", folder, "--data", runs / "d2", check=False)
+    assert done.returncode != 0 and "--glove" in done.stderr
+    done = cli("eval", "t2m", "--models", runs, "--data", runs / "d2", check=False)
+    assert done.returncode != 0 and "exactly one of --evaluator or --t2m-evaluator" in done.stderr

@@ -1,7 +1,7 @@
 """The training loop, Free3D's runs and commands: exact resume after a kill, NaN stop, bad input, DDP sync,
 that the ML-RQ learns, lifting and evaluation through the CLI."""
+import functools
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,14 +18,11 @@ from fastmotion.motion import SMPL22
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from train.loop import Run, TrainConfig, Trainer, TrainingError, load_checkpoint  # noqa: E402
+from helpers import fastmotion_cli  # noqa: E402
+
+cli = functools.partial(fastmotion_cli, check=False)
 
 
-def cli(*args, env=None, check=False):
-    done = subprocess.run([sys.executable, "-m", "fastmotion.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
-    if check:
-        assert done.returncode == 0, done.stderr[-3000:]
-    return done
 
 
 @pytest.fixture(scope="module")

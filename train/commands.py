@@ -126,7 +126,13 @@ def train_mlrq(data, out, preset, steps, batch_size, length, lr, seed, resume, c
 
 @click.command("lift")
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="ML-RQ checkpoint (from `fastmotion train mlrq`).")
+              help="ML-RQ checkpoint (from `fastmotion train mlrq`), or with --model mdm a VideoMDM checkpoint.")
+@click.option("--model", "model_kind", type=click.Choice(["mlrq", "mdm"]), default="mlrq", show_default=True,
+              help="mdm: VideoMDM's guided lifting (DDPM, each predicted motion projected onto the keypoints' "
+                   "camera rays); needs --data with cameras and a teacher folder.")
+@click.option("--teacher", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --model mdm: the teacher folder giving each clip's camera in the model's frame "
+                   "(default: DATA/teacher).")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Lift every clip of this 2D dataset's --split ...")
 @click.option("--split", default="test", show_default=True)
@@ -140,13 +146,14 @@ def train_mlrq(data, out, preset, steps, batch_size, length, lr, seed, resume, c
                                             "--data, the held-out true 3D from eval3d/ when it is there).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Lift at most this many clips of --data.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
-def lift(checkpoint, data, split, keypoints, intrinsics, out, render, limit, device):
-    """Lift 2D keypoint sequences to 3D motion with a trained ML-RQ.
+def lift(checkpoint, model_kind, teacher, data, split, keypoints, intrinsics, out, render, limit, device):
+    """Lift 2D keypoint sequences to 3D motion with a trained ML-RQ (or a VideoMDM, --model mdm).
 
     \b
     Examples:
       fastmotion lift --checkpoint runs/mlrq/last.pt --data data/synth2d --split test --out lifted --render
       fastmotion lift --checkpoint runs/mlrq/last.pt --keypoints video.json --out lifted
+      fastmotion lift --model mdm --checkpoint runs/mdm/last.pt --data data/synth2d --out lifted-mdm
     """
     import numpy as np
 
@@ -158,19 +165,29 @@ def lift(checkpoint, data, split, keypoints, intrinsics, out, render, limit, dev
 
     if (data is None) == (keypoints is None):
         raise click.UsageError("give exactly one of --data or --keypoints")
+    if model_kind == "mdm" and data is None:
+        raise click.UsageError("--model mdm lifts the clips of a dataset (--data): it needs their cameras and teacher")
     try:
-        model = load_mlrq(checkpoint, _device(device))
         if data is not None:
             bank = ClipBank(data, split)
             items = list(zip(bank.names, bank.clips, bank.cameras))[:limit]
         else:
             items = [(keypoints.stem, _read_keypoints(keypoints, intrinsics, normalized_keypoints), None)]
+        if model_kind == "mdm":
+            from .videomdm_commands import mdm_lifted
+
+            lifted = mdm_lifted(checkpoint, data, split, teacher, _device(device), [n for n, _, _ in items])
+            items = [item for item in items if item[0] in lifted]
+            lift_one = lifted.get
+        else:
+            model = load_mlrq(checkpoint, _device(device))
+            lift_one = lambda name, clip: lift_clip(model, clip)  # noqa: E731
     except (TrainingError, ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     out.mkdir(parents=True, exist_ok=True)
     with click.progressbar(items, label="lifting", file=click.get_text_stream("stderr")) as bar:
         for name, clip, camera in bar:
-            joints = lift_clip(model, clip)
+            joints = lift_one(name, clip) if model_kind == "mlrq" else lift_one(name)
             np.save(out / f"{name}.npy", joints.numpy().astype(np.float32))
             if render:
                 from fastmotion.render import render_frames, save_animation
@@ -215,12 +232,17 @@ def evaluate():
 
 @evaluate.command("lift")
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", "model_kind", type=click.Choice(["mlrq", "mdm"]), default="mlrq", show_default=True,
+              help="mdm: a VideoMDM checkpoint, lifting by guided DDPM sampling (needs the teacher folder).")
+@click.option("--teacher", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --model mdm: the teacher folder (default: DATA/teacher).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate at most this many clips.")
 @click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path), help=DATA_HELP)
 @click.option("--split", default="test", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the figures to this JSON file.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
-def eval_lift(checkpoint, data, split, json_path, device):
+def eval_lift(checkpoint, model_kind, teacher, limit, data, split, json_path, device):
     """Lifting accuracy against the held-out 3D (eval3d/), beside the 3D-free zero-depth baseline.
 
     MPJPE (one scale per clip), PA-MPJPE (per-frame Procrustes with scale), PCK@50/100 mm (after Procrustes),
@@ -229,13 +251,22 @@ def eval_lift(checkpoint, data, split, json_path, device):
     \b
     Example:
       fastmotion eval lift --checkpoint runs/mlrq/last.pt --data data/synth2d --split test --json eval.json
+      fastmotion eval lift --model mdm --checkpoint runs/mdm/last.pt --data data/synth2d --json eval-mdm.json
     """
-    from .free3d import evaluate_lifting, load_mlrq
+    from .free3d import ClipBank, evaluate_lifting, load_mlrq
     from .loop import TrainingError
 
     try:
-        result = evaluate_lifting(load_mlrq(checkpoint, _device(device)), data, split)
-    except TrainingError as err:
+        if model_kind == "mdm":
+            from .videomdm_commands import mdm_lifted
+
+            names = ClipBank(data, split).names[:limit]
+            lifted = mdm_lifted(checkpoint, data, split, teacher, _device(device), names)
+            lifter = lambda name, clip: lifted.get(name)  # noqa: E731
+        else:
+            lifter = load_mlrq(checkpoint, _device(device))
+        result = evaluate_lifting(lifter, data, split, limit)
+    except (TrainingError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     keys = list(result["model"])
     click.echo(f"{'':>12}" + "".join(f"{k:>10}" for k in keys))

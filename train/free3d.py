@@ -171,23 +171,31 @@ def zero_depth(keypoints_normalised: torch.Tensor) -> torch.Tensor:
     return torch.cat([k, torch.zeros_like(k[..., :1])], -1)
 
 
-def evaluate_lifting(model: MLRQ, data, split: str = "test", limit: int | None = None) -> dict:
-    """Metrics of the model and of the zero-depth baseline on held-out clips (3D from eval3d/)."""
+def evaluate_lifting(lifter, data, split: str = "test", limit: int | None = None) -> dict:
+    """Metrics of a lifter and of the zero-depth baseline on held-out clips (3D from eval3d/). lifter: an ML-RQ,
+    or a function (name, keypoints_normalised [T, 22, 2]) -> camera-frame joints [T', 22, 3] (T' <= T; any
+    scale), or None for a clip it cannot lift (left out of both rows)."""
     bank = ClipBank(data, split)
     root = Path(data)
+    lift_fn = (lambda name, clip: lift(lifter, clip)) if isinstance(lifter, MLRQ) else lifter
     preds, bases, trues = [], [], []
     for i, (name, clip, (K, R, t)) in enumerate(zip(bank.names, bank.clips, bank.cameras)):
         if limit is not None and i >= limit:
             break
+        pred = lift_fn(name, clip)
+        if pred is None:
+            continue
         path = root / "eval3d" / "new_joints" / f"{name}.npy"
         if not path.exists():
             raise TrainingError(f"{path} is missing: evaluation needs the held-out 3D that `fastmotion data "
                                 "render` writes to eval3d/")
         world = torch.from_numpy(np.load(path))
         camera = world @ R.T + t  # the truth in the camera frame, metres
-        preds.append(lift(model, clip))
-        bases.append(zero_depth(clip))
-        trues.append(camera)
+        preds.append(pred)
+        bases.append(zero_depth(clip)[:len(pred)])
+        trues.append(camera[:len(pred)])
+    if not preds:
+        raise TrainingError(f"{data}: no clip of the {split} split could be lifted")
     longest = max(len(p) for p in preds)
 
     def stack(xs):

@@ -156,14 +156,18 @@ class MotionTextBank:
         except (FileNotFoundError, ValueError) as err:
             raise TrainingError(str(err)) from None
         self.names, self.features, self.captions, self.frames = [], [], [], []
+        self.tokens: dict[str, list[str]] = {}  # caption -> its "word/POS" tokens (the original T2M evaluator's input)
         for name in names:
             path = root / "eval3d" / "new_joints" / f"{name}.npy"
             if not path.exists():
                 raise TrainingError(f"{path} is missing: the evaluator trains on the held-out 3D that `fastmotion "
                                     "data render` writes to eval3d/")
-            texts = captions_of(root, name)
-            if not texts:
+            text_path = root / "texts" / f"{name}.txt"
+            parsed = [c for c in hml.parse_captions(text_path) if c.text.strip()] if text_path.exists() else []
+            if not parsed:
                 continue
+            texts = [c.text for c in parsed]
+            self.tokens.update((c.text, c.tokens) for c in parsed)
             with np.load(root / "cameras" / f"{name}.npz") as cam:
                 R, t = (torch.from_numpy(np.asarray(cam[k], np.float64)) for k in ("R", "t"))
             world = torch.from_numpy(hml.load_joints(path)).double()
@@ -264,13 +268,6 @@ class TextToMotion:
                              f"{lo}..{hi} frames ({lo / 20:.1f}-{hi / 20:.1f} s at 20 fps)")
         return max(1, round(frames / self.frames_per_token))
 
-    def check_prompts(self, texts: list[str]) -> None:
-        from fastmotion.models.text import Tokenizer
-
-        tokenizer = Tokenizer()
-        for t in texts:
-            tokenizer.ids(t)
-
     @torch.no_grad()
     def generate(self, texts: list[str] | None, tokens: list[int] | None, sampling: SamplingConfig,
                  generator: torch.Generator, batch: int = 256) -> list[torch.Tensor]:
@@ -311,6 +308,16 @@ class T2MEvalConfig:
     diversity_pairs: int = 300
     r_batch: int = 32
     seed: int = 0
+
+
+def embed_texts(evaluator, texts: list[str], tokens: dict[str, list[str]]) -> torch.Tensor:
+    """Text embeddings [N, D]; the original T2M evaluator also reads each caption's "word/POS" tokens."""
+    from fastmotion.metrics.t2m_original import OriginalT2MEvaluator
+
+    chunks = [texts[i:i + 256] for i in range(0, len(texts), 256)]
+    if isinstance(evaluator, OriginalT2MEvaluator):
+        return torch.cat([evaluator.embed_text(c, [tokens[t] for t in c]).cpu() for c in chunks])
+    return torch.cat([evaluator.embed_text(c).cpu() for c in chunks])
 
 
 def _embed(evaluator, motions: list[torch.Tensor], device) -> torch.Tensor:
@@ -360,7 +367,7 @@ def evaluate_t2m(t2m: TextToMotion, evaluator: TextMotionEvaluator, data, split:
     for r in range(config.repeats):
         g = torch.Generator().manual_seed(config.seed * 1000 + r)
         texts = [c[int(torch.randint(len(c), (), generator=g))] for c in bank.captions]
-        text_emb = torch.cat([evaluator.embed_text(texts[i:i + 256]).cpu() for i in range(0, len(texts), 256)])
+        text_emb = embed_texts(evaluator, texts, bank.tokens)
         record("real", text_emb, real, g)
         record("model", text_emb, _embed(evaluator, t2m.generate(texts, tokens, sampling, g), device), g)
         if baselines:

@@ -156,9 +156,14 @@ def _slug(text: str) -> str:
               help="Folder for PROMPT_k.npy (3D joints [T, 22, 3], metres, y up), .bvh and .gif.")
 @click.option("--no-bvh", is_flag=True, help="Skip the .bvh files.")
 @click.option("--no-gif", is_flag=True, help="Skip the animations.")
+@click.option("--model", "model_kind", type=click.Choice(["momask", "mdm"]), default="momask", show_default=True,
+              help="momask: the ML-RQ transformers (--models/--mask/--res); mdm: a VideoMDM (--checkpoint), DDPM "
+                   "sampling with classifier-free guidance 2.5.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --model mdm: the checkpoint from `fastmotion train mdm`.")
 @_sampling_options
-def sample(texts, texts_file, length, num, out, no_bvh, no_gif, models, mask_path, res_path, mlrq_path,
-           clip_weights, steps, guidance, res_guidance, temperature, top_k, seed, device):
+def sample(texts, texts_file, length, num, out, no_bvh, no_gif, model_kind, checkpoint, models, mask_path, res_path,
+           mlrq_path, clip_weights, steps, guidance, res_guidance, temperature, top_k, seed, device):
     """Generate 3D motions from text: iterative masked decoding of the first code level (classifier-free
     guidance, temperature, top-k), the residual levels, then the ML-RQ decoder.
 
@@ -169,11 +174,13 @@ def sample(texts, texts_file, length, num, out, no_bvh, no_gif, models, mask_pat
     Examples:
       fastmotion sample --text "a person jumps forward" --length 4s --num 3 --seed 0 --out samples
       fastmotion sample --texts prompts.txt --out samples --models runs
+      fastmotion sample --model mdm --checkpoint runs/mdm/last.pt --text "a person waves" --length 3s --out s
     """
     import numpy as np
     import torch
 
-    from fastmotion.models.text import PromptError
+    from fastmotion.models.text import PromptError, Tokenizer
+    from fastmotion.motion.free3d import upright
 
     prompts = list(texts)
     if texts_file is not None:
@@ -183,28 +190,32 @@ def sample(texts, texts_file, length, num, out, no_bvh, no_gif, models, mask_pat
     if not prompts:
         raise click.UsageError("give a prompt with --text or a file of prompts with --texts")
     frames = parse_length(length)
-    t2m = _generator(models, mask_path, res_path, mlrq_path, clip_weights, device)
     try:
-        t2m.check_prompts(prompts)
+        Tokenizer().check(prompts)
     except PromptError as err:
         raise click.BadParameter(str(err), param_hint="--text") from None
-    try:
-        tokens = None if frames is None else [t2m.tokens_for(frames)] * (len(prompts) * num)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--length") from None
     generator = torch.Generator().manual_seed(seed)
     all_prompts = [p for p in prompts for _ in range(num)]
-    motions = t2m.generate(all_prompts, tokens, _sampling(steps, guidance, res_guidance, temperature, top_k),
-                           generator)
+    if model_kind == "mdm":
+        from .videomdm_commands import sample_with_mdm
+
+        motions = sample_with_mdm(checkpoint, all_prompts, frames, generator, clip_weights, _device(device))
+    else:
+        t2m = _generator(models, mask_path, res_path, mlrq_path, clip_weights, device)
+        try:
+            tokens = None if frames is None else [t2m.tokens_for(frames)] * len(all_prompts)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--length") from None
+        motions = [upright(m) for m in t2m.generate(all_prompts, tokens, _sampling(steps, guidance, res_guidance,
+                                                                                    temperature, top_k), generator)]
     out.mkdir(parents=True, exist_ok=True)
     from fastmotion.data.bvh import write_bvh
-    from fastmotion.motion.free3d import upright
     from fastmotion.render import render_frames, save_animation
 
     with click.progressbar(list(zip(all_prompts, motions)), label="writing", file=click.get_text_stream("stderr")) as bar:
         for i, (prompt, motion) in enumerate(bar):
             stem = out / f"{_slug(prompt)}_{i % num}"
-            joints = upright(motion).numpy().astype(np.float32)
+            joints = motion.numpy().astype(np.float32)
             np.save(stem.with_suffix(".npy"), joints)
             if not no_bvh:
                 write_bvh(stem.with_suffix(".bvh"), joints)
@@ -215,8 +226,13 @@ def sample(texts, texts_file, length, num, out, no_bvh, no_gif, models, mask_pat
 
 
 @evaluate.command("t2m")
-@click.option("--evaluator", "evaluator_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Text-motion evaluator checkpoint (from `fastmotion train evaluator`).")
+@click.option("--evaluator", "evaluator_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Text-motion evaluator checkpoint (from `fastmotion train evaluator`) ...")
+@click.option("--t2m-evaluator", "t2m_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="... or the original T2M evaluator (Guo et al. 2022) from your local copy of its release: the "
+                   "folder holding text_mot_match/model/finest.tar and meta/mean.npy, std.npy (needs --glove).")
+@click.option("--glove", "glove_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of the T2M release's GloVe files (our_vab_data.npy, our_vab_words.pkl, our_vab_idx.pkl).")
 @click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path), help=DATA_HELP)
 @click.option("--split", default="test", show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=20, show_default=True,
@@ -229,7 +245,7 @@ def sample(texts, texts_file, length, num, out, no_bvh, no_gif, models, mask_pat
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write every figure (and every run's values) to this JSON file.")
 @_sampling_options
-def eval_t2m(evaluator_path, data, split, repeats, mm_prompts, mm_samples, no_baselines, json_path, models,
+def eval_t2m(evaluator_path, t2m_dir, glove_dir, data, split, repeats, mm_prompts, mm_samples, no_baselines, json_path, models,
              mask_path, res_path, mlrq_path, clip_weights, steps, guidance, res_guidance, temperature, top_k, seed,
              device):
     """Text-to-motion metrics on held-out clips: R-precision top-1/2/3 (batches of 32), FID, MM-Dist,
@@ -238,16 +254,30 @@ def eval_t2m(evaluator_path, data, split, repeats, mm_prompts, mm_samples, no_ba
     with a 95% confidence interval over --repeats runs. Motions are generated at the real clips' lengths.
 
     \b
-    Example:
+    Examples:
       fastmotion eval t2m --models runs --evaluator runs/evaluator/last.pt --data data/synth2d --json t2m.json
+      fastmotion eval t2m --models runs --t2m-evaluator t2m/ --glove glove/ --data data/humanml2d
     """
     from .loop import TrainingError
     from .t2m import T2MEvalConfig, evaluate_t2m, format_t2m_table, load_evaluator, write_json
 
+    if (evaluator_path is None) == (t2m_dir is None):
+        raise click.UsageError("give exactly one of --evaluator or --t2m-evaluator")
+    if t2m_dir is not None and glove_dir is None:
+        raise click.BadParameter("the original T2M evaluator reads captions with GloVe vectors: give --glove DIR",
+                                 param_hint="--glove")
     t2m = _generator(models, mask_path, res_path, mlrq_path, clip_weights, device)
     config = T2MEvalConfig(repeats=repeats, mm_prompts=mm_prompts, mm_samples=mm_samples, seed=seed)
     try:
-        evaluator = load_evaluator(evaluator_path, t2m.device)
+        if t2m_dir is not None:
+            from fastmotion.metrics.t2m_original import OriginalT2MEvaluator
+
+            try:
+                evaluator = OriginalT2MEvaluator(t2m_dir, glove_dir).to(t2m.device)
+            except (FileNotFoundError, ValueError) as err:
+                raise click.ClickException(str(err)) from None
+        else:
+            evaluator = load_evaluator(evaluator_path, t2m.device)
         with click.progressbar(length=repeats, label="eval t2m", file=click.get_text_stream("stderr")) as bar:
             result = evaluate_t2m(t2m, evaluator, data, split, _sampling(steps, guidance, res_guidance, temperature,
                                                                          top_k), config, not no_baselines, bar.update)
@@ -256,4 +286,4 @@ def eval_t2m(evaluator_path, data, split, repeats, mm_prompts, mm_samples, no_ba
     click.echo(format_t2m_table(result))
     click.echo(f"{result['clips']} clips of the {split} split, {repeats} run(s); mean ± 95% interval")
     if json_path:
-        write_json(json_path, {**result, "evaluator": str(evaluator_path), "data": str(data)})
+        write_json(json_path, {**result, "evaluator": str(evaluator_path or t2m_dir), "data": str(data)})

@@ -50,6 +50,11 @@ class Tokenizer:
         self._cache[text] = ids
         return ids
 
+    def check(self, texts: list[str]) -> None:
+        """Raise PromptError for the first prompt the encoders cannot take."""
+        for text in texts:
+            self.ids(text)
+
     def __call__(self, texts: list[str], allow_empty: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (token ids [B, n] padded with 0, index of each end token [B]); n = the longest prompt."""
         seqs = [self.ids(t, allow_empty) for t in texts]

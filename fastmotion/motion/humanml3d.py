@@ -46,6 +46,16 @@ def facing_quaternion(joints: torch.Tensor) -> torch.Tensor:
     return qbetween(forward, torch.zeros_like(forward) + forward.new_tensor([0.0, 0.0, 1.0]))
 
 
+def canonical_transform(joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R_c [..., 3, 3], offset [..., 3]) with canonicalize(joints) == (joints - offset) @ R_c^T: what a camera
+    of the clip must absorb to see the canonical clip (R' = R R_c^T, t' = R offset + t)."""
+    floor = joints[..., 1].amin(dim=(-1, -2))
+    start = joints[..., 0, 0, :]
+    offset = torch.stack([start[..., 0], floor, start[..., 2]], -1)
+    q0 = facing_quaternion((joints - offset[..., None, None, :])[..., :1, :, :])[..., 0, :]
+    return quat_to_matrix(q0), offset
+
+
 def canonicalize(joints: torch.Tensor) -> torch.Tensor:
     """HumanML3D's normalisation of a clip [T, 22, 3] (or [..., T, 22, 3]): feet on the floor (lowest joint at
     y = 0), the first frame's root above the origin, and the first frame facing +z."""
