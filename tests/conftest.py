@@ -21,3 +21,20 @@ def clip_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("clip") / "ViT-B-32.pt"
     torch.save({k: v.half() for k, v in model.state_dict().items()}, path)
     return path, model
+
+
+@pytest.fixture(scope="session")
+def tiny_mlrq(tmp_path_factory):
+    """A 40-clip 2D corpus (root/d2) with a briefly trained prior and ML-RQ (root/mlrq/last.pt), through the CLI:
+    enough for the runs built on ML-RQ codes and lifts, not for quality."""
+    from fastmotion.data.build import build_synthetic, render_2d
+    from helpers import fastmotion_cli
+
+    root = tmp_path_factory.mktemp("tiny")
+    build_synthetic(root / "synth", num=40, seed=0)
+    render_2d(root / "synth", root / "d2", views=1, seed=0)
+    fast = ["--batch-size", 16, "--ckpt-every", 1000, "--eval-every", 1000]
+    fastmotion_cli("train", "prior", "--data", root / "d2", "--out", root / "prior", "--steps", 10, *fast)
+    fastmotion_cli("train", "mlrq", "--data", root / "d2", "--prior", root / "prior" / "last.pt", "--out",
+                   root / "mlrq", "--steps", 10, *fast)
+    return root

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from fastmotion.data.build import build_synthetic, render_2d
 from fastmotion.models.mlrq import MLRQ, MotionVQConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,20 +21,13 @@ FAST = ["--batch-size", 16, "--ckpt-every", 1000, "--eval-every", 1000]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """A 40-clip corpus, a briefly trained prior and ML-RQ, then the evaluator and both transformers."""
-    root = tmp_path_factory.mktemp("t2m")
-    build_synthetic(root / "synth", num=40, seed=0)
-    render_2d(root / "synth", root / "d2", views=1, seed=0)
-    d2 = root / "d2"
-    cli("train", "prior", "--data", d2, "--out", root / "prior", "--steps", 10, *FAST)
-    cli("train", "mlrq", "--data", d2, "--prior", root / "prior" / "last.pt", "--out", root / "mlrq", "--steps", 10,
-        *FAST)
-    mlrq = root / "mlrq" / "last.pt"
-    cli("train", "evaluator", "--data", d2, "--out", root / "evaluator", "--steps", 15, *FAST)
+def runs(tiny_mlrq):
+    """The evaluator and both transformers, trained briefly on the tiny corpus's ML-RQ codes."""
+    d2, mlrq = tiny_mlrq / "d2", tiny_mlrq / "mlrq" / "last.pt"
+    cli("train", "evaluator", "--data", d2, "--out", tiny_mlrq / "evaluator", "--steps", 15, *FAST)
     for kind in ("mask", "res"):
-        cli("train", kind, "--data", d2, "--mlrq", mlrq, "--out", root / kind, "--steps", 15, *FAST)
-    return root
+        cli("train", kind, "--data", d2, "--mlrq", mlrq, "--out", tiny_mlrq / kind, "--steps", 15, *FAST)
+    return tiny_mlrq
 
 
 def test_training_writes_checkpoints_and_caches_codes(runs):
@@ -137,8 +129,8 @@ def test_eval_t2m_with_the_original_evaluator_files(runs, tmp_path):
     from helpers import t2m_release
 
     folder, glove, _ = t2m_release(tmp_path)
-    done = cli("eval", "t2m", "--models", runs, "--t2m-evaluator", folder, "--data", runs / "d2", "--repeats", 1,
-               "--mm-prompts", 0, "--steps", 2, "--no-baselines")
+    done = cli("eval", "t2m", "--models", runs, "--t2m-evaluator", folder, "--glove", glove, "--data", runs / "d2",
+               "--repeats", 1, "--mm-prompts", 0, "--steps", 2, "--no-baselines")
     assert "model" in done.stdout and "R@top-1" in done.stdout
     done = cli("eval", "t2m", "--models", runs, "--t2m-evaluator", folder, "--data", runs / "d2", check=False)
     assert done.returncode != 0 and "--glove" in done.stderr
