@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 DEMO ?= demo
 DEMO_CONFIG ?= small
 FM := $(PY) -m fastmotion.cli
-T2M_REPEATS ?= 5
+T2M_REPEATS ?= 3
 DEMO_PROMPTS := a_person_jumps_forward someone_waves_hello a_person_runs_forward
 
 .PHONY: test install cuda-check bench demo clean help

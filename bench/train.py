@@ -1,6 +1,9 @@
-"""Training-step benchmark: one ML-RQ step (forward, the 3D-free losses, backward, AdamW) with the fused ops
-(automatic backend: cpp on CPU, cuda/triton on GPU) against the same step with every op on the torch reference
-(FASTMOTION_BACKEND=torch), timed interleaved in one run on a synthetic 2D dataset made on the fly."""
+"""Training-step benchmark: one training step (forward, losses, backward, AdamW) with the fused ops (automatic
+backend: cpp on CPU, cuda/triton on GPU) against the same step with every op on the torch reference
+(FASTMOTION_BACKEND=torch), timed interleaved in one run on a synthetic 2D dataset made on the fly.
+
+Models: the ML-RQ (the 3D-free losses: `project_weak_perspective`, `rvq_search`) and VideoMDM (the 2D objective:
+`reprojection_loss`, `ray_project`; past the warm-up, with multistep batches drawn as in training)."""
 from __future__ import annotations
 
 import os
@@ -12,7 +15,7 @@ import torch
 
 from fastmotion.bench.harness import Row, time_cases
 
-META = {"model": "mlrq", "views": 4}
+META = {"views": 4}
 
 
 @contextmanager
@@ -31,13 +34,11 @@ def backend_env(name: str | None):
             os.environ["FASTMOTION_BACKEND"] = old
 
 
-def _training_step(data: Path, prior_path: Path, preset: str, batch: int, length: int, device: str, backend):
-    from fastmotion.models.mlrq import MotionVQConfig
-    from fastmotion.train.free3d import mlrq_run
+def _training_step(make_run, backend):
     from fastmotion.train.loop import step_seed
 
     torch.manual_seed(0)
-    run = mlrq_run(data, prior_path, MotionVQConfig.preset(preset, 6), batch, length, torch.device(device))
+    run = make_run()
     optimizer = torch.optim.AdamW(run.model.parameters(), lr=1e-4)
     counter = {"step": 0}
 
@@ -53,29 +54,53 @@ def _training_step(data: Path, prior_path: Path, preset: str, batch: int, length
     return step
 
 
-def run(preset: str = "small", batch: int | None = None, length: int | None = None, device: str = "cpu",
-        progress=print, min_seconds: float = 5.0) -> list[Row]:
-    from fastmotion.data import build_synthetic, render_2d
-    from fastmotion.models.mlrq import MotionVQConfig, Prior2D
+def _untrained(path: Path, cls, preset: str, levels: int, length: int) -> None:
+    """An untrained checkpoint: the same cost per step as a trained one."""
+    from fastmotion.models.mlrq import MotionVQConfig
     from fastmotion.train.loop import save_checkpoint
 
+    config = MotionVQConfig.preset(preset, levels)
+    save_checkpoint(path, {"kind": cls.__name__, "model_config": {"kind": cls.__name__, **config.__dict__,
+                                                                  "length": length},
+                           "model": cls(config).state_dict()})
+
+
+def run(preset: str = "small", batch: int | None = None, length: int | None = None, device: str = "cpu",
+        progress=print, min_seconds: float = 5.0, model: str = "mlrq") -> list[Row]:
+    from fastmotion.data import build_synthetic, render_2d
+    from fastmotion.models.mdm import MDMConfig
+    from fastmotion.models.mlrq import MLRQ, MotionVQConfig, Prior2D
+    from fastmotion.train.free3d import mlrq_run
+    from fastmotion.train.teacher import build_teacher
+    from fastmotion.train.videomdm import VideoMDMConfig, mdm_run
+
+    if model not in ("mlrq", "mdm"):
+        raise ValueError(f"model must be 'mlrq' or 'mdm', got {model!r}")
     batch = batch or (64 if preset == "small" else 256)
     length = length or (32 if preset == "small" else 64)
+    dev = torch.device(device)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         progress("  making a 200-clip synthetic 2D dataset ...")
         build_synthetic(tmp / "synth", num=200, seed=0)
         render_2d(tmp / "synth", tmp / "d2", views=1, seed=0)
-        prior = Prior2D(MotionVQConfig.preset(preset, 1))  # untrained: same cost as a trained one
-        config = {"kind": "Prior2D", **MotionVQConfig.preset(preset, 1).__dict__, "length": length}
-        save_checkpoint(tmp / "prior.pt", {"kind": "Prior2D", "model_config": config, "model": prior.state_dict()})
-        cases = {name: _training_step(tmp / "d2", tmp / "prior.pt", preset, batch, length, device, env)
-                 for name, env in (("torch", "torch"), ("fused", None))}
-        progress(f"  timing ML-RQ training steps (B={batch}, T={length}, {preset}) ...")
+        if model == "mlrq":
+            _untrained(tmp / "prior.pt", Prior2D, preset, 1, length)
+            make = lambda: mlrq_run(tmp / "d2", tmp / "prior.pt", MotionVQConfig.preset(preset, 6), batch,  # noqa
+                                    length, dev)
+            shape = f"B={batch} T={length} {preset}"
+        else:
+            _untrained(tmp / "mlrq.pt", MLRQ, preset, 6, length)
+            build_teacher(tmp / "d2", tmp / "teacher", mlrq_path=tmp / "mlrq.pt")
+            make = lambda: mdm_run(tmp / "d2", tmp / "teacher", MDMConfig.preset(preset),  # noqa: E731
+                                   VideoMDMConfig(warmup_steps=0), batch, dev)
+            shape = f"B={batch} clips<=200 frames {preset}"
+        cases = {name: _training_step(make, env) for name, env in (("torch", "torch"), ("fused", None))}
+        progress(f"  timing {model} training steps ({shape}) ...")
         medians = time_cases(cases, device, min_repeats=3, min_seconds=min_seconds)
     rows = []
     for name in ("torch", "fused"):
         ms = medians[name] * 1e3
-        rows.append(Row("train mlrq", f"B={batch} T={length} {preset}", name, device, ms,
-                        medians["torch"] / medians[name], None, {"steps/s": f"{1e3 / ms:.2f}"}))
+        rows.append(Row(f"train {model}", shape, name, device, ms, medians["torch"] / medians[name], None,
+                        {"steps/s": f"{1e3 / ms:.2f}"}))
     return rows

@@ -100,7 +100,8 @@ def bench_geometry(ops, names, device, json_path):
 
 
 @bench.command("train")
-@click.option("--model", type=click.Choice(["mlrq"]), default="mlrq", show_default=True)
+@click.option("--model", type=click.Choice(["mlrq", "mdm"]), default="mlrq", show_default=True,
+              help="mlrq: the Free3D ML-RQ; mdm: VideoMDM past its warm-up (the 2D objective, multistep batches).")
 @click.option("--config", "preset", type=click.Choice(["small", "full"]), default="small", show_default=True,
               help="Model size ('full': Free3D sizes, batch 256: for a GPU).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Default: 64 small, 256 full.")
@@ -109,14 +110,16 @@ def bench_train(model, preset, batch_size, device, json_path):
     """Training steps per second with the fused ops vs with every op on the torch reference, in one run.
 
     \b
-    Example:
+    Examples:
       fastmotion bench train --model mlrq --config small
+      fastmotion bench train --model mdm --config small --batch-size 32
     """
     from fastmotion.bench import train as train_bench
 
     device = _resolve_device(device)
-    rows = train_bench.run(preset, batch_size, None, device, progress=lambda msg: click.echo(msg, err=True))
-    _report(rows, device, json_path, {**train_bench.META, "config": preset})
+    rows = train_bench.run(preset, batch_size, None, device, progress=lambda msg: click.echo(msg, err=True),
+                           model=model)
+    _report(rows, device, json_path, {**train_bench.META, "model": model, "config": preset})
 
 
 def _report(rows, device, json_path, meta):

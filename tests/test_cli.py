@@ -1,6 +1,8 @@
 """The `fastmotion` command, run as a real subprocess."""
 import json
 
+import pytest
+
 from helpers import fastmotion_cli as fastmotion
 
 
@@ -36,10 +38,11 @@ def test_bench_rejects_bad_options():
     assert done.returncode != 0 and "nope" in done.stderr
 
 
-def test_bench_train_times_fused_against_torch():
+@pytest.mark.parametrize("model", ["mlrq", "mdm"])
+def test_bench_train_times_fused_against_torch(model):
     from fastmotion.bench import train as train_bench
 
-    rows = train_bench.run("small", batch=4, length=8, progress=lambda _: None, min_seconds=0.1)
-    assert [r.backend for r in rows] == ["torch", "fused"]
+    rows = train_bench.run("small", batch=4, length=8, progress=lambda _: None, min_seconds=0.1, model=model)
+    assert [r.backend for r in rows] == ["torch", "fused"] and rows[0].op == f"train {model}"
     assert all(r.median_ms > 0 and float(r.extra["steps/s"]) > 0 for r in rows)
     assert rows[0].speedup_vs_torch == 1.0

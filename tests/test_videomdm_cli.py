@@ -58,3 +58,15 @@ def test_sample_and_lift_with_mdm(mdm_runs, tmp_path):
     done = cli("lift", "--model", "mdm", "--checkpoint", ckpt, "--keypoints", lifted[0], "--out", tmp_path / "k",
                check=False)
     assert done.returncode != 0 and "--data" in done.stderr
+
+
+def test_eval_t2m_of_an_mdm(mdm_runs, tmp_path):
+    d2 = mdm_runs / "d2"
+    cli("train", "evaluator", "--data", d2, "--out", tmp_path / "evaluator", "--steps", 3, *FAST)
+    out = tmp_path / "t2m.json"
+    cli("eval", "t2m", "--model", "mdm", "--checkpoint", mdm_runs / "mdm" / "last.pt", "--evaluator",
+        tmp_path / "evaluator" / "last.pt", "--data", d2, "--repeats", 1, "--mm-prompts", 2, "--mm-samples", 2,
+        "--json", out)
+    result = json.loads(out.read_text())
+    assert set(result["metrics"]) == {"real", "model", "empty caption", "random other caption"}
+    assert np.isfinite(result["metrics"]["model"]["FID"][0])

@@ -9,7 +9,7 @@ import click
 
 from .commands import DATA_HELP, _device, _train, evaluate, train, training_options
 
-STEPS = {"evaluator": {"small": 800, "full": 50_000}, "mask": {"small": 1500, "full": 100_000},
+STEPS = {"evaluator": {"small": 600, "full": 50_000}, "mask": {"small": 1500, "full": 100_000},
          "res": {"small": 800, "full": 100_000}}
 MLRQ_HELP = "ML-RQ checkpoint (from `fastmotion train mlrq`) whose codes the transformer learns; codes are extracted " \
             "once and cached in codes/ beside it."
@@ -242,10 +242,15 @@ def sample(texts, texts_file, length, num, out, no_bvh, no_gif, model_kind, chec
 @click.option("--mm-samples", type=click.IntRange(min=2), default=30, show_default=True,
               help="Samples per MultiModality prompt.")
 @click.option("--no-baselines", is_flag=True, help="Skip the empty-caption and random-other-caption baselines.")
+@click.option("--model", "model_kind", type=click.Choice(["momask", "mdm"]), default="momask", show_default=True,
+              help="momask: the ML-RQ transformers (--models/--mask/--res); mdm: a VideoMDM (--checkpoint).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --model mdm: the checkpoint from `fastmotion train mdm`.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write every figure (and every run's values) to this JSON file.")
 @_sampling_options
-def eval_t2m(evaluator_path, t2m_dir, glove_dir, data, split, repeats, mm_prompts, mm_samples, no_baselines, json_path, models,
+def eval_t2m(evaluator_path, t2m_dir, glove_dir, data, split, repeats, mm_prompts, mm_samples, no_baselines,
+             model_kind, checkpoint, json_path, models,
              mask_path, res_path, mlrq_path, clip_weights, steps, guidance, res_guidance, temperature, top_k, seed,
              device):
     """Text-to-motion metrics on held-out clips: R-precision top-1/2/3 (batches of 32), FID, MM-Dist,
@@ -257,6 +262,8 @@ def eval_t2m(evaluator_path, t2m_dir, glove_dir, data, split, repeats, mm_prompt
     Examples:
       fastmotion eval t2m --models runs --evaluator runs/evaluator/last.pt --data data/synth2d --json t2m.json
       fastmotion eval t2m --models runs --t2m-evaluator t2m/ --glove glove/ --data data/humanml2d
+      fastmotion eval t2m --model mdm --checkpoint runs/mdm/last.pt --evaluator runs/evaluator/last.pt \
+          --data data/synth2d --mm-prompts 0
     """
     from .loop import TrainingError
     from .t2m import T2MEvalConfig, evaluate_t2m, format_t2m_table, load_evaluator, write_json
@@ -266,7 +273,18 @@ def eval_t2m(evaluator_path, t2m_dir, glove_dir, data, split, repeats, mm_prompt
     if t2m_dir is not None and glove_dir is None:
         raise click.BadParameter("the original T2M evaluator reads captions with GloVe vectors: give --glove DIR",
                                  param_hint="--glove")
-    t2m = _generator(models, mask_path, res_path, mlrq_path, clip_weights, device)
+    if model_kind == "mdm":
+        from .videomdm import MDMTextToMotion
+
+        if checkpoint is None:
+            raise click.BadParameter("--model mdm needs the checkpoint of `fastmotion train mdm`",
+                                     param_hint="--checkpoint")
+        try:
+            t2m = MDMTextToMotion(checkpoint, clip_weights, _device(device))
+        except TrainingError as err:
+            raise click.ClickException(str(err)) from None
+    else:
+        t2m = _generator(models, mask_path, res_path, mlrq_path, clip_weights, device)
     config = T2MEvalConfig(repeats=repeats, mm_prompts=mm_prompts, mm_samples=mm_samples, seed=seed)
     try:
         if t2m_dir is not None:

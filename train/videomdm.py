@@ -273,3 +273,33 @@ def lift_clips(model: VideoMDMModel, bank: TeacherBank, generator: torch.Generat
         if progress:
             progress(len(ws))
     return {name: torch.cat([j for _, j in sorted(parts, key=lambda p: p[0])]) for name, parts in out.items()}
+
+
+class MDMTextToMotion:
+    """`TextToMotion`'s interface over a VideoMDM checkpoint, for `evaluate_t2m`: lengths are feature frames,
+    motions come out turned y-down like the camera-frame motions the evaluator compares."""
+
+    frames_per_token = 1
+
+    def __init__(self, path, clip_weights=None, device="cpu", guidance: float = 2.5, batch: int = 64):
+        self.device = torch.device(device)
+        self.model, extra = load_mdm(path, self.device)
+        self.token_range = extra["frame_range"]
+        self.diffusion_steps = extra["videomdm"]["diffusion_steps"]
+        self.clip = _clip(clip_weights or extra.get("clip_weights"), self.device) if self.model.text is None else None
+        self.guidance, self.batch = guidance, batch
+
+    @torch.no_grad()
+    def generate(self, texts, tokens, sampling, generator, batch: int | None = None) -> list[torch.Tensor]:
+        if tokens is None:
+            raise ValueError("an MDM needs the motion lengths")
+        batch = batch or self.batch
+        out = []
+        for start in range(0, len(tokens), batch):
+            lengths = tokens[start:start + batch]
+            chunk = texts[start:start + batch] if texts is not None else None
+            x = sample_mdm(self.model, chunk, lengths, generator, self.guidance, clip=self.clip,
+                           diffusion_steps=self.diffusion_steps)
+            joints = features_to_world(self.model, x).cpu() * torch.tensor([1.0, -1.0, -1.0])
+            out += [j[:n] for j, n in zip(joints, lengths)]
+        return out
