@@ -36,6 +36,18 @@ def _fingerprint(path: Path) -> str:
     return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
+def pick_crops(sequences: list, captions: list[list[str]], size: int, max_len: int, generator: torch.Generator):
+    """`size` random items: a random crop of at most `max_len` rows of each sequence, and one of its captions."""
+    picks = torch.randint(len(sequences), (size,), generator=generator).tolist()
+    crops, texts = [], []
+    for c in picks:
+        seq = sequences[c]
+        start = int(torch.randint(max(1, len(seq) - max_len + 1), (), generator=generator))
+        crops.append(seq[start:start + max_len])
+        texts.append(captions[c][int(torch.randint(len(captions[c]), (), generator=generator))])
+    return crops, texts
+
+
 class CodeBank:
     """ML-RQ codes [N_i, L] of every captioned clip of one split, extracted once and cached next to the ML-RQ
     checkpoint (codes/<split>-<hash>.pt, keyed by the dataset folder and the checkpoint file)."""
@@ -86,13 +98,7 @@ class CodeBank:
     def batch(self, size: int, max_tokens: int, generator: torch.Generator):
         """size random clips (a random crop when longer than max_tokens) with one of their captions each ->
         (codes [B, N, L] (0 past each length), lengths [B], texts)."""
-        picks = torch.randint(len(self.codes), (size,), generator=generator).tolist()
-        crops, texts = [], []
-        for c in picks:
-            codes = self.codes[c]
-            start = int(torch.randint(max(1, len(codes) - max_tokens + 1), (), generator=generator))
-            crops.append(codes[start:start + max_tokens])
-            texts.append(self.captions[c][int(torch.randint(len(self.captions[c]), (), generator=generator))])
+        crops, texts = pick_crops(self.codes, self.captions, size, max_tokens, generator)
         lengths = torch.tensor([len(c) for c in crops])
         out = torch.zeros(size, int(lengths.max()), self.num_levels, dtype=torch.long)
         for i, c in enumerate(crops):
@@ -179,13 +185,7 @@ class MotionTextBank:
             raise TrainingError(f"{root}: the {split} split has no captioned clip")
 
     def batch(self, size: int, generator: torch.Generator):
-        picks = torch.randint(len(self.names), (size,), generator=generator).tolist()
-        feats, texts = [], []
-        for c in picks:
-            f = self.features[c]
-            start = int(torch.randint(max(1, len(f) - MAX_EVAL_FRAMES + 1), (), generator=generator))
-            feats.append(f[start:start + MAX_EVAL_FRAMES])
-            texts.append(self.captions[c][int(torch.randint(len(self.captions[c]), (), generator=generator))])
+        feats, texts = pick_crops(self.features, self.captions, size, MAX_EVAL_FRAMES, generator)
         return (*pad_features(feats), texts)
 
 

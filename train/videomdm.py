@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from fastmotion.data import humanml3d as hml
 from fastmotion.diffusion import GaussianDiffusion, MultistepConfig, draw_timesteps
 from fastmotion.losses.videomdm import VideoMDMLossConfig, masked_mse, videomdm_losses
 from fastmotion.models.mdm import MDM, MDMConfig
-from fastmotion.models.text import CLIP_DIM, SmallTextEncoder
+from fastmotion.models.text import TextConditioned
 from fastmotion.motion.humanml3d import FEATURE_DIM, canonical_transform, features_to_joints, joints_to_features
 
 from .loop import Run, TrainingError, load_checkpoint
@@ -42,23 +41,14 @@ class VideoMDMConfig:
         return MultistepConfig(self.diffusion_steps, self.threshold if self.multistep else 0, self.buckets)
 
 
-class VideoMDMModel(nn.Module):
+class VideoMDMModel(TextConditioned):
     """MDM + its own small text encoder (None with CLIP features) + the feature statistics (buffers)."""
 
     def __init__(self, config: MDMConfig, text: str = "small"):
         super().__init__()
-        self.text_kind = text
-        self.text = SmallTextEncoder() if text == "small" else None
-        self.mdm = MDM(config, self.text.dim if self.text is not None else CLIP_DIM)
+        self.mdm = MDM(config, self.init_text(text))
         self.register_buffer("mean", torch.zeros(FEATURE_DIM))
         self.register_buffer("std", torch.ones(FEATURE_DIM))
-
-    def text_features(self, texts, clip=None):
-        if self.text is not None:
-            return self.text(texts)
-        if clip is None:
-            raise ValueError("this model was trained on CLIP features: give --clip-weights")
-        return clip(texts)
 
     def describe(self) -> dict:
         return {**self.mdm.describe(), "text": self.text_kind}

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .text import TextConditioned
+
 
 @dataclass
 class T2MConfig:
@@ -246,7 +248,7 @@ def predict_lengths(mask_model: MaskedTransformer, text: torch.Tensor, generator
     return _sample(logits, 1.0, generator) + 1
 
 
-class T2MModel(nn.Module):
+class T2MModel(TextConditioned):
     """A masked or residual transformer with its own trainable text encoder, or with none when the sentence
     features come from a frozen CLIP (`fastmotion.models.text.ClipTextEncoder`, kept out of checkpoints)."""
 
@@ -254,23 +256,10 @@ class T2MModel(nn.Module):
 
     def __init__(self, kind: str, config: T2MConfig, num_codes: int, num_levels: int, text: str = "small"):
         super().__init__()
-        from .text import CLIP_DIM, SmallTextEncoder
-
         if kind not in self.KINDS:
             raise ValueError(f"kind must be one of {sorted(self.KINDS)}, got {kind!r}")
-        if text not in ("small", "clip"):
-            raise ValueError(f"text must be 'small' or 'clip', got {text!r}")
-        self.kind, self.text_kind = kind, text
-        self.text = SmallTextEncoder() if text == "small" else None
-        text_dim = self.text.dim if self.text is not None else CLIP_DIM
-        self.net = self.KINDS[kind](config, num_codes, num_levels, text_dim)
-
-    def text_features(self, texts: list[str], clip=None) -> torch.Tensor:
-        if self.text is not None:
-            return self.text(texts)
-        if clip is None:
-            raise ValueError("this model was trained on CLIP features: give the CLIP text encoder (--clip-weights)")
-        return clip(texts)
+        self.kind = kind
+        self.net = self.KINDS[kind](config, num_codes, num_levels, self.init_text(text))
 
     def describe(self) -> dict:
         return {"kind": self.kind, "text": self.text_kind, "num_codes": self.net.num_codes,

@@ -134,6 +134,26 @@ class ClipTextEncoder:
         return torch.stack([self._cache[t] for t in texts]).to(device)
 
 
+class TextConditioned(nn.Module):
+    """Base of the text-conditioned models: each owns a small text encoder ('small', trained with it) or reads
+    frozen CLIP features ('clip': the encoder is passed in and stays out of the model's checkpoint)."""
+
+    def init_text(self, text: str) -> int:
+        """Set up the text side; returns the sentence feature size."""
+        if text not in ("small", "clip"):
+            raise ValueError(f"text must be 'small' or 'clip', got {text!r}")
+        self.text_kind = text
+        self.text = SmallTextEncoder() if text == "small" else None
+        return self.text.dim if self.text is not None else CLIP_DIM
+
+    def text_features(self, texts: list[str], clip=None) -> torch.Tensor:
+        if self.text is not None:
+            return self.text(texts)
+        if clip is None:
+            raise ValueError("this model was trained on CLIP features: give the CLIP text encoder (--clip-weights)")
+        return clip(texts)
+
+
 def build_text_encoder(clip_weights=None, device="cpu"):
     """CLIP when weights are given, else a fresh SmallTextEncoder (trained with the model that owns it)."""
     if clip_weights:
