@@ -200,3 +200,25 @@ def test_teacher_skips_clips_with_reasons(tmp_path):
     with pytest.raises(TrainingError, match="no clip"):
         build_teacher(d, tmp_path / "t3", lifted_dir=lifted)
     assert not (tmp_path / "t3").exists()
+
+
+def test_teacher_placement_follows_the_subject_in_depth():
+    """A subject walking from 5 m to 11 m, lifted with no depth trajectory (pose about the root, in arbitrary
+    units, as a weak-perspective lifter gives): the teacher's root follows the true depth frame by frame and its
+    joints land on their keypoints."""
+    from fastmotion.train.teacher import metric_camera_frame
+
+    joints, _, _ = synth_clip(np.random.default_rng(3))
+    joints = torch.from_numpy(joints[:60]).double()
+    joints = joints - torch.linspace(0, 6, len(joints), dtype=torch.float64)[:, None, None] * torch.tensor([0, 0, 1.0])
+    K, R, t = _camera()
+    keypoints = _project(joints, K, R, t)
+    camera = joints @ R.T + t
+    placed = metric_camera_frame(0.2 * (camera - camera[:, :1]), keypoints, K)
+    true_depth, depth = camera[:, 0, 2], placed[:, 0, 2]
+    assert true_depth[-1] - true_depth[0] > 5.5
+    assert ((depth - true_depth).abs() / true_depth).max() < 0.1
+    pixels = (_project(placed, K, torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))
+              - keypoints).norm(dim=-1)
+    assert pixels[:, 0].max() < 1e-6  # the root on its ray
+    assert pixels.mean() < 3.0

@@ -47,10 +47,11 @@ def test_sample_and_lift_with_mdm(mdm_runs, tmp_path):
     done = cli("sample", "--model", "mdm", "--text", "a person walks", "--out", tmp_path / "x", check=False)
     assert done.returncode != 0 and "--checkpoint" in done.stderr
     d2 = mdm_runs / "d2"
-    cli("lift", "--model", "mdm", "--checkpoint", ckpt, "--data", d2, "--split", "test", "--limit", 1, "--out",
-        tmp_path / "l")
+    cli("lift", "--model", "mdm", "--checkpoint", ckpt, "--data", d2, "--split", "test", "--limit", 2, "--render",
+        "--out", tmp_path / "l")
     lifted = sorted((tmp_path / "l").glob("*.npy"))
-    assert len(lifted) == 1 and np.isfinite(np.load(lifted[0])).all()
+    assert len(lifted) == 2 and all(np.isfinite(np.load(p)).all() for p in lifted)
+    assert len(list((tmp_path / "l").glob("*.gif"))) == 2
     out = tmp_path / "eval.json"
     cli("eval", "lift", "--model", "mdm", "--checkpoint", ckpt, "--data", d2, "--limit", 2, "--json", out)
     result = json.loads(out.read_text())

@@ -178,7 +178,7 @@ def lift(checkpoint, model_kind, teacher, data, split, keypoints, intrinsics, ou
 
             lifted = mdm_lifted(checkpoint, data, split, teacher, _device(device), [n for n, _, _ in items])
             items = [item for item in items if item[0] in lifted]
-            lift_one = lifted.get
+            lift_one = lambda name, clip: lifted.get(name)  # noqa: E731
         else:
             model = load_mlrq(checkpoint, _device(device))
             lift_one = lambda name, clip: lift_clip(model, clip)  # noqa: E731
@@ -187,13 +187,13 @@ def lift(checkpoint, model_kind, teacher, data, split, keypoints, intrinsics, ou
     out.mkdir(parents=True, exist_ok=True)
     with click.progressbar(items, label="lifting", file=click.get_text_stream("stderr")) as bar:
         for name, clip, camera in bar:
-            joints = lift_one(name, clip) if model_kind == "mlrq" else lift_one(name)
+            joints = lift_one(name, clip)
             np.save(out / f"{name}.npy", joints.numpy().astype(np.float32))
             if render:
                 from fastmotion.render import render_frames, save_animation
 
-                lifted = upright(joints, camera[1] if camera is not None else None)
-                panels, titles = [clip.numpy(), lifted.numpy()], ["input 2D", "lifted 3D"]
+                shown = upright(joints, camera[1] if camera is not None else None)
+                panels, titles = [clip.numpy(), shown.numpy()], ["input 2D", "lifted 3D"]
                 truth = data / "eval3d" / "new_joints" / f"{name}.npy" if data is not None else None
                 if truth is not None and truth.exists():  # shown, never used for anything else
                     panels.append(np.load(truth))

