@@ -20,13 +20,28 @@ FM := $(PY) -m fastmotion.cli
 T2M_REPEATS ?= 3
 DEMO_PROMPTS := a_person_jumps_forward someone_waves_hello a_person_runs_forward
 
-.PHONY: test install cuda-check bench demo clean help
+# `make videomdm` (after `make demo`: it takes the demo's ML-RQ as teacher and its evaluator for FID): VideoMDM
+# against the MDM trained on the teacher's 3D, same model and steps; `make videomdm-ablations`: the four ablations.
+VIDEOMDM_STEPS ?= 1500
+VIDEOMDM_REPEATS ?= 3
+VIDEOMDM_RUNS := teacher videomdm
+VIDEOMDM_ABLATIONS := no-depth-weight no-multistep no-velocity no-ray
+flags.teacher := --mode teacher
+flags.no-depth-weight := --depth-weight none
+flags.no-multistep := --no-multistep
+flags.no-velocity := --lambda-vel 0
+flags.no-ray := --no-ray
+VM := $(DEMO)/videomdm
+
+.PHONY: test install cuda-check bench demo videomdm videomdm-ablations clean help
 
 help:
 	@echo "make test        set up .venv if needed, build fastmotion (+ its C++ extension), run the test suite"
 	@echo "make cuda-check  compile and link the CUDA kernels (no GPU needed) and load the library"
 	@echo "make bench       fastmotion bench rvq (installs the [bench] extra: faiss-cpu)"
 	@echo "make demo        learn 3D from 2D on the synthetic corpus: data, prior, ML-RQ, evaluation, GIF"
+	@echo "make videomdm    after make demo: VideoMDM vs the MDM trained on the teacher's 3D (lifting, FID)"
+	@echo "make videomdm-ablations  the four VideoMDM ablations, same run size"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +78,25 @@ demo: install
 		--out $(DEMO)/t2m.gif
 	@echo "demo: lifting figures in $(DEMO)/eval.json, animations (input 2D | lifted 3D | hidden truth) in $(DEMO)/lifted/"
 	@echo "      text-to-motion figures in $(DEMO)/t2m.json, samples in $(DEMO)/samples/, three prompts in $(DEMO)/t2m.gif"
+
+videomdm: install $(foreach r,$(VIDEOMDM_RUNS),$(VM)/$(r).t2m.json)
+	$(PY) tools/videomdm_table.py $(VM) $(VIDEOMDM_RUNS)
+
+videomdm-ablations: install $(foreach r,$(VIDEOMDM_RUNS) $(VIDEOMDM_ABLATIONS),$(VM)/$(r).t2m.json)
+	$(PY) tools/videomdm_table.py $(VM) $(VIDEOMDM_RUNS) $(VIDEOMDM_ABLATIONS)
+
+$(DEMO)/synth2d/teacher/report.json: $(DEMO)/mlrq/last.pt
+	$(FM) data teacher --data $(DEMO)/synth2d --mlrq $<
+
+# One run: train, guided-lifting PA-MPJPE on the test split, T2M metrics (model rows only: the baselines of
+# `eval t2m` say nothing about VideoMDM against its baseline, and MultiModality costs 3000 samples).
+$(VM)/%.t2m.json: $(DEMO)/synth2d/teacher/report.json
+	rm -rf $(VM)/$*
+	$(FM) train mdm --data $(DEMO)/synth2d --out $(VM)/$* --config $(DEMO_CONFIG) --steps $(VIDEOMDM_STEPS) $(flags.$*)
+	$(FM) eval lift --model mdm --checkpoint $(VM)/$*/last.pt --data $(DEMO)/synth2d --split test \
+		--json $(VM)/$*.lift.json
+	$(FM) eval t2m --model mdm --checkpoint $(VM)/$*/last.pt --evaluator $(DEMO)/evaluator/last.pt \
+		--data $(DEMO)/synth2d --split test --repeats $(VIDEOMDM_REPEATS) --mm-prompts 0 --no-baselines --json $@
 
 cuda-check: install
 	TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" $(PY) tools/cuda_check.py

@@ -34,7 +34,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     mu1, sigma1, mu2, sigma2 = (torch.as_tensor(a, dtype=torch.float64) for a in (mu1, sigma1, mu2, sigma2))
     root = _sqrtm_psd(sigma1)
     cross = _sqrtm_psd(root @ sigma2 @ root)
-    return float(((mu1 - mu2) ** 2).sum() + torch.trace(sigma1) + torch.trace(sigma2) - 2 * torch.trace(cross))
+    value = float(((mu1 - mu2) ** 2).sum() + torch.trace(sigma1) + torch.trace(sigma2) - 2 * torch.trace(cross))
+    return max(value, 0.0)  # a distance: round-off makes identical sets come out at -1e-16
 
 
 def fid(real: torch.Tensor, generated: torch.Tensor) -> float:

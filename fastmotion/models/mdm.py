@@ -72,7 +72,9 @@ class MDM(nn.Module):
             token = token + c
         h = torch.cat([token[:, None], self.input(x)], 1) + self.position[:T + 1]
         pad = torch.cat([mask.new_ones(B, 1), mask], 1).logical_not()
-        return self.output(self.transformer(h, src_key_padding_mask=pad)[:, 1:])
+        with warnings.catch_warnings():  # inference takes torch's nested-tensor fast path, which warns each call
+            warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors")
+            return self.output(self.transformer(h, src_key_padding_mask=pad)[:, 1:])
 
     def describe(self) -> dict:
         return {"kind": "MDM", "text_dim": self.text_dim, **asdict(self.config)}
