@@ -78,13 +78,6 @@ def test_representation_alignment_regresses_redundant_channels_onto_ray_targets(
     out = videomdm_losses(bumped, stats, kp, K, R, t, mask, VideoMDMLossConfig())
     channels = REDUNDANT.stop - REDUNDANT.start
     assert float(out["repr"]) == pytest.approx(0.3 ** 2 / ((F - 1) * channels), rel=1e-6)
-    # standardised units: the same bump in raw units on a channel of spread 2 costs (0.3 / 2)^2
-    mean, std = stats[0] + 0.5, stats[1].clone()
-    std[REDUNDANT.start + 5] = 2.0
-    raw = feats.clone()
-    raw[0, 2, REDUNDANT.start + 5] += 0.3
-    out = videomdm_losses((raw - mean) / std, (mean, std), kp, K, R, t, mask, VideoMDMLossConfig())
-    assert float(out["repr"]) == pytest.approx(0.15 ** 2 / ((F - 1) * channels), rel=1e-6)
     # the target is detached: gradients reach the redundant channels only through the regression
     loss = videomdm_losses(pred, stats, kp, K, R, t, mask, VideoMDMLossConfig(lambda_cam=0.0))["loss"]
     loss.backward()

@@ -6,7 +6,7 @@
   L_vel   the same on frame differences.
   L_repr  the redundant channels (6D rotations, joint velocities, foot contacts) predicted by the model against
           those recomputed from its joints projected onto the keypoints' camera rays
-          (`fastmotion.ops.ray_project`); the target is detached; mean squared error in standardised units.
+          (`fastmotion.ops.ray_project`); the target is detached; mean squared error in feature units.
   total   lambda_cam * (L_pos + lambda_vel * L_vel) + lambda_repr * L_repr
 Joints come from the features by `humanml3d.features_to_joints` (differentiable); every term is masked to the
 clip's real frames.
@@ -74,9 +74,9 @@ def videomdm_losses(x0_hat: torch.Tensor, stats, keypoints: torch.Tensor, K: tor
             source = ray_project(joints, keypoints, K, R, t) if config.ray_targets else joints
             target = joints_to_features(source, canonical=False)
         pair = mask[:, 1:] & mask[:, :-1]
-        # in standardised units, the space the model predicts and the sampler moves in: in raw units the velocity
-        # channels (spread ~0.04) got almost no gradient, drifted during the 2D phase and spoiled sampling
-        l_repr = masked_mse(x0_hat[:, :-1, REDUNDANT], ((target - mean) / std)[..., REDUNDANT], pair)
+        # in the features' own units (rotations, metres per frame, contacts): standardised, the tiny spread of the
+        # velocity channels would blow up the noise of rays hit by a poor early prediction
+        l_repr = masked_mse(features[:, :-1, REDUNDANT], target[..., REDUNDANT], pair)
     else:
         l_repr = joints.new_zeros(())
     loss = config.lambda_cam * (l_pos + config.lambda_vel * l_vel) + config.lambda_repr * l_repr
