@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from . import reference
+from ._autocast import float32_under_autocast
 from ._backends import resolve_backend
 
 _FLOATS = (torch.float32, torch.float64)
@@ -132,6 +133,7 @@ def _check_keypoints(op, keypoints, points, mask):
                          "mark as missing (pass mask=False there)")
 
 
+@float32_under_autocast
 def project_weak_perspective(points: torch.Tensor, rotations: torch.Tensor, scale=1.0, offset=None, *,
                              backend: str | None = None) -> torch.Tensor:
     """V rotated orthographic views of each motion: out[b, v, t, j] = scale * (R[b, v] @ p[b, t, j])[:2] + offset.
@@ -169,6 +171,7 @@ def project_weak_perspective(points: torch.Tensor, rotations: torch.Tensor, scal
     return _ProjectWeakPerspective.apply(chosen, points.contiguous(), rotations, scale, offset)
 
 
+@float32_under_autocast
 def reprojection_loss(points, keypoints, K, R, t, *, depth_weighted=True, min_depth=0.1, weights=None, mask=None,
                       velocity=False, detach_depth=True, reduction="mean", backend: str | None = None):
     """VideoMDM's depth-aware 2D reprojection loss (see `fastmotion.ops.reference.reprojection_loss`).
@@ -214,6 +217,7 @@ def reprojection_loss(points, keypoints, K, R, t, *, depth_weighted=True, min_de
     return terms.sum() / valid_terms.clamp_min(1)  # mean over the valid terms, as the reference
 
 
+@float32_under_autocast
 def ray_project(points, keypoints, K, R, t, *, backend: str | None = None):
     """The point on each keypoint's camera ray closest to the matching 3D point (VideoMDM appendix B).
 

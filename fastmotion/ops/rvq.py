@@ -6,6 +6,7 @@ import math
 import torch
 
 from . import reference
+from ._autocast import float32_under_autocast
 from ._backends import _triton_kernels, resolve_backend
 
 _FLOATS = (torch.float32, torch.float64)
@@ -106,6 +107,7 @@ class _RVQSearch(torch.autograd.Function):
         return grad_x, grad_books, None, None, None
 
 
+@float32_under_autocast
 def rvq_search(x: torch.Tensor, codebooks: torch.Tensor, *, temperature: float = 0.0,
                generator: torch.Generator | None = None, backend: str | None = None):
     """Greedy residual vector quantisation of x with L codebooks.
