@@ -16,16 +16,21 @@ def test_cosine_schedule_decreases_from_one_to_zero():
     assert float(abar[9]) == pytest.approx(expected, rel=1e-9)
 
 
-def test_q_sample_and_the_steps_recover_x0_from_its_own_prediction():
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                                   reason="no CUDA device")])]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_q_sample_and_the_steps_recover_x0_from_its_own_prediction(device):
     d = GaussianDiffusion(50)
     g = torch.Generator().manual_seed(0)
-    x0 = torch.randn(4, 6, 3, generator=g, dtype=torch.float64)
-    noise = torch.randn(4, 6, 3, generator=g, dtype=torch.float64)
-    t = torch.tensor([0, 10, 30, 49])
+    x0 = torch.randn(4, 6, 3, generator=g, dtype=torch.float64).to(device)
+    noise = torch.randn(4, 6, 3, generator=g, dtype=torch.float64).to(device)
+    t = torch.tensor([0, 10, 30, 49], device=device)
     xt = d.q_sample(x0, t, noise)
     assert torch.allclose(d.eps_from_x0(xt, t, x0), noise)
     # DDIM with the true x0 lands on the same noise direction at t_prev, and on x0 at the end
-    prev = torch.tensor([-1, 5, 20, 40])
+    prev = torch.tensor([-1, 5, 20, 40], device=device)
     want = d.q_sample(x0, prev.clamp_min(0), noise)
     want[0] = x0[0]
     assert torch.allclose(d.ddim_step(xt, t, prev, x0), want)

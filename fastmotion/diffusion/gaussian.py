@@ -54,9 +54,7 @@ class GaussianDiffusion:
     def ddim_step(self, xt: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """Deterministic DDIM (eta = 0) from t to t_prev < t; t_prev = -1 returns x0."""
         eps = self.eps_from_x0(xt, t, x0)
-        abar_prev = torch.where(t_prev >= 0, self.alpha_bar[t_prev.clamp_min(0).cpu()],
-                                torch.ones((), dtype=torch.float64))
-        abar_prev = abar_prev.to(xt.device, xt.dtype).view(-1, *([1] * (xt.dim() - 1)))
+        abar_prev = self._at(self.alpha_bar_prev, t_prev + 1, xt)  # alpha_bar_prev[s + 1] = abar_s, abar_-1 = 1
         return abar_prev.sqrt() * x0 + (1 - abar_prev).sqrt() * eps
 
     @torch.no_grad()
