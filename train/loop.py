@@ -69,10 +69,11 @@ class Run:
 
 
 def distributed() -> tuple[int, int]:
-    """(rank, world size); starts the process group under torchrun (gloo on CPU, nccl on GPU)."""
+    """(rank, world size); starts the process group under torchrun: gloo for CPU tensors, and nccl for CUDA
+    tensors where a GPU is visible (a run may train on the CPU of a machine that has one)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 

@@ -291,7 +291,7 @@ class TextToMotion:
     def decode(self, codes: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         """Codes [B, N, L] -> joints [T_b, 22, 3]; past each length the last codes repeat (as `lift` pads)."""
         N = codes.shape[1]
-        idx = torch.minimum(torch.arange(N)[None], (lengths - 1)[:, None]).to(codes.device)
+        idx = torch.minimum(torch.arange(N)[None], (lengths.cpu() - 1)[:, None]).to(codes.device)
         codes = codes.gather(1, idx[..., None].expand_as(codes))
         f3d = self.mlrq.to_3d(self.mlrq.decoder(self.mlrq.vq.decode(codes)))
         joints = features_to_joints(f3d, 3).cpu()
