@@ -111,8 +111,9 @@ def environment(device: str) -> dict:
         found = re.search(r"model name\s*:\s*(.+)", cpu)
         info["cpu"] = found.group(1) if found else "unknown"
     try:
-        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                        cwd=os.path.dirname(__file__)).stdout.strip() or None
+        # "-dirty" when the working tree differs from the commit (a copy sent to a GPU machine can lag its .git)
+        info["commit"] = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True,
+                                        text=True, cwd=os.path.dirname(__file__)).stdout.strip() or None
     except OSError:
         info["commit"] = None
     return info
