@@ -202,27 +202,6 @@ def test_teacher_skips_clips_with_reasons(tmp_path):
     assert not (tmp_path / "t3").exists()
 
 
-def test_snap_to_rays_puts_the_teacher_on_its_keypoints_and_keeps_its_depth():
-    from fastmotion.ops.reference import camera_frame
-    from fastmotion.train.teacher import snap_to_rays
-
-    joints, _, _ = synth_clip(np.random.default_rng(4))
-    joints = torch.from_numpy(joints[:20]).double()
-    K, R, t = _camera()
-    keypoints = _project(joints, K, R, t)
-    keypoints[3, 5] = float("nan")  # a missing keypoint: that joint stays where it was
-    off = joints + 0.05 * torch.randn(joints.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    snapped = torch.from_numpy(snap_to_rays(off.numpy(), keypoints.numpy(), K.numpy(), R.numpy(), t.numpy()))
-    valid = torch.isfinite(keypoints).all(-1)
-    torch.testing.assert_close(_project(snapped, K, R, t)[valid], keypoints[valid])
-    assert torch.equal(snapped[3, 5], off[3, 5])
-    # the closest point of the ray: the in-plane error goes, the depth moves only by that correction's slant
-    cam = lambda x: camera_frame(x[None], R[None], t[None])[0]  # noqa: E731
-    moved = cam(snapped) - cam(off)
-    assert moved[..., 2].abs().max() < 0.2 * moved[..., :2].norm(dim=-1).max()
-    assert (_project(off, K, R, t) - keypoints)[valid].abs().max() > 1.0  # the 5 cm-off teacher was off its keypoints
-
-
 def test_teacher_placement_follows_the_subject_in_depth():
     """A subject walking from 5 m to 11 m, lifted with no depth trajectory (pose about the root, in arbitrary
     units, as a weak-perspective lifter gives): the teacher's root follows the true depth frame by frame and its

@@ -86,7 +86,7 @@ def world_and_camera(camera_frame: torch.Tensor | None, world_guess: torch.Tenso
 
 
 def build_teacher(data, out, mlrq_path=None, lifted_dir=None, cameras: str = "auto", device="cpu",
-                  progress=None, snap: bool = False) -> dict:
+                  progress=None) -> dict:
     """Write the teacher folder for every clip of every split of the 2D dataset `data`; see the module docstring."""
     from .free3d import lift, load_mlrq
 
@@ -106,7 +106,7 @@ def build_teacher(data, out, mlrq_path=None, lifted_dir=None, cameras: str = "au
             if progress:
                 progress(1)
             try:
-                world, K, R, t = _one_clip(data, name, model, lift, lifted_dir, cameras, snap)
+                world, K, R, t = _one_clip(data, name, model, lift, lifted_dir, cameras)
             except SkipClip as err:
                 skipped.append({"clip": name, "reason": str(err)})
                 continue
@@ -117,13 +117,13 @@ def build_teacher(data, out, mlrq_path=None, lifted_dir=None, cameras: str = "au
         if not written:
             first = skipped[0]["reason"] if skipped else "no clips"
             raise TrainingError(f"no clip of {data} gave a teacher ({len(skipped)} skipped; first: {first})")
-        report = {"source": str(mlrq_path or lifted_dir), "cameras": cameras, "snap_to_rays": snap, "written": len(written),
+        report = {"source": str(mlrq_path or lifted_dir), "cameras": cameras, "written": len(written),
                   "skipped": skipped}
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
-def _one_clip(data: Path, name: str, model, lift, lifted_dir, cameras: str, snap: bool = False):
+def _one_clip(data: Path, name: str, model, lift, lifted_dir, cameras: str):
     keypoints = np.load(data / "keypoints" / f"{name}.npy").astype(np.float64)
     cam_path = data / "cameras" / f"{name}.npz"
     camera = None
@@ -148,27 +148,10 @@ def _one_clip(data: Path, name: str, model, lift, lifted_dir, cameras: str, snap
         if len(world_guess) != len(keypoints):
             raise SkipClip(f"teacher has {len(world_guess)} frames, the 2D {len(keypoints)}")
     world, K, R, t = world_and_camera(camera_frame, world_guess, keypoints, K, camera, cameras)
-    if snap:
-        world = snap_to_rays(world, keypoints, K, R, t)
     depth = world @ np.asarray(R).T + np.asarray(t)
     if (depth[..., 2] <= 0).all():
         raise SkipClip("all joints are behind the camera")
     return world, K, R, t
-
-
-def snap_to_rays(world: np.ndarray, keypoints: np.ndarray, K, R, t) -> np.ndarray:
-    """Each joint moved to the closest point of its keypoint's camera ray (`fastmotion.ops.ray_project`): the
-    teacher then reprojects exactly onto the 2D and keeps only its depths. Joints without a finite keypoint, or
-    behind the camera, stay where they are."""
-    from fastmotion.ops.reference import ray_project
-
-    w = torch.from_numpy(np.asarray(world, np.float64))
-    kp = torch.from_numpy(np.asarray(keypoints, np.float64))
-    Kt, Rt, tt = (torch.as_tensor(np.asarray(a, np.float64))[None] for a in (K, R, t))
-    snapped = ray_project(w[None], torch.nan_to_num(kp)[None], Kt, Rt, tt)[0]
-    depth = w @ Rt[0].T[..., 2] + tt[0, 2]
-    keep = torch.isfinite(kp).all(-1) & (depth > 0)
-    return torch.where(keep[..., None], snapped, w).numpy()
 
 
 def _default_intrinsics(keypoints: np.ndarray) -> np.ndarray:

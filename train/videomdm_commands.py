@@ -20,11 +20,8 @@ from .commands import _device, _train, train, training_options
               help="auto: the dataset's camera when there is one, else EPnP + LM on the teacher's first 24 frames.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Teacher folder (default: DATA/teacher).")
-@click.option("--snap-to-rays/--no-snap-to-rays", "snap", default=False, show_default=True,
-              help="Move every teacher joint onto its keypoint's camera ray, so that the teacher reprojects exactly "
-                   "onto the 2D and only its depths come from the lifter.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
-def data_teacher(data, mlrq_path, lifted_dir, cameras, out, snap, device):
+def data_teacher(data, mlrq_path, lifted_dir, cameras, out, device):
     """Build VideoMDM's noisy 3D teacher for every clip of a 2D dataset: NAME.npy world joints, cameras/NAME.npz,
     and report.json listing every skipped clip with its reason.
 
@@ -41,7 +38,7 @@ def data_teacher(data, mlrq_path, lifted_dir, cameras, out, snap, device):
                 if (data / f"{s}.txt").exists())
     try:
         with click.progressbar(length=names, label="teacher", file=click.get_text_stream("stderr")) as bar:
-            report = build_teacher(data, out, mlrq_path, lifted_dir, cameras, _device(device), bar.update, snap)
+            report = build_teacher(data, out, mlrq_path, lifted_dir, cameras, _device(device), bar.update)
     except (TrainingError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"wrote {report['written']} teacher motion(s) to {out}; skipped {len(report['skipped'])} "
