@@ -1,0 +1,128 @@
+"""Where a VideoMDM checkpoint loses FID: two diagnostics on the held-out 3D of a synthetic 2D dataset.
+
+    python tools/videomdm_diagnose.py shrink --data demo/synth2d demo/videomdm/teacher/last.pt \
+        demo/videomdm/videomdm/last.pt
+    python tools/videomdm_diagnose.py hybrid --data demo/synth2d --evaluator demo/evaluator/last.pt \
+        --high demo/videomdm/teacher/last.pt --low demo/videomdm/videomdm/last.pt --switch 5
+
+shrink: the TRUE test motions (eval3d/), noised at timestep t, denoised once by each checkpoint (text, guidance
+2.5); prints the predicted/true ratio of the frame-to-frame velocity per camera axis and of the skeleton's total
+bone length. A denoiser that fits its training distribution returns ratios near 1; below 1 it shrinks motion.
+hybrid: text-to-motion FID / R-precision on the test split (one run) when checkpoint --high denoises t >= switch
+and --low the rest (both trained on the same teacher, so they share feature statistics).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastmotion.data import humanml3d as hml
+from fastmotion.diffusion import GaussianDiffusion
+from fastmotion.motion.humanml3d import FEATURE_DIM, features_to_joints
+from fastmotion.motion.skeleton import SMPL22
+from fastmotion.train import videomdm as vm
+
+
+def guided_x0(model, x, t, text, mask, guidance=2.5):
+    B = len(x)
+    both = model.mdm(torch.cat([x, x]), torch.cat([t, t]), torch.cat([text, text]), torch.cat([mask, mask]),
+                     torch.cat([torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)]))
+    c, u = both.chunk(2)
+    return u + guidance * (c - u)
+
+
+def true_windows(data: Path, clips: int):
+    """The first `clips` test clips' true motion, canonicalised as VideoMDM trains (features, camera, caption)."""
+    feats, cams, texts = [], [], []
+    for name in hml.read_split(data, "test")[:clips]:
+        joints = torch.from_numpy(hml.load_joints(data / "eval3d" / "new_joints" / f"{name}.npy")).double()[:197]
+        with np.load(data / "cameras" / f"{name}.npz") as c:
+            R, t = (torch.from_numpy(np.asarray(c[k], np.float64)) for k in ("R", "t"))
+        f, Rw, tw = vm.canonical_window(joints, R, t)
+        feats.append(f.float())
+        cams.append((Rw.float(), tw.float()))
+        texts.append((vm.captions_of(data, name) or [""])[0])
+    F = max(len(f) for f in feats)
+    mask = torch.arange(F)[None] < torch.tensor([len(f) for f in feats])[:, None]
+    feats = torch.stack([torch.cat([f, f[-1:].expand(F - len(f), -1)]) for f in feats])
+    return feats, mask, torch.stack([c[0] for c in cams]), torch.stack([c[1] for c in cams]), texts
+
+
+@torch.no_grad()
+def shrink(args):
+    feats, mask, R, t, texts = true_windows(args.data, args.clips)
+    parents = list(SMPL22.parents[1:])
+    noise = torch.randn(feats.shape, generator=torch.Generator().manual_seed(0))
+    diffusion = GaussianDiffusion(50)
+    frame_mask = mask[:, 1:, None].float()
+
+    def profile(joints):
+        cam = joints @ R.transpose(1, 2)[:, None] + t[:, None, None]
+        vel = ((cam[:, 1:] - cam[:, :-1]) ** 2 * frame_mask[..., None]).sum((0, 1, 2)) / (frame_mask.sum() * 22)
+        bones = (joints[:, :, 1:] - joints[:, :, parents]).norm(dim=-1).sum(-1)
+        return vel.sqrt(), (bones * mask).sum() / mask.sum()
+
+    true_vel, true_bones = profile(features_to_joints(feats))
+    for path in args.checkpoints:
+        model, _ = vm.load_mdm(path, "cpu")
+        text = model.text_features(texts, None)
+        x0 = (feats - model.mean) / model.std
+        for step in args.t:
+            tt = torch.full((len(x0),), step)
+            pred = guided_x0(model, diffusion.q_sample(x0, tt, noise), tt, text, mask)
+            vel, bones = profile(features_to_joints(pred * model.std + model.mean))
+            ratio = (vel / true_vel).tolist()
+            print(f"{path} t={step:2d}: velocity x {ratio[0]:.3f} y {ratio[1]:.3f} depth {ratio[2]:.3f}, "
+                  f"bone length {float(bones / true_bones):.3f} (predicted / true)")
+
+
+def hybrid(args):
+    from fastmotion.models.t2m import SamplingConfig
+    from fastmotion.train.t2m import T2MEvalConfig, evaluate_t2m, load_evaluator
+
+    models = {"high": vm.load_mdm(args.high, "cpu")[0], "low": vm.load_mdm(args.low, "cpu")[0]}
+
+    @torch.no_grad()
+    def sample(model, texts, frames, generator, guidance=2.5, clip=None, diffusion_steps=50, **_):
+        mask = torch.arange(max(frames))[None] < torch.tensor(frames)[:, None]
+        text = {k: m.text_features(texts, None) for k, m in models.items()}
+
+        def denoise(x, t):
+            k = "high" if int(t[0]) >= args.switch else "low"
+            return guided_x0(models[k], x, t, text[k], mask, guidance)
+
+        shape = (len(frames), max(frames), FEATURE_DIM)
+        return GaussianDiffusion(diffusion_steps).sample(denoise, shape, generator, "ddpm")
+
+    vm.sample_mdm = sample  # MDMTextToMotion.generate samples through it
+    t2m = vm.MDMTextToMotion(args.low)
+    result = evaluate_t2m(t2m, load_evaluator(args.evaluator, "cpu"), args.data, "test", SamplingConfig(),
+                          T2MEvalConfig(repeats=1, mm_prompts=0), False)
+    row = result["metrics"]["model"]
+    print(f"high {args.high} for t >= {args.switch}, low {args.low} below: FID {row['FID'][0]:.3f}, "
+          f"R-precision top-3 {row['R-precision top-3'][0]:.3f}, Diversity {row['Diversity'][0]:.3f}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("shrink")
+    s.add_argument("checkpoints", nargs="+")
+    s.add_argument("--t", type=int, nargs="+", default=[2, 25, 40])
+    s.add_argument("--clips", type=int, default=96)
+    h = sub.add_parser("hybrid")
+    h.add_argument("--high", required=True)
+    h.add_argument("--low", required=True)
+    h.add_argument("--switch", type=int, required=True)
+    h.add_argument("--evaluator", required=True)
+    for p in (s, h):
+        p.add_argument("--data", type=Path, required=True)
+    args = parser.parse_args()
+    (shrink if args.command == "shrink" else hybrid)(args)
+
+
+if __name__ == "__main__":
+    main()
