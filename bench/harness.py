@@ -30,8 +30,9 @@ class Row:
     extra: dict = field(default_factory=dict)
 
 
-def time_cases(fns: dict, device: str, min_repeats: int = 5, min_seconds: float = 1.0) -> dict:
-    """Median seconds per call of each closure, after two warm-up calls each.
+def time_cases(fns: dict, device: str, min_repeats: int = 5, min_seconds: float = 1.0, reduce: str = "median") -> dict:
+    """Seconds per call of each closure (the median, or with reduce="mean" the mean: throughput over the same
+    sequence of calls), after two warm-up calls each.
 
     Rounds interleave the closures (one call of each per round), so that a slow spell of a shared machine
     hits every backend alike instead of whichever ran at that moment."""
@@ -52,7 +53,8 @@ def time_cases(fns: dict, device: str, min_repeats: int = 5, min_seconds: float 
         rounds += 1
         if rounds >= 200:
             break
-    return {name: statistics.median(t) for name, t in times.items()}
+    summary = statistics.mean if reduce == "mean" else statistics.median
+    return {name: summary(t) for name, t in times.items()}
 
 
 def tensor_bytes(out) -> int:

@@ -73,3 +73,17 @@ def test_multistep_schedule_matches_the_config():
     assert all(len(draw_timesteps(MultistepConfig(threshold=0), 2, g)) == 1 for _ in range(50))
     with pytest.raises(ValueError, match="equal buckets"):
         MultistepConfig(threshold=10, buckets=4)
+
+
+def test_multistep_start_above_threshold_adds_one_unscored_level():
+    cfg = MultistepConfig(steps=50, threshold=24, buckets=4, start="above")
+    g = torch.Generator().manual_seed(0)
+    multi = [d for d in (draw_timesteps(cfg, 4, g) for _ in range(2000)) if len(d) > 1]
+    assert abs(len(multi) / 2000 - 24 / 50) < 0.04
+    for d in multi:
+        assert [int(x[0]) // 6 for x in d] == [4, 3, 2, 1, 0]  # the start in [24, 30), then every bucket
+    assert {int(d[0][0]) for d in multi} == set(range(24, 30))
+    with pytest.raises(ValueError, match="start 'above'"):
+        MultistepConfig(steps=50, threshold=45, buckets=3, start="above")  # 45 + 15 > 50
+    with pytest.raises(ValueError, match="'inside' or 'above'"):
+        MultistepConfig(start="below")

@@ -71,3 +71,17 @@ def test_eval_t2m_of_an_mdm(mdm_runs, tmp_path):
     result = json.loads(out.read_text())
     assert set(result["metrics"]) == {"real", "model", "empty caption", "random other caption"}
     assert np.isfinite(result["metrics"]["model"]["FID"][0])
+
+
+def test_multistep_started_above_the_threshold(mdm_runs, tmp_path):
+    d2 = mdm_runs / "d2"
+    cli("train", "mdm", "--data", d2, "--out", tmp_path / "above", "--steps", 4, "--warmup-steps", 0,
+        "--threshold", 40, "--multistep-start", "above", *FAST)
+    cfg = json.loads((tmp_path / "above" / "config.json").read_text())
+    assert cfg["videomdm"]["multistep_start"] == "above"
+    log = [json.loads(line) for line in (tmp_path / "above" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if "loss" in r]
+    assert any(r["multistep"] == 1.0 for r in steps) and all(np.isfinite(r["loss"]) for r in steps)
+    done = cli("train", "mdm", "--data", d2, "--out", tmp_path / "bad", "--threshold", 48, "--multistep-start",
+               "above", check=False)
+    assert done.returncode != 0 and "start 'above'" in done.stderr

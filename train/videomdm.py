@@ -35,10 +35,12 @@ class VideoMDMConfig:
     multistep: bool = True
     threshold: int = 12
     buckets: int = 4
+    multistep_start: str = "inside"  # "inside" | "above" (fastmotion.diffusion.multistep)
     losses: VideoMDMLossConfig = field(default_factory=VideoMDMLossConfig)
 
     def multistep_config(self) -> MultistepConfig:
-        return MultistepConfig(self.diffusion_steps, self.threshold if self.multistep else 0, self.buckets)
+        return MultistepConfig(self.diffusion_steps, self.threshold if self.multistep else 0, self.buckets,
+                              self.multistep_start)
 
 
 class VideoMDMModel(TextConditioned):
@@ -164,11 +166,16 @@ def mdm_run(data, teacher, model_config: MDMConfig, config: VideoMDMConfig, batc
         times = [tt.to(device) for tt in draw_timesteps(multistep, len(texts), generator)]
         x = diffusion.q_sample(x0, times[0], noise)
         out = {}
+        unscored = int(len(times) > 1 and multistep.start == "above")  # the start above t*: stepped from only
         for i, tt in enumerate(times):
-            pred = model.mdm(x, tt, text, mask, drop)
-            terms = videomdm_losses(pred, (model.mean, model.std), kps, K, R, t, mask, config.losses)
-            for k, v in terms.items():
-                out[k] = out.get(k, 0) + v / len(times)
+            if i < unscored:
+                with torch.no_grad():
+                    pred = model.mdm(x, tt, text, mask, drop)
+            else:
+                pred = model.mdm(x, tt, text, mask, drop)
+                terms = videomdm_losses(pred, (model.mean, model.std), kps, K, R, t, mask, config.losses)
+                for k, v in terms.items():
+                    out[k] = out.get(k, 0) + v / (len(times) - unscored)
             if i + 1 < len(times):  # deterministic DDIM down to the next bucket, no gradient through it
                 x = diffusion.ddim_step(x.detach(), tt, times[i + 1], pred.detach())
         out["multistep"] = torch.tensor(float(len(times) > 1))

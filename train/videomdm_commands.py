@@ -57,6 +57,9 @@ def data_teacher(data, mlrq_path, lifted_dir, cameras, out, device):
 @click.option("--threshold", type=click.IntRange(min=0), default=12, show_default=True,
               help="t*: timesteps below it are trained by the multistep DDIM path.")
 @click.option("--buckets", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--multistep-start", type=click.Choice(["inside", "above"]), default="inside", show_default=True,
+              help="inside: the chain starts from the noised teacher in the top bucket below t*; above: one bucket "
+                   "above t*, stepped from without a loss (LIS's 'further diffused to a higher level').")
 @click.option("--lambda-cam", type=float, default=7.0, show_default=True)
 @click.option("--lambda-vel", type=float, default=50.0, show_default=True, help="Relative to L_pos.")
 @click.option("--lambda-repr", type=float, default=1.0, show_default=True)
@@ -69,8 +72,8 @@ def data_teacher(data, mlrq_path, lifted_dir, cameras, out, device):
 @click.option("--clip-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Local CLIP ViT-B/32 weights for frozen text features (default: a small trainable encoder).")
 def train_mdm(data, out, preset, steps, batch_size, lr, seed, resume, ckpt_every, eval_every, device, teacher, mode,
-              warmup_steps, diffusion_steps, threshold, buckets, lambda_cam, lambda_vel, lambda_repr, depth_weight,
-              min_depth, no_multistep, no_ray, clip_weights):
+              warmup_steps, diffusion_steps, threshold, buckets, multistep_start, lambda_cam, lambda_vel, lambda_repr,
+              depth_weight, min_depth, no_multistep, no_ray, clip_weights):
     """Train VideoMDM: an MDM denoising the teacher's 3D, supervised in 2D (depth-weighted reprojection, 2D
     velocity, ray-projection alignment of the redundant channels), multistep DDIM training below t*.
 
@@ -91,7 +94,7 @@ def train_mdm(data, out, preset, steps, batch_size, lr, seed, resume, ckpt_every
                                     depth_weight=depth_weight, min_depth=min_depth, ray_targets=not no_ray)
         config = VideoMDMConfig(mode=mode, warmup_steps=total // 5 if warmup_steps is None else warmup_steps,
                                 diffusion_steps=diffusion_steps, multistep=not no_multistep, threshold=threshold,
-                                buckets=buckets, losses=losses)
+                                buckets=buckets, multistep_start=multistep_start, losses=losses)
         config.multistep_config()
     except ValueError as err:
         raise click.UsageError(str(err)) from None
