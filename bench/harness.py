@@ -36,6 +36,8 @@ def time_cases(fns: dict, device: str, min_repeats: int = 5, min_seconds: float 
 
     Rounds interleave the closures (one call of each per round), so that a slow spell of a shared machine
     hits every backend alike instead of whichever ran at that moment."""
+    if reduce not in ("median", "mean"):
+        raise ValueError(f"reduce must be 'median' or 'mean', got {reduce!r}")
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for fn in fns.values():
         fn()
