@@ -84,6 +84,32 @@ def test_representation_alignment_regresses_redundant_channels_onto_ray_targets(
     assert pred.grad[..., :REDUNDANT.start].abs().max() == 0
 
 
+def test_teacher_root_takes_the_teachers_trajectory_and_regresses_the_root_channels():
+    feats, joints, kp, K, R, t, stats, mask = _setup()
+    drifted = feats.clone()
+    drifted[0, :, 0] += 0.05  # a root rotation velocity bias: the integrated trajectory turns away from the rays
+    paper = videomdm_losses(drifted, stats, kp, K, R, t, mask, VideoMDMLossConfig())
+    anchored = videomdm_losses(drifted, stats, kp, K, R, t, mask, VideoMDMLossConfig(root="teacher"), teacher=feats)
+    assert float(paper["pos"]) > 1e-4
+    assert float(anchored["pos"]) < 1e-18  # the pose is exact, the root comes from the teacher
+    assert float(anchored["root"]) == pytest.approx(0.05 ** 2 / 4, rel=1e-9)  # one of the 4 root channels
+    cfg = VideoMDMLossConfig(root="teacher", lambda_root=3.0)
+    out = videomdm_losses(drifted, stats, kp, K, R, t, mask, cfg, teacher=feats)
+    assert float(out["loss"]) == pytest.approx(3.0 * 0.05 ** 2 / 4 + float(out["repr"]) * cfg.lambda_repr, rel=1e-9)
+    # a pose error still reaches the 2D loss, and gradients reach the root channels only through L_root
+    pred = feats.clone()
+    pred[0, :, 4 + 3 * 5] += 0.02  # ric x of one joint
+    pred.requires_grad_(True)
+    out = videomdm_losses(pred, stats, kp, K, R, t, mask, VideoMDMLossConfig(root="teacher"), teacher=feats)
+    assert float(out["pos"]) > 1e-6
+    out["loss"].backward()
+    assert pred.grad[..., :4].abs().max() == 0  # the root channels equal the teacher's: L_root's gradient is 0
+    with pytest.raises(ValueError, match="teacher"):
+        videomdm_losses(feats, stats, kp, K, R, t, mask, VideoMDMLossConfig(root="teacher"))
+    with pytest.raises(ValueError, match="root"):
+        VideoMDMLossConfig(root="mean")
+
+
 def test_ray_targets_differ_from_self_targets_when_joints_miss_the_rays():
     feats, joints, kp, K, R, t, stats, mask = _setup()
     noisy = kp + torch.randn(kp.shape, generator=torch.Generator().manual_seed(0), dtype=kp.dtype) * 20

@@ -85,3 +85,28 @@ def test_multistep_started_above_the_threshold(mdm_runs, tmp_path):
     done = cli("train", "mdm", "--data", d2, "--out", tmp_path / "bad", "--threshold", 48, "--multistep-start",
                "above", check=False)
     assert done.returncode != 0 and "start 'above'" in done.stderr
+
+
+def test_teacher_root_and_teacher_loss_above_the_threshold(mdm_runs, tmp_path):
+    import torch
+
+    from fastmotion.losses.videomdm import VideoMDMLossConfig
+    from fastmotion.models.mdm import MDMConfig
+    from fastmotion.train.videomdm import VideoMDMConfig, mdm_run
+
+    d2 = mdm_runs / "d2"
+    cli("train", "mdm", "--data", d2, "--out", tmp_path / "anchored", "--steps", 3, "--warmup-steps", 0,
+        "--threshold", 24, "--root", "teacher", "--high-noise", "teacher", *FAST)
+    cfg = json.loads((tmp_path / "anchored" / "config.json").read_text())
+    assert cfg["videomdm"]["high_noise"] == "teacher" and cfg["videomdm"]["losses"]["root"] == "teacher"
+    done = cli("train", "mdm", "--data", d2, "--out", tmp_path / "bad", "--high-noise", "teacher", "--no-multistep",
+               check=False)
+    assert done.returncode != 0 and "high_noise 'teacher'" in done.stderr
+    # the step: chains below t* take the 2D objective (with L_root), batches above it the plain MDM loss
+    config = VideoMDMConfig(warmup_steps=0, threshold=24, high_noise="teacher", losses=VideoMDMLossConfig(root="teacher"))
+    run = mdm_run(d2, d2 / "teacher", MDMConfig.preset("small"), config, 4, torch.device("cpu"))
+    outs = [run.step_fn(run.model, 10, torch.Generator().manual_seed(s)) for s in range(12)]
+    chains = [o for o in outs if float(o["multistep"]) == 1.0]
+    above = [o for o in outs if float(o["multistep"]) == 0.0]
+    assert chains and above
+    assert all("root" in o and "pos" in o for o in chains) and all("mdm" in o and "pos" not in o for o in above)

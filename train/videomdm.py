@@ -36,7 +36,15 @@ class VideoMDMConfig:
     threshold: int = 12
     buckets: int = 4
     multistep_start: str = "inside"  # "inside" | "above" (fastmotion.diffusion.multistep)
+    high_noise: str = "2d"  # "2d" (paper) | "teacher": batches above t* take the plain MDM loss on the teacher
     losses: VideoMDMLossConfig = field(default_factory=VideoMDMLossConfig)
+
+    def __post_init__(self):
+        if self.high_noise not in ("2d", "teacher"):
+            raise ValueError(f"high_noise must be '2d' or 'teacher', got {self.high_noise!r}")
+        if self.high_noise == "teacher" and self.mode == "videomdm" and not (self.multistep and self.threshold):
+            raise ValueError("high_noise 'teacher' leaves the 2D objective only the multistep chains below t*: "
+                             "it needs multistep on and a threshold above 0")
 
     def multistep_config(self) -> MultistepConfig:
         return MultistepConfig(self.diffusion_steps, self.threshold if self.multistep else 0, self.buckets,
@@ -158,12 +166,14 @@ def mdm_run(data, teacher, model_config: MDMConfig, config: VideoMDMConfig, batc
         text = model.text_features(texts, clip)
         drop = (torch.rand(len(texts), generator=generator) < model.mdm.config.cond_drop).to(device)
         noise = torch.randn(x0.shape, generator=generator).to(device)
-        if config.mode == "teacher" or step < config.warmup_steps:
-            tt = torch.randint(config.diffusion_steps, (len(texts),), generator=generator).to(device)
+        times = None if config.mode == "teacher" or step < config.warmup_steps else \
+            [tt.to(device) for tt in draw_timesteps(multistep, len(texts), generator)]
+        if times is None or (len(times) == 1 and config.high_noise == "teacher"):
+            tt = torch.randint(config.diffusion_steps, (len(texts),), generator=generator).to(device) \
+                if times is None else times[0]
             pred = model.mdm(diffusion.q_sample(x0, tt, noise), tt, text, mask, drop)
             loss = masked_mse(pred, x0, mask)
-            return {"loss": loss, "mdm": loss.detach()}
-        times = [tt.to(device) for tt in draw_timesteps(multistep, len(texts), generator)]
+            return {"loss": loss, "mdm": loss.detach(), **({} if times is None else {"multistep": torch.tensor(0.0)})}
         x = diffusion.q_sample(x0, times[0], noise)
         out = {}
         unscored = int(len(times) > 1 and multistep.start == "above")  # the start above t*: stepped from only
@@ -173,7 +183,7 @@ def mdm_run(data, teacher, model_config: MDMConfig, config: VideoMDMConfig, batc
                     pred = model.mdm(x, tt, text, mask, drop)
             else:
                 pred = model.mdm(x, tt, text, mask, drop)
-                terms = videomdm_losses(pred, (model.mean, model.std), kps, K, R, t, mask, config.losses)
+                terms = videomdm_losses(pred, (model.mean, model.std), kps, K, R, t, mask, config.losses, x0)
                 for k, v in terms.items():
                     out[k] = out.get(k, 0) + v / (len(times) - unscored)
             if i + 1 < len(times):  # deterministic DDIM down to the next bucket, no gradient through it
