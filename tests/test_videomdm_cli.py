@@ -1,12 +1,16 @@
 """VideoMDM through the real CLI: the teacher folder, training in both modes (resumable like every run),
 sampling, guided lifting and its evaluation."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from helpers import fastmotion_cli as cli
 
+ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--batch-size", 8, "--ckpt-every", 1000, "--eval-every", 1000]
 
 
@@ -71,6 +75,26 @@ def test_eval_t2m_of_an_mdm(mdm_runs, tmp_path):
     result = json.loads(out.read_text())
     assert set(result["metrics"]) == {"real", "model", "empty caption", "random other caption"}
     assert np.isfinite(result["metrics"]["model"]["FID"][0])
+    # The README's seed table reads these files: a second "seed" 2 mm and 0.1 FID worse moves the means by half.
+    lift = tmp_path / "s0" / "videomdm.lift.json"
+    lift.parent.mkdir()
+    cli("eval", "lift", "--model", "mdm", "--checkpoint", mdm_runs / "mdm" / "last.pt", "--data", d2, "--limit", 2,
+        "--json", lift)
+    out.rename(tmp_path / "s0" / "videomdm.t2m.json")
+    worse = tmp_path / "s1"
+    worse.mkdir()
+    lifted = json.loads(lift.read_text())
+    pa, fid = lifted["model"]["PA-MPJPE"], result["metrics"]["model"]["FID"][0]
+    lifted["model"]["PA-MPJPE"] += 2
+    (worse / "videomdm.lift.json").write_text(json.dumps(lifted))
+    result["metrics"]["model"]["FID"][0] += 0.1
+    (worse / "videomdm.t2m.json").write_text(json.dumps(result))
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "videomdm_table.py"), "--seeds", tmp_path / "s0",
+                           worse, "--", "videomdm"], capture_output=True, text=True, check=True)
+    row = done.stdout.splitlines()[-1].split("|")
+    assert row[1].strip() == "VideoMDM (anchored)"
+    assert row[2].strip() == f"{pa:.1f} / {pa + 2:.1f}" and row[3].strip() == f"{pa + 1:.1f}"
+    assert row[4].strip() == f"{fid:.3f} / {fid + 0.1:.3f}" and row[5].strip() == f"{fid + 0.05:.3f}"
 
 
 def test_multistep_started_above_the_threshold(mdm_runs, tmp_path):

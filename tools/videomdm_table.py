@@ -1,9 +1,11 @@
-"""The README's VideoMDM table from the JSON files that `make videomdm` writes.
+"""The README's VideoMDM tables from the JSON files that `make videomdm` writes.
 
-    python tools/videomdm_table.py demo/videomdm teacher videomdm no-depth-weight no-multistep no-velocity no-ray
+    python tools/videomdm_table.py demo/videomdm teacher videomdm paper no-depth-weight no-multistep no-velocity no-ray
+    python tools/videomdm_table.py --seeds demo/videomdm demo/videomdm-seed1 demo/videomdm-seed2 -- teacher videomdm
 
 Reads DIR/RUN.lift.json (`fastmotion eval lift --json`) and DIR/RUN.t2m.json (`fastmotion eval t2m --json`) for
 every RUN and prints one markdown row per run, plus the zero-depth row of the first run's lifting evaluation.
+With --seeds, one folder per training seed: per run, PA-MPJPE and FID of every seed and their means.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from pathlib import Path
 
 LABELS = {
     "teacher": "MDM on the teacher's 3D (baseline)",
-    "videomdm": "VideoMDM",
+    "videomdm": "VideoMDM (anchored)",
+    "paper": "VideoMDM, the paper's objective",
     "no-depth-weight": "VideoMDM, no depth weighting",
     "no-multistep": "VideoMDM, no multistep",
     "no-velocity": "VideoMDM, no velocity loss",
@@ -42,7 +45,28 @@ def table(folder: Path, runs: list[str]) -> str:
     return "\n".join(rows)
 
 
+def _metrics(folder: Path, run: str) -> tuple[float, float]:
+    lift = json.loads((folder / f"{run}.lift.json").read_text())["model"]["PA-MPJPE"]
+    return lift, json.loads((folder / f"{run}.t2m.json").read_text())["metrics"]["model"]["FID"][0]
+
+
+def seed_table(folders: list[Path], runs: list[str]) -> str:
+    seeds = " / ".join(str(i) for i in range(len(folders)))
+    rows = [f"| run | PA-MPJPE (mm), seeds {seeds} | mean | FID, seeds {seeds} | mean |",
+            "| --- | ---: | ---: | ---: | ---: |"]
+    for run in runs:
+        lift, fid = zip(*(_metrics(f, run) for f in folders))
+        rows.append(f"| {LABELS.get(run, run)} | {' / '.join(f'{v:.1f}' for v in lift)} | {sum(lift) / len(lift):.1f} "
+                    f"| {' / '.join(f'{v:.3f}' for v in fid)} | {sum(fid) / len(fid):.3f} |")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 3:
+    args = sys.argv[1:]
+    if args[:1] == ["--seeds"] and "--" in args[2:]:
+        cut = args.index("--")
+        print(seed_table([Path(a) for a in args[1:cut]], args[cut + 1:]))
+    elif len(args) >= 2 and args[0] != "--seeds":
+        print(table(Path(args[0]), args[1:]))
+    else:
         sys.exit(__doc__)
-    print(table(Path(sys.argv[1]), sys.argv[2:]))
