@@ -17,10 +17,10 @@ LABELS = {
     "teacher": "MDM on the teacher's 3D (baseline)",
     "videomdm": "VideoMDM (anchored)",
     "paper": "VideoMDM, the paper's objective",
-    "no-depth-weight": "VideoMDM, no depth weighting",
-    "no-multistep": "VideoMDM, no multistep",
-    "no-velocity": "VideoMDM, no velocity loss",
-    "no-ray": "VideoMDM, no ray projection",
+    "no-depth-weight": "anchored, no depth weighting",
+    "no-multistep": "anchored, no multistep",
+    "no-velocity": "anchored, no velocity loss",
+    "no-ray": "anchored, no ray projection",
 }
 
 
