@@ -34,8 +34,8 @@ def table(folder: Path, runs: list[str]) -> str:
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     zero = None
     for run in runs:
-        lift = json.loads((folder / f"{run}.lift.json").read_text())
-        t2m = json.loads((folder / f"{run}.t2m.json").read_text())["metrics"]["model"]
+        lift = _read(folder / f"{run}.lift.json")
+        t2m = _read(folder / f"{run}.t2m.json")["metrics"]["model"]
         m = lift["model"]
         zero = zero or lift["zero_depth"]
         rows.append(f"| {LABELS.get(run, run)} | {m['PA-MPJPE']:.1f} | {m['MPJPE']:.1f} | {m['PCK@100']:.1f} | "
@@ -45,9 +45,15 @@ def table(folder: Path, runs: list[str]) -> str:
     return "\n".join(rows)
 
 
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        sys.exit(f"{path}: missing; `make videomdm` (or videomdm-ablations, videomdm-seeds) writes it")
+    return json.loads(path.read_text())
+
+
 def _metrics(folder: Path, run: str) -> tuple[float, float]:
-    lift = json.loads((folder / f"{run}.lift.json").read_text())["model"]["PA-MPJPE"]
-    return lift, json.loads((folder / f"{run}.t2m.json").read_text())["metrics"]["model"]["FID"][0]
+    lift = _read(folder / f"{run}.lift.json")["model"]["PA-MPJPE"]
+    return lift, _read(folder / f"{run}.t2m.json")["metrics"]["model"]["FID"][0]
 
 
 def seed_table(folders: list[Path], runs: list[str]) -> str:
@@ -56,8 +62,9 @@ def seed_table(folders: list[Path], runs: list[str]) -> str:
             "| --- | ---: | ---: | ---: | ---: |"]
     for run in runs:
         lift, fid = zip(*(_metrics(f, run) for f in folders))
-        rows.append(f"| {LABELS.get(run, run)} | {' / '.join(f'{v:.1f}' for v in lift)} | {sum(lift) / len(lift):.1f} "
-                    f"| {' / '.join(f'{v:.3f}' for v in fid)} | {sum(fid) / len(fid):.3f} |")
+        rows.append(f"| {LABELS.get(run, run)} | {' / '.join(f'{v:.1f}' for v in lift)} "
+                    f"| {sum(lift) / len(lift):.1f} | {' / '.join(f'{v:.3f}' for v in fid)} "
+                    f"| {sum(fid) / len(fid):.3f} |")
     return "\n".join(rows)
 
 
