@@ -3,6 +3,7 @@ sampling, guided lifting and its evaluation."""
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,12 @@ def test_teacher_root_and_teacher_loss_above_the_threshold(mdm_runs, tmp_path):
     above = [o for o in outs if float(o["multistep"]) == 0.0]
     assert chains and above
     assert all("root" in o and "pos" in o for o in chains) and all("mdm" in o and "pos" not in o for o in above)
+    # lambda_2d scales the chains' loss and leaves the MDM batches alone (same weights, same draws)
+    light = mdm_run(d2, d2 / "teacher", MDMConfig.preset("small"), replace(config, lambda_2d=0.25), 4,
+                    torch.device("cpu"))
+    light.model.load_state_dict(run.model.state_dict())
+    for s, o in enumerate(outs):
+        scaled = light.step_fn(light.model, 10, torch.Generator().manual_seed(s))["loss"]
+        assert torch.allclose(scaled, o["loss"] * (0.25 if float(o["multistep"]) == 1.0 else 1.0), rtol=1e-5)
+    done = cli("train", "mdm", "--data", d2, "--out", tmp_path / "bad2d", "--lambda-2d", 0, check=False)
+    assert done.returncode != 0 and "lambda_2d must be > 0" in done.stderr

@@ -37,11 +37,16 @@ class VideoMDMConfig:
     buckets: int = 4
     multistep_start: str = "inside"  # "inside" | "above" (fastmotion.diffusion.multistep)
     high_noise: str = "2d"  # "2d" (paper) | "teacher": batches above t* take the plain MDM loss on the teacher
+    # weight of the whole 2D objective against the plain MDM loss. It matters where the two alternate (high_noise
+    # "teacher"): Adam's second moments are shared, so the batches with the larger gradients set every step's size
+    lambda_2d: float = 1.0
     losses: VideoMDMLossConfig = field(default_factory=VideoMDMLossConfig)
 
     def __post_init__(self):
         if self.high_noise not in ("2d", "teacher"):
             raise ValueError(f"high_noise must be '2d' or 'teacher', got {self.high_noise!r}")
+        if not self.lambda_2d > 0:
+            raise ValueError(f"lambda_2d must be > 0, got {self.lambda_2d}")
         if self.high_noise == "teacher" and self.mode == "videomdm" and not (self.multistep and self.threshold):
             raise ValueError("high_noise 'teacher' leaves the 2D objective only the multistep chains below t*: "
                              "it needs multistep on and a threshold above 0")
@@ -188,6 +193,7 @@ def mdm_run(data, teacher, model_config: MDMConfig, config: VideoMDMConfig, batc
                     out[k] = out.get(k, 0) + v / (len(times) - unscored)
             if i + 1 < len(times):  # deterministic DDIM down to the next bucket, no gradient through it
                 x = diffusion.ddim_step(x.detach(), tt, times[i + 1], pred.detach())
+        out["loss"] = out["loss"] * config.lambda_2d
         out["multistep"] = torch.tensor(float(len(times) > 1))
         return out
 

@@ -74,6 +74,10 @@ def data_teacher(data, mlrq_path, lifted_dir, cameras, out, device):
 @click.option("--high-noise", type=click.Choice(["2d", "teacher"]), default="2d", show_default=True,
               help="2d (the paper): batches above t* take the 2D objective too; teacher: they take the plain MDM "
                    "loss on the teacher's 3D, and the 2D objective trains only the multistep chains below t*.")
+@click.option("--lambda-2d", type=float, default=1.0, show_default=True,
+              help="Weight of the whole 2D objective against the plain MDM loss on the teacher (warm-up, and with "
+                   "--high-noise teacher the batches above t*). Adam's second moments are shared, so where the two "
+                   "alternate the larger gradients set the step size of both.")
 @click.option("--no-multistep", is_flag=True, help="Ablation: every batch draws t uniformly, loss once.")
 @click.option("--no-ray", is_flag=True, help="Ablation: L_repr targets from the predicted joints, not their ray "
                                              "projections.")
@@ -81,7 +85,7 @@ def data_teacher(data, mlrq_path, lifted_dir, cameras, out, device):
               help="Local CLIP ViT-B/32 weights for frozen text features (default: a small trainable encoder).")
 def train_mdm(data, out, preset, steps, batch_size, lr, seed, resume, ckpt_every, eval_every, device, teacher, mode,
               warmup_steps, diffusion_steps, threshold, buckets, multistep_start, lambda_cam, lambda_vel, lambda_repr,
-              depth_weight, min_depth, root, lambda_root, high_noise, no_multistep, no_ray, clip_weights):
+              depth_weight, min_depth, root, lambda_root, high_noise, lambda_2d, no_multistep, no_ray, clip_weights):
     """Train VideoMDM: an MDM denoising the teacher's 3D, supervised in 2D (depth-weighted reprojection, 2D
     velocity, ray-projection alignment of the redundant channels), multistep DDIM training below t*.
 
@@ -104,6 +108,7 @@ def train_mdm(data, out, preset, steps, batch_size, lr, seed, resume, ckpt_every
         config = VideoMDMConfig(mode=mode, warmup_steps=total // 5 if warmup_steps is None else warmup_steps,
                                 diffusion_steps=diffusion_steps, multistep=not no_multistep, threshold=threshold,
                                 buckets=buckets, multistep_start=multistep_start, high_noise=high_noise,
+                                lambda_2d=lambda_2d,
                                 losses=losses)
         config.multistep_config()
     except ValueError as err:
