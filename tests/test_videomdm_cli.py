@@ -96,6 +96,28 @@ def test_eval_t2m_of_an_mdm(mdm_runs, tmp_path):
     assert row[1].strip() == "VideoMDM (anchored)"
     assert row[2].strip() == f"{pa:.1f} / {pa + 2:.1f}" and row[3].strip() == f"{pa + 1:.1f}"
     assert row[4].strip() == f"{fid:.3f} / {fid + 0.1:.3f}" and row[5].strip() == f"{fid + 0.05:.3f}"
+    # the FID floor: the teacher's motions and true training motions scored against the test split
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "videomdm_diagnose.py"), "floor", "--data", d2,
+                           "--evaluator", tmp_path / "evaluator" / "last.pt"], capture_output=True, text=True, check=True)
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["teacher, test clips", "teacher, training clips",
+                                                     "true motion, training clips"]
+    assert all(np.isfinite(float(line.split("FID ")[1].split()[0])) for line in lines)
+
+
+def test_diagnose_grads_reads_the_peak_learning_rate(tmp_path):
+    log = tmp_path / "log.jsonl"
+    rows = [{"step": 25, "lr": 5e-4, "mdm": 1.0, "grad_norm": 9.0},  # warm-up: ignored
+            *({"step": 50 + i, "lr": 1e-3, "multistep": 1.0, "pos": 0.1, "grad_norm": g} for i, g in
+              enumerate([1.0, 3.0, 2.0])),
+            *({"step": 60 + i, "lr": 1e-3, "multistep": 0.0, "mdm": 0.2, "grad_norm": g} for i, g in
+              enumerate([0.1, 0.3])),
+            {"step": 90, "lr": 1e-4, "multistep": 1.0, "pos": 0.1, "grad_norm": 7.0},  # after the drop: ignored
+            {"step": 90, "steps": 90, "eval": True}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "videomdm_diagnose.py"), "grads", log],
+                          capture_output=True, text=True, check=True)
+    assert "chain batches 2.000 (3 logged), plain MDM batches 0.200 (2 logged)" in done.stdout
 
 
 def test_multistep_started_above_the_threshold(mdm_runs, tmp_path):

@@ -10,6 +10,15 @@ shrink: the TRUE test motions (eval3d/), noised at timestep t, denoised once by 
 bone length. A denoiser that fits its training distribution returns ratios near 1; below 1 it shrinks motion.
 hybrid: text-to-motion FID / R-precision on the test split (one run) when checkpoint --high denoises t >= switch
 and --low the rest (both trained on the same teacher, so they share feature statistics).
+floor: the FID of motion sets that no model generated, against the test split's true motions: the teacher's
+motions of the test clips and of as many training clips, and those training clips' true motions (same count,
+since FID's bias grows as the count falls). A model trained on the teacher's 3D tends to the teacher's figure;
+the true training motions' figure is what a perfect generator would score.
+grads: from training logs (log.jsonl), the median gradient norm (before clipping) of the multistep-chain
+batches and of the plain-MDM batches while the learning rate is at its peak.
+
+    python tools/videomdm_diagnose.py floor --data demo/synth2d --evaluator demo/evaluator/last.pt
+    python tools/videomdm_diagnose.py grads demo/videomdm/videomdm/log.jsonl
 """
 from __future__ import annotations
 
@@ -106,6 +115,52 @@ def hybrid(args):
           f"R-precision top-3 {row['R-precision top-3'][0]:.3f}, Diversity {row['Diversity'][0]:.3f}")
 
 
+@torch.no_grad()
+def floor(args):
+    from fastmotion.metrics import generation as gm
+    from fastmotion.train.t2m import _embed, load_evaluator
+
+    evaluator = load_evaluator(args.evaluator, "cpu")
+
+    def camera_frame(joints_path, camera_path):
+        with np.load(camera_path) as c:
+            R, t = (torch.from_numpy(np.asarray(c[k], np.float64)) for k in ("R", "t"))
+        return (torch.from_numpy(np.asarray(hml.load_joints(joints_path), np.float64)) @ R.T + t).float()
+
+    def true(names):
+        return [camera_frame(args.data / "eval3d" / "new_joints" / f"{n}.npy", args.data / "cameras" / f"{n}.npz")
+                for n in names]
+
+    def teacher(names):
+        folder = args.data / "teacher"
+        return [camera_frame(folder / f"{n}.npy", folder / "cameras" / f"{n}.npz") for n in names
+                if (folder / f"{n}.npy").exists()]
+
+    test = hml.read_split(args.data, "test")
+    train = hml.read_split(args.data, "train")
+    train = [train[i] for i in torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:len(test)]]
+    reference = _embed(evaluator, true(test), "cpu")
+    for label, motions in (("teacher, test clips", teacher(test)), ("teacher, training clips", teacher(train)),
+                           ("true motion, training clips", true(train))):
+        print(f"{label}: FID {gm.fid(reference, _embed(evaluator, motions, 'cpu')):.3f} ({len(motions)} motions, "
+              f"against the {len(test)} test clips)")
+
+
+def grads(args):
+    import json
+    import statistics
+
+    for path in args.logs:
+        records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        peak = max(r["lr"] for r in records if "lr" in r)
+        at_peak = [r for r in records if "grad_norm" in r and r.get("lr") == peak]
+        chain = [r["grad_norm"] for r in at_peak if r.get("multistep") == 1.0]
+        plain = [r["grad_norm"] for r in at_peak if "mdm" in r]
+        cells = [f"{name} {statistics.median(v):.3f} ({len(v)} logged)" for name, v in
+                 (("chain batches", chain), ("plain MDM batches", plain)) if v]
+        print(f"{path}: median gradient norm at lr {peak:g}: " + ", ".join(cells))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,10 +173,14 @@ def main():
     h.add_argument("--low", required=True)
     h.add_argument("--switch", type=int, required=True)
     h.add_argument("--evaluator", required=True)
-    for p in (s, h):
+    f = sub.add_parser("floor")
+    f.add_argument("--evaluator", required=True)
+    for p in (s, h, f):
         p.add_argument("--data", type=Path, required=True)
+    g = sub.add_parser("grads")
+    g.add_argument("logs", nargs="+")
     args = parser.parse_args()
-    (shrink if args.command == "shrink" else hybrid)(args)
+    {"shrink": shrink, "hybrid": hybrid, "floor": floor, "grads": grads}[args.command](args)
 
 
 if __name__ == "__main__":
