@@ -98,10 +98,12 @@ def test_eval_t2m_of_an_mdm(mdm_runs, tmp_path):
     assert row[4].strip() == f"{fid:.3f} / {fid + 0.1:.3f}" and row[5].strip() == f"{fid + 0.05:.3f}"
     # the FID floor: the teacher's motions and true training motions scored against the test split
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "videomdm_diagnose.py"), "floor", "--data", d2,
-                           "--evaluator", tmp_path / "evaluator" / "last.pt"], capture_output=True, text=True, check=True)
+                           "--evaluator", tmp_path / "evaluator" / "last.pt", "--checkpoints",
+                           mdm_runs / "mdm" / "last.pt"], capture_output=True, text=True, check=True)
     lines = done.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == ["teacher, test clips", "teacher, training clips",
-                                                     "true motion, training clips"]
+                                                     "true motion, training clips",
+                                                     f"guided lifts of {mdm_runs / 'mdm' / 'last.pt'}, test clips"]
     assert all(np.isfinite(float(line.split("FID ")[1].split()[0])) for line in lines)
 
 

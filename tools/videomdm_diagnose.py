@@ -13,11 +13,13 @@ and --low the rest (both trained on the same teacher, so they share feature stat
 floor: the FID of motion sets that no model generated, against the test split's true motions: the teacher's
 motions of the test clips and of as many training clips, and those training clips' true motions (same count,
 since FID's bias grows as the count falls). A model trained on the teacher's 3D tends to the teacher's figure;
-the true training motions' figure is what a perfect generator would score.
+the true training motions' figure is what a perfect generator would score. With --checkpoints, also each
+VideoMDM checkpoint's guided lifts of the test clips (`fastmotion lift --model mdm`, seed 0).
 grads: from training logs (log.jsonl), the median gradient norm (before clipping) of the multistep-chain
 batches and of the plain-MDM batches while the learning rate is at its peak.
 
-    python tools/videomdm_diagnose.py floor --data demo/synth2d --evaluator demo/evaluator/last.pt
+    python tools/videomdm_diagnose.py floor --data demo/synth2d --evaluator demo/evaluator/last.pt \
+        --checkpoints demo/videomdm/teacher/last.pt demo/videomdm/videomdm/last.pt
     python tools/videomdm_diagnose.py grads demo/videomdm/videomdm/log.jsonl
 """
 from __future__ import annotations
@@ -136,12 +138,22 @@ def floor(args):
         return [camera_frame(folder / f"{n}.npy", folder / "cameras" / f"{n}.npz") for n in names
                 if (folder / f"{n}.npy").exists()]
 
+    def lifts(path, names):
+        from fastmotion.train.videomdm_commands import mdm_lifted
+
+        lifted = mdm_lifted(path, args.data, "test", None, torch.device("cpu"), names)
+        return [torch.as_tensor(lifted[n]).float() for n in names if n in lifted]
+
     test = hml.read_split(args.data, "test")
     train = hml.read_split(args.data, "train")
     train = [train[i] for i in torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:len(test)]]
     reference = _embed(evaluator, true(test), "cpu")
-    for label, motions in (("teacher, test clips", teacher(test)), ("teacher, training clips", teacher(train)),
-                           ("true motion, training clips", true(train))):
+    sets = [("teacher, test clips", lambda: teacher(test)), ("teacher, training clips", lambda: teacher(train)),
+            ("true motion, training clips", lambda: true(train))]
+    for path in args.checkpoints:
+        sets.append((f"guided lifts of {path}, test clips", lambda path=path: lifts(path, test)))
+    for label, make in sets:
+        motions = make()
         print(f"{label}: FID {gm.fid(reference, _embed(evaluator, motions, 'cpu')):.3f} ({len(motions)} motions, "
               f"against the {len(test)} test clips)")
 
@@ -175,6 +187,7 @@ def main():
     h.add_argument("--evaluator", required=True)
     f = sub.add_parser("floor")
     f.add_argument("--evaluator", required=True)
+    f.add_argument("--checkpoints", nargs="*", default=[])
     for p in (s, h, f):
         p.add_argument("--data", type=Path, required=True)
     g = sub.add_parser("grads")
