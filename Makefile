@@ -28,6 +28,7 @@ DEMO_PROMPTS := a_person_jumps_forward someone_waves_hello a_person_runs_forward
 VIDEOMDM_STEPS ?= 1500
 VIDEOMDM_REPEATS ?= 3
 VIDEOMDM_SEED ?= 0
+VIDEOMDM_MORE_SEEDS ?= 1 2 3 4
 VIDEOMDM_RUNS := teacher videomdm
 VIDEOMDM_ABLATIONS := paper no-depth-weight no-multistep no-velocity no-ray
 ANCHORED := --root teacher --high-noise teacher --threshold 24
@@ -50,7 +51,7 @@ help:
 	@echo "make demo        learn 3D from 2D on the synthetic corpus: data, prior, ML-RQ, evaluation, GIF"
 	@echo "make videomdm    after make demo: VideoMDM vs the MDM trained on the teacher's 3D (lifting, FID)"
 	@echo "make videomdm-ablations  the paper's objective and the four VideoMDM ablations, same run size"
-	@echo "make videomdm-seeds      make videomdm again with training seeds 1 and 2, then the table per seed"
+	@echo "make videomdm-seeds      make videomdm again with training seeds 1-4 (VIDEOMDM_MORE_SEEDS), then the table per seed"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -109,9 +110,8 @@ $(VM)/%.t2m.json: $(DEMO)/synth2d/teacher/report.json
 		--data $(DEMO)/synth2d --split test --repeats $(VIDEOMDM_REPEATS) --mm-prompts 0 --no-baselines --json $@
 
 videomdm-seeds: install $(foreach r,$(VIDEOMDM_RUNS),$(VM)/$(r).t2m.json)
-	$(MAKE) videomdm VIDEOMDM_SEED=1 VM=$(VM)-seed1
-	$(MAKE) videomdm VIDEOMDM_SEED=2 VM=$(VM)-seed2
-	$(PY) tools/videomdm_table.py --seeds $(VM) $(VM)-seed1 $(VM)-seed2 -- $(VIDEOMDM_RUNS)
+	$(foreach s,$(VIDEOMDM_MORE_SEEDS),$(MAKE) videomdm VIDEOMDM_SEED=$(s) VM=$(VM)-seed$(s) &&) true
+	$(PY) tools/videomdm_table.py --seeds $(VM) $(foreach s,$(VIDEOMDM_MORE_SEEDS),$(VM)-seed$(s)) -- $(VIDEOMDM_RUNS)
 
 cuda-check: install
 	TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" $(PY) tools/cuda_check.py
