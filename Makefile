@@ -89,27 +89,37 @@ demo: install
 	@echo "demo: lifting figures in $(DEMO)/eval.json, animations (input 2D | lifted 3D | hidden truth) in $(DEMO)/lifted/"
 	@echo "      text-to-motion figures in $(DEMO)/t2m.json, samples in $(DEMO)/samples/, three prompts in $(DEMO)/t2m.gif"
 
-videomdm: install $(foreach r,$(VIDEOMDM_RUNS),$(VM)/$(r).t2m.json)
+# The evaluations of the runs named in $(1): guided-lifting PA-MPJPE and T2M metrics per run.
+videomdm_results = $(foreach r,$(1),$(VM)/$(r).lift.json $(VM)/$(r).t2m.json)
+
+videomdm: install $(call videomdm_results,$(VIDEOMDM_RUNS))
 	$(PY) tools/videomdm_table.py $(VM) $(VIDEOMDM_RUNS)
 
-videomdm-ablations: install $(foreach r,$(VIDEOMDM_RUNS) $(VIDEOMDM_ABLATIONS),$(VM)/$(r).t2m.json)
+videomdm-ablations: install $(call videomdm_results,$(VIDEOMDM_RUNS) $(VIDEOMDM_ABLATIONS))
 	$(PY) tools/videomdm_table.py $(VM) $(VIDEOMDM_RUNS) $(VIDEOMDM_ABLATIONS)
 
 $(DEMO)/synth2d/teacher/report.json: $(DEMO)/mlrq/last.pt
 	$(FM) data teacher --data $(DEMO)/synth2d --mlrq $<
 
-# One run: train, guided-lifting PA-MPJPE on the test split, T2M metrics (model rows only: the baselines of
-# `eval t2m` say nothing about VideoMDM against its baseline, and MultiModality costs 3000 samples).
-$(VM)/%.t2m.json: $(DEMO)/synth2d/teacher/report.json
+# One run: train (the stamp is written only when training ends, so an interrupted run is trained again, not
+# evaluated), then its two evaluations, separate targets so that `make -j2` runs them side by side: guided-lifting
+# PA-MPJPE on the test split, and T2M metrics (model rows only: the baselines of `eval t2m` say nothing about
+# VideoMDM against its baseline, and MultiModality costs 3000 samples).
+.SECONDARY:
+$(VM)/%.trained: $(DEMO)/synth2d/teacher/report.json
 	rm -rf $(VM)/$*
 	$(FM) train mdm --data $(DEMO)/synth2d --out $(VM)/$* --config $(DEMO_CONFIG) --steps $(VIDEOMDM_STEPS) \
 		--seed $(VIDEOMDM_SEED) $(flags.$*)
-	$(FM) eval lift --model mdm --checkpoint $(VM)/$*/last.pt --data $(DEMO)/synth2d --split test \
-		--json $(VM)/$*.lift.json
+	touch $@
+
+$(VM)/%.lift.json: $(VM)/%.trained
+	$(FM) eval lift --model mdm --checkpoint $(VM)/$*/last.pt --data $(DEMO)/synth2d --split test --json $@
+
+$(VM)/%.t2m.json: $(VM)/%.trained
 	$(FM) eval t2m --model mdm --checkpoint $(VM)/$*/last.pt --evaluator $(DEMO)/evaluator/last.pt \
 		--data $(DEMO)/synth2d --split test --repeats $(VIDEOMDM_REPEATS) --mm-prompts 0 --no-baselines --json $@
 
-videomdm-seeds: install $(foreach r,$(VIDEOMDM_RUNS),$(VM)/$(r).t2m.json)
+videomdm-seeds: install $(call videomdm_results,$(VIDEOMDM_RUNS))
 	$(foreach s,$(VIDEOMDM_MORE_SEEDS),$(MAKE) videomdm VIDEOMDM_SEED=$(s) VM=$(VM)-seed$(s) &&) true
 	$(PY) tools/videomdm_table.py --seeds $(VM) $(foreach s,$(VIDEOMDM_MORE_SEEDS),$(VM)-seed$(s)) -- $(VIDEOMDM_RUNS)
 
