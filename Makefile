@@ -101,15 +101,21 @@ videomdm-ablations: install $(call videomdm_results,$(VIDEOMDM_RUNS) $(VIDEOMDM_
 $(DEMO)/synth2d/teacher/report.json: $(DEMO)/mlrq/last.pt
 	$(FM) data teacher --data $(DEMO)/synth2d --mlrq $<
 
-# One run: train (the stamp is written only when training ends, so an interrupted run is trained again, not
-# evaluated), then its two evaluations, separate targets so that `make -j2` runs them side by side: guided-lifting
-# PA-MPJPE on the test split, and T2M metrics (model rows only: the baselines of `eval t2m` say nothing about
-# VideoMDM against its baseline, and MultiModality costs 3000 samples).
+# One run: train, then its two evaluations, separate targets so that `make -j2` runs them side by side:
+# guided-lifting PA-MPJPE on the test split, and T2M metrics (model rows only: the baselines of `eval t2m` say
+# nothing about VideoMDM against its baseline, and MultiModality costs 3000 samples). The stamp RUN.trained is
+# written when training ends, so an interrupted run is never evaluated; RUN.interrupted holds the arguments of the
+# run in progress, and a run interrupted with the same arguments resumes from its last checkpoint (exact resume)
+# instead of starting over.
+mdm_args = --data $(DEMO)/synth2d --out $(VM)/$* --config $(DEMO_CONFIG) --steps $(VIDEOMDM_STEPS) \
+	--seed $(VIDEOMDM_SEED) $(flags.$*)
 .SECONDARY:
 $(VM)/%.trained: $(DEMO)/synth2d/teacher/report.json
-	rm -rf $(VM)/$*
-	$(FM) train mdm --data $(DEMO)/synth2d --out $(VM)/$* --config $(DEMO_CONFIG) --steps $(VIDEOMDM_STEPS) \
-		--seed $(VIDEOMDM_SEED) $(flags.$*)
+	@if [ -f $(VM)/$*/last.pt ] && [ "$$(cat $(VM)/$*.interrupted 2>/dev/null)" = "$(strip $(mdm_args))" ]; then \
+		echo "resuming the interrupted run $(VM)/$*"; resume=--resume; \
+	else rm -rf $(VM)/$*; mkdir -p $(VM); echo "$(strip $(mdm_args))" > $(VM)/$*.interrupted; resume=; fi; \
+	set -x; $(FM) train mdm $(mdm_args) $$resume
+	rm $(VM)/$*.interrupted
 	touch $@
 
 $(VM)/%.lift.json: $(VM)/%.trained

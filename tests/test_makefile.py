@@ -2,6 +2,7 @@
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -62,3 +63,42 @@ def test_a_finished_run_is_not_trained_again_and_an_interrupted_one_is(demo):
     trains = [line for line in lines if "train mdm" in line]
     assert len(trains) == 1 and f"--out {vm}/videomdm " in trains[0]
     assert any("eval lift" in line and "teacher.lift.json" in line for line in lines)
+
+
+STUB = """import os, sys
+from pathlib import Path
+with open(os.environ["STUB_LOG"], "a") as log:
+    log.write(" ".join(sys.argv[1:]) + "\\n")
+out = Path(sys.argv[sys.argv.index("--out") + 1])
+out.mkdir(parents=True, exist_ok=True)
+(out / "last.pt").touch()
+sys.exit(int(os.environ.get("STUB_EXIT", "0")))
+"""
+
+
+def test_an_interrupted_run_resumes_with_the_same_arguments_only(demo, tmp_path):
+    """The training recipe itself, run by make with a stand-in for `fastmotion train mdm` that records its
+    arguments, writes a checkpoint and exits as told (1: killed mid-run)."""
+    stub = tmp_path / "stub.py"
+    stub.write_text(STUB)
+    log = tmp_path / "calls.txt"
+    vm = demo / "videomdm"
+
+    def make(*extra, exit_code=0):
+        env = {**os.environ, "STUB_LOG": str(log), "STUB_EXIT": str(exit_code)}
+        return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), f"DEMO={demo}",
+                               f"FM={sys.executable} {stub}", *extra, f"{vm}/teacher.trained"],
+                              capture_output=True, text=True, env=env)
+
+    assert make(exit_code=1).returncode != 0  # killed: no stamp, the run's arguments kept
+    assert not (vm / "teacher.trained").exists() and (vm / "teacher.interrupted").exists()
+    assert make("VIDEOMDM_SEED=3", exit_code=1).returncode != 0  # other arguments: started afresh
+    done = make("VIDEOMDM_SEED=3")
+    assert done.returncode == 0, done.stderr
+    calls = log.read_text().splitlines()
+    assert [c.endswith("--resume") for c in calls] == [False, False, True]
+    assert "--seed 0" in calls[0] and "--seed 3" in calls[1] and "--seed 3" in calls[2]
+    assert (vm / "teacher.trained").exists() and not (vm / "teacher.interrupted").exists()
+    later(demo / "synth2d" / "teacher" / "report.json", 5)  # a new teacher: the finished run trains afresh
+    assert make("VIDEOMDM_SEED=3").returncode == 0
+    assert not log.read_text().splitlines()[-1].endswith("--resume")
