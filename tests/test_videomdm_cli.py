@@ -168,3 +168,36 @@ def test_teacher_root_and_teacher_loss_above_the_threshold(mdm_runs, tmp_path):
         assert torch.allclose(scaled, o["loss"] * (0.25 if float(o["multistep"]) == 1.0 else 1.0), rtol=1e-5)
     done = cli("train", "mdm", "--data", d2, "--out", tmp_path / "bad2d", "--lambda-2d", 0, check=False)
     assert done.returncode != 0 and "lambda_2d must be > 0" in done.stderr
+
+
+def test_diagnose_expert_and_split_sampling(mdm_runs, tmp_path):
+    d2 = mdm_runs / "d2"
+    base = mdm_runs / "mdm-teacher" / "last.pt"
+    evaluator = tmp_path / "evaluator" / "last.pt"
+    cli("train", "evaluator", "--data", d2, "--out", evaluator.parent, "--steps", 3, *FAST)
+    tool = [sys.executable, str(ROOT / "tools" / "videomdm_diagnose.py")]
+    expert = tmp_path / "expert.pt"
+    done = subprocess.run([*tool, "expert", "--data", d2, "--base", base, "--objective", "mix", "--steps", "2",
+                           "--batch-size", "4", "--lambda-bone", "1", "--out", expert],
+                          capture_output=True, text=True, check=True)
+    assert f"{expert}: mix fine-tune of {base}, 2 steps below t = 24" in done.stdout
+    import torch
+
+    trained, start = (torch.load(p, weights_only=False)["model"] for p in (expert, base))
+    assert any(not torch.equal(trained[k], start[k]) for k in start)
+    # the same checkpoint on both sides of the switch samples and lifts exactly as the CLI does
+    done = subprocess.run([*tool, "hybrid", "--data", d2, "--evaluator", evaluator, "--high", base, "--low", base,
+                           "--switch", "24", "--lift"], capture_output=True, text=True, check=True)
+    t2m = tmp_path / "t2m.json"
+    cli("eval", "t2m", "--model", "mdm", "--checkpoint", base, "--evaluator", evaluator, "--data", d2, "--repeats", 1,
+        "--mm-prompts", 0, "--no-baselines", "--json", t2m)
+    fid = json.loads(t2m.read_text())["metrics"]["model"]["FID"][0]
+    assert f"FID {fid:.3f} ±" in done.stdout, done.stdout
+    lifted = cli("eval", "lift", "--model", "mdm", "--checkpoint", base, "--data", d2, "--split", "test")
+    row = [line for line in lifted.stdout.splitlines() if line.strip().startswith("model")]
+    assert row and row[0] in done.stdout.splitlines()
+    same = done.stdout.split("below: ")[1].splitlines()[0]
+    # with the fine-tuned expert below the switch the samples change
+    done = subprocess.run([*tool, "hybrid", "--data", d2, "--evaluator", evaluator, "--high", base, "--low", expert,
+                           "--switch", "24"], capture_output=True, text=True, check=True)
+    assert "FID" in same and done.stdout.split("below: ")[1].splitlines()[0] != same

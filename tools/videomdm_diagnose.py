@@ -1,4 +1,4 @@
-"""Where a VideoMDM checkpoint loses FID: two diagnostics on the held-out 3D of a synthetic 2D dataset.
+"""Where a VideoMDM checkpoint loses FID: diagnostics on the held-out 3D of a synthetic 2D dataset.
 
     python tools/videomdm_diagnose.py shrink --data demo/synth2d demo/videomdm/teacher/last.pt \
         demo/videomdm/videomdm/last.pt
@@ -8,8 +8,17 @@
 shrink: the TRUE test motions (eval3d/), noised at timestep t, denoised once by each checkpoint (text, guidance
 2.5); prints the predicted/true ratio of the frame-to-frame velocity per camera axis and of the skeleton's total
 bone length. A denoiser that fits its training distribution returns ratios near 1; below 1 it shrinks motion.
-hybrid: text-to-motion FID / R-precision on the test split (one run) when checkpoint --high denoises t >= switch
-and --low the rest (both trained on the same teacher, so they share feature statistics).
+hybrid: text-to-motion FID / R-precision on the test split (--repeats runs) when checkpoint --high denoises
+t >= switch and --low the rest (both trained on the same teacher, so they share feature statistics); --lift adds
+`fastmotion eval lift` of the test clips with the same split sampler.
+expert: a low-noise expert for hybrid's --low: a copy of --base fine-tuned only below t = --switch, on every step
+with the anchored 2D objective in multistep chains (2d), the plain MDM loss on the teacher's 3D (plain: the
+comparison with the same extra steps), or both (mix).
+
+    python tools/videomdm_diagnose.py expert --data demo/synth2d --base demo/videomdm/teacher/last.pt \
+        --objective 2d --out demo/videomdm/expert-2d.pt
+    python tools/videomdm_diagnose.py hybrid --data demo/synth2d --evaluator demo/evaluator/last.pt \
+        --high demo/videomdm/teacher/last.pt --low demo/videomdm/expert-2d.pt --switch 24 --repeats 3 --lift
 floor: the FID of motion sets that no model generated, against the test split's true motions: the teacher's
 motions of the test clips and of as many training clips, and those training clips' true motions (same count,
 since FID's bias grows as the count falls). A model trained on the teacher's 3D tends to the teacher's figure;
@@ -90,31 +99,106 @@ def shrink(args):
                   f"bone length {float(bones / true_bones):.3f} (predicted / true)")
 
 
+def hybrid_sampler(high, switch: int):
+    """A stand-in for `videomdm.sample_mdm` in which checkpoint `high` denoises t >= switch and the model it is
+    called with the rest (its x0_hook too, so guided lifting runs through it)."""
+
+    @torch.no_grad()
+    def sample(model, texts, frames, generator, guidance=2.5, sampler="ddpm", steps=None, clip=None, x0_hook=None,
+               diffusion_steps=50):
+        mask = torch.arange(max(frames))[None] < torch.tensor(frames)[:, None]
+        text = {id(m): m.text_features(texts, clip) if texts is not None else None for m in (model, high)}
+
+        def denoise(x, t):
+            m = high if int(t[0]) >= switch else model
+            if text[id(m)] is None:
+                return m.mdm(x, t, None, mask)
+            return guided_x0(m, x, t, text[id(m)], mask, guidance)
+
+        shape = (len(frames), max(frames), FEATURE_DIM)
+        return GaussianDiffusion(diffusion_steps).sample(denoise, shape, generator, sampler, steps, "cpu", x0_hook)
+
+    return sample
+
+
 def hybrid(args):
     from fastmotion.models.t2m import SamplingConfig
     from fastmotion.train.t2m import T2MEvalConfig, evaluate_t2m, load_evaluator
 
-    models = {"high": vm.load_mdm(args.high, "cpu")[0], "low": vm.load_mdm(args.low, "cpu")[0]}
-
-    @torch.no_grad()
-    def sample(model, texts, frames, generator, guidance=2.5, clip=None, diffusion_steps=50, **_):
-        mask = torch.arange(max(frames))[None] < torch.tensor(frames)[:, None]
-        text = {k: m.text_features(texts, None) for k, m in models.items()}
-
-        def denoise(x, t):
-            k = "high" if int(t[0]) >= args.switch else "low"
-            return guided_x0(models[k], x, t, text[k], mask, guidance)
-
-        shape = (len(frames), max(frames), FEATURE_DIM)
-        return GaussianDiffusion(diffusion_steps).sample(denoise, shape, generator, "ddpm")
-
-    vm.sample_mdm = sample  # MDMTextToMotion.generate samples through it
+    vm.sample_mdm = hybrid_sampler(vm.load_mdm(args.high, "cpu")[0], args.switch)  # every sampler goes through it
     t2m = vm.MDMTextToMotion(args.low)
     result = evaluate_t2m(t2m, load_evaluator(args.evaluator, "cpu"), args.data, "test", SamplingConfig(),
-                          T2MEvalConfig(repeats=1, mm_prompts=0), False)
+                          T2MEvalConfig(repeats=args.repeats, mm_prompts=0), False)
     row = result["metrics"]["model"]
-    print(f"high {args.high} for t >= {args.switch}, low {args.low} below: FID {row['FID'][0]:.3f}, "
-          f"R-precision top-3 {row['R-precision top-3'][0]:.3f}, Diversity {row['Diversity'][0]:.3f}")
+    print(f"high {args.high} for t >= {args.switch}, low {args.low} below: FID {row['FID'][0]:.3f} ± "
+          f"{row['FID'][1]:.3f}, R-precision top-3 {row['R-precision top-3'][0]:.3f}, Diversity "
+          f"{row['Diversity'][0]:.3f} ({args.repeats} run(s))")
+    if args.lift:  # `fastmotion eval lift`, its guided sampling through the same hybrid
+        from fastmotion.cli import main as cli
+
+        cli(["eval", "lift", "--model", "mdm", "--checkpoint", args.low, "--data", str(args.data), "--split", "test"],
+            standalone_mode=False)
+
+
+def expert(args):
+    """Fine-tune a copy of --base on timesteps below --switch only, for use as hybrid's --low beside --base."""
+    import time
+
+    from fastmotion.losses.videomdm import VideoMDMLossConfig
+    from fastmotion.models.mdm import MDMConfig
+    from fastmotion.train.loop import step_seed
+
+    size = args.switch // args.buckets
+
+    def chain(config, batch, generator):  # every batch takes the multistep chain below the switch
+        draws = [b * size + torch.randint(size, (), generator=generator) for b in range(args.buckets)]
+        return [torch.full((batch,), int(d), dtype=torch.long) for d in reversed(draws)]
+
+    vm.draw_timesteps = chain
+    config = vm.VideoMDMConfig(warmup_steps=0, threshold=args.switch, buckets=args.buckets, high_noise="teacher",
+                               losses=VideoMDMLossConfig(root="teacher", lambda_bone=args.lambda_bone))
+    teacher = args.data / "teacher"
+    run = vm.mdm_run(args.data, teacher, MDMConfig.preset("small"), config, args.batch_size, torch.device("cpu"))
+    state = torch.load(args.base, map_location="cpu", weights_only=False)
+    model = run.model
+    model.load_state_dict(state["model"])
+    bank = vm.TeacherBank(args.data, teacher, "train", model.mdm.config.max_frames)
+    diffusion = GaussianDiffusion(config.diffusion_steps)
+    optimizer = torch.optim.AdamW(model.parameters(), args.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(  # the training loop's shape: warm-up, drops at 70% and 90%
+        optimizer, lambda s: min(1, (s + 1) / 20) * 0.1 ** sum(s >= int(m * args.steps) for m in (0.7, 0.9)))
+
+    def plain_loss(generator):  # plain MDM loss on the teacher's 3D, t uniform below the switch
+        feats, _, mask, texts, _ = bank.batch(args.batch_size, generator)
+        x0 = (feats - model.mean) / model.std
+        drop = torch.rand(len(texts), generator=generator) < model.mdm.config.cond_drop
+        noise = torch.randn(x0.shape, generator=generator)
+        tt = torch.randint(args.switch, (len(texts),), generator=generator)
+        noisy = diffusion.q_sample(x0, tt, noise)
+        return vm.masked_mse(model.mdm(noisy, tt, model.text_features(texts, None), mask, drop), x0, mask)
+
+    start = time.time()
+    for step in range(args.steps):
+        generator = torch.Generator().manual_seed(step_seed(args.seed, step))
+        torch.manual_seed(step_seed(args.seed, step))
+        terms = {}
+        if args.objective in ("2d", "mix"):
+            terms["2d"] = run.step_fn(model, step, generator)["loss"]
+        if args.objective in ("plain", "mix"):
+            terms["plain"] = plain_loss(generator) * (args.plain_weight if args.objective == "mix" else 1.0)
+        loss = sum(terms.values())
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % 25 == 0 or step + 1 == args.steps:
+            print(f"step {step}: " + ", ".join(f"{k} {float(v.detach()):.4f}" for k, v in terms.items()) +
+                  f", {(time.time() - start) / (step + 1):.2f} s/step", flush=True)
+    state["model"] = model.state_dict()
+    state.pop("optimizer", None)
+    torch.save(state, args.out)
+    print(f"{args.out}: {args.objective} fine-tune of {args.base}, {args.steps} steps below t = {args.switch}")
 
 
 @torch.no_grad()
@@ -185,15 +269,29 @@ def main():
     h.add_argument("--low", required=True)
     h.add_argument("--switch", type=int, required=True)
     h.add_argument("--evaluator", required=True)
+    h.add_argument("--repeats", type=int, default=1)
+    h.add_argument("--lift", action="store_true", help="also guided lifting of the test clips (PA-MPJPE)")
+    e = sub.add_parser("expert")
+    e.add_argument("--base", required=True)
+    e.add_argument("--out", required=True)
+    e.add_argument("--objective", choices=["2d", "plain", "mix"], required=True)
+    e.add_argument("--switch", type=int, default=24)
+    e.add_argument("--buckets", type=int, default=4)
+    e.add_argument("--steps", type=int, default=300)
+    e.add_argument("--lr", type=float, default=1e-4)
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--plain-weight", type=float, default=10.0, help="mix: weight of the plain MDM loss")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--lambda-bone", type=float, default=0.0, help="2d and mix: the bone-length term's weight")
     f = sub.add_parser("floor")
     f.add_argument("--evaluator", required=True)
     f.add_argument("--checkpoints", nargs="*", default=[])
-    for p in (s, h, f):
+    for p in (s, h, f, e):
         p.add_argument("--data", type=Path, required=True)
     g = sub.add_parser("grads")
     g.add_argument("logs", nargs="+")
     args = parser.parse_args()
-    {"shrink": shrink, "hybrid": hybrid, "floor": floor, "grads": grads}[args.command](args)
+    {"shrink": shrink, "hybrid": hybrid, "floor": floor, "grads": grads, "expert": expert}[args.command](args)
 
 
 if __name__ == "__main__":
