@@ -178,7 +178,7 @@ def test_diagnose_expert_and_split_sampling(mdm_runs, tmp_path):
     tool = [sys.executable, str(ROOT / "tools" / "videomdm_diagnose.py")]
     expert = tmp_path / "expert.pt"
     done = subprocess.run([*tool, "expert", "--data", d2, "--base", base, "--objective", "mix", "--steps", "2",
-                           "--batch-size", "4", "--lambda-bone", "1", "--out", expert],
+                           "--batch-size", "4", "--out", expert],
                           capture_output=True, text=True, check=True)
     assert f"{expert}: mix fine-tune of {base}, 2 steps below t = 24" in done.stdout
     import torch

@@ -156,7 +156,7 @@ def expert(args):
 
     vm.draw_timesteps = chain
     config = vm.VideoMDMConfig(warmup_steps=0, threshold=args.switch, buckets=args.buckets, high_noise="teacher",
-                               losses=VideoMDMLossConfig(root="teacher", lambda_bone=args.lambda_bone))
+                               losses=VideoMDMLossConfig(root="teacher"))
     teacher = args.data / "teacher"
     run = vm.mdm_run(args.data, teacher, MDMConfig.preset("small"), config, args.batch_size, torch.device("cpu"))
     state = torch.load(args.base, map_location="cpu", weights_only=False)
@@ -282,7 +282,6 @@ def main():
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--plain-weight", type=float, default=10.0, help="mix: weight of the plain MDM loss")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--lambda-bone", type=float, default=0.0, help="2d and mix: the bone-length term's weight")
     f = sub.add_parser("floor")
     f.add_argument("--evaluator", required=True)
     f.add_argument("--checkpoints", nargs="*", default=[])

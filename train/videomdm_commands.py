@@ -71,9 +71,6 @@ def data_teacher(data, mlrq_path, lifted_dir, cameras, out, device):
                    "teacher: they see the teacher's root with the predicted pose, and the root channels regress "
                    "onto the teacher's (integrated root velocities drift by metres on a small model).")
 @click.option("--lambda-root", type=float, default=1.0, show_default=True, help="With --root teacher.")
-@click.option("--lambda-bone", type=float, default=0.0, show_default=True,
-              help="Not in the paper: each predicted bone's length over the teacher's, squared distance to 1 (the "
-                   "2D terms let joints slide along their camera rays, and the bones shorten).")
 @click.option("--high-noise", type=click.Choice(["2d", "teacher"]), default="2d", show_default=True,
               help="2d (the paper): batches above t* take the 2D objective too; teacher: they take the plain MDM "
                    "loss on the teacher's 3D, and the 2D objective trains only the multistep chains below t*.")
@@ -88,7 +85,7 @@ def data_teacher(data, mlrq_path, lifted_dir, cameras, out, device):
               help="Local CLIP ViT-B/32 weights for frozen text features (default: a small trainable encoder).")
 def train_mdm(data, out, preset, steps, batch_size, lr, seed, resume, ckpt_every, eval_every, device, teacher, mode,
               warmup_steps, diffusion_steps, threshold, buckets, multistep_start, lambda_cam, lambda_vel, lambda_repr,
-              depth_weight, min_depth, root, lambda_root, lambda_bone, high_noise, lambda_2d, no_multistep, no_ray, clip_weights):
+              depth_weight, min_depth, root, lambda_root, high_noise, lambda_2d, no_multistep, no_ray, clip_weights):
     """Train VideoMDM: an MDM denoising the teacher's 3D, supervised in 2D (depth-weighted reprojection, 2D
     velocity, ray-projection alignment of the redundant channels), multistep DDIM training below t*.
 
@@ -107,7 +104,7 @@ def train_mdm(data, out, preset, steps, batch_size, lr, seed, resume, ckpt_every
     try:
         losses = VideoMDMLossConfig(lambda_cam=lambda_cam, lambda_vel=lambda_vel, lambda_repr=lambda_repr,
                                     depth_weight=depth_weight, min_depth=min_depth, ray_targets=not no_ray,
-                                    root=root, lambda_root=lambda_root, lambda_bone=lambda_bone)
+                                    root=root, lambda_root=lambda_root)
         config = VideoMDMConfig(mode=mode, warmup_steps=total // 5 if warmup_steps is None else warmup_steps,
                                 diffusion_steps=diffusion_steps, multistep=not no_multistep, threshold=threshold,
                                 buckets=buckets, multistep_start=multistep_start, high_noise=high_noise,

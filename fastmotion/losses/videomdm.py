@@ -7,11 +7,7 @@
   L_repr  the redundant channels (6D rotations, joint velocities, foot contacts) predicted by the model against
           those recomputed from its joints projected onto the keypoints' camera rays
           (`fastmotion.ops.ray_project`); the target is detached; mean squared error in feature units.
-  L_bone  (not in the paper; off by default) each bone's length over the teacher's, squared distance to 1,
-          averaged over bones and frames. The 2D terms leave a joint free to slide along its camera ray, and
-          denoisers trained by them shorten bones (measured on the demo: 6% after a 2D-only fine-tune).
   total   lambda_cam * (L_pos + lambda_vel * L_vel) + lambda_repr * L_repr (+ lambda_root * L_root)
-          (+ lambda_bone * L_bone)
 Root "predicted" (the paper): the joints integrate the predicted root channels (rotation and linear velocity,
 height). Root "teacher": they take the teacher's root channels and the predicted root-relative pose, and the
 root channels regress onto the teacher's instead (L_root, standardised MSE). Why: integrating the root
@@ -27,7 +23,6 @@ from dataclasses import dataclass
 import torch
 
 from fastmotion.motion.humanml3d import SLICES, features_to_joints, joints_to_features
-from fastmotion.motion.skeleton import SMPL22
 from fastmotion.ops import ray_project, reprojection_loss
 
 REDUNDANT = slice(SLICES["rot6d"].start, SLICES["foot_contact"].stop)  # channels 67..262
@@ -44,15 +39,12 @@ class VideoMDMLossConfig:
     ray_targets: bool = True  # False: L_repr targets from the predicted joints themselves (ablation)
     root: str = "predicted"  # "predicted" (paper) | "teacher" (module docstring)
     lambda_root: float = 1.0  # with root "teacher"
-    lambda_bone: float = 0.0
 
     def __post_init__(self):
         if self.root not in ("predicted", "teacher"):
             raise ValueError(f"root must be 'predicted' or 'teacher', got {self.root!r}")
         if self.depth_weight not in ("joint", "sample", "none"):
             raise ValueError(f"depth_weight must be 'joint', 'sample' or 'none', got {self.depth_weight!r}")
-        if self.lambda_bone < 0:
-            raise ValueError(f"lambda_bone must be >= 0, got {self.lambda_bone}")
 
 
 def _camera_depth(joints, R, t):
@@ -71,16 +63,6 @@ def _reprojection(joints, keypoints, K, R, t, mask, config: VideoMDMLossConfig, 
                              min_depth=config.min_depth, weights=weights, mask=joint_mask, velocity=velocity)
 
 
-def bone_length_loss(joints: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over bones and the frames where mask [B, T] is True of (|bone| / |reference bone| - 1)^2; joints and
-    reference [B, T, 22, 3]."""
-    parents = list(SMPL22.parents[1:])
-    length = (joints[..., 1:, :] - joints[..., parents, :]).norm(dim=-1)
-    ref = (reference[..., 1:, :] - reference[..., parents, :]).norm(dim=-1).clamp_min(1e-6)
-    m = mask.to(length.dtype)[..., None]
-    return (((length / ref - 1) ** 2) * m).sum() / (m.sum() * length.shape[-1]).clamp_min(1)
-
-
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the frames where mask [B, T] is True (channels averaged)."""
     m = mask.to(pred.dtype)[..., None]
@@ -94,8 +76,6 @@ def videomdm_losses(x0_hat: torch.Tensor, stats, keypoints: torch.Tensor, K: tor
     joint frames the features describe; camera in the features' (canonical) world frame; mask [B, F];
     teacher [B, F, 263] standardised teacher features (needed by root "teacher")."""
     mean, std = stats
-    if config.lambda_bone and teacher is None:
-        raise ValueError("lambda_bone needs the teacher's features")
     l_root = x0_hat.new_zeros(())
     if config.root == "teacher":
         if teacher is None:
@@ -122,10 +102,4 @@ def videomdm_losses(x0_hat: torch.Tensor, stats, keypoints: torch.Tensor, K: tor
     if config.root == "teacher":
         loss = loss + config.lambda_root * l_root
         out["root"] = l_root.detach()
-    if config.lambda_bone:
-        with torch.no_grad():
-            reference = features_to_joints(teacher * std + mean)
-        l_bone = bone_length_loss(joints, reference, mask)
-        loss = loss + config.lambda_bone * l_bone
-        out["bone"] = l_bone.detach()
     return {"loss": loss, **out}
