@@ -146,7 +146,7 @@ def expert(args):
 
     from fastmotion.losses.videomdm import VideoMDMLossConfig
     from fastmotion.models.mdm import MDMConfig
-    from fastmotion.train.loop import step_seed
+    from fastmotion.train.loop import load_checkpoint, step_seed
 
     size = args.switch // args.buckets
 
@@ -158,8 +158,9 @@ def expert(args):
     config = vm.VideoMDMConfig(warmup_steps=0, threshold=args.switch, buckets=args.buckets, high_noise="teacher",
                                losses=VideoMDMLossConfig(root="teacher"))
     teacher = args.data / "teacher"
-    run = vm.mdm_run(args.data, teacher, MDMConfig.preset("small"), config, args.batch_size, torch.device("cpu"))
-    state = torch.load(args.base, map_location="cpu", weights_only=False)
+    state = load_checkpoint(args.base, "VideoMDM")
+    sizes = MDMConfig(**{k: v for k, v in state["model_config"].items() if k in MDMConfig.__dataclass_fields__})
+    run = vm.mdm_run(args.data, teacher, sizes, config, args.batch_size, torch.device("cpu"))
     model = run.model
     model.load_state_dict(state["model"])
     bank = vm.TeacherBank(args.data, teacher, "train", model.mdm.config.max_frames)
