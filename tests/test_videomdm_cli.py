@@ -170,37 +170,6 @@ def test_teacher_root_and_teacher_loss_above_the_threshold(mdm_runs, tmp_path):
     assert done.returncode != 0 and "lambda_2d must be > 0" in done.stderr
 
 
-def test_split_batch_takes_the_chain_and_the_plain_loss_in_every_step(mdm_runs, tmp_path):
-    import torch
-
-    from fastmotion.losses.videomdm import VideoMDMLossConfig
-    from fastmotion.models.mdm import MDMConfig
-    from fastmotion.train.videomdm import VideoMDMConfig, mdm_run
-
-    d2 = mdm_runs / "d2"
-    anchored = ["--threshold", 24, "--root", "teacher", "--high-noise", "teacher"]
-    cli("train", "mdm", "--data", d2, "--out", tmp_path / "split", "--steps", 3, "--warmup-steps", 0, *anchored,
-        "--split-batch", *FAST)
-    assert json.loads((tmp_path / "split" / "config.json").read_text())["videomdm"]["split_batch"] is True
-    last = [json.loads(line) for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()][-2]
-    assert "pos" in last and "mdm" in last and last["multistep"] == 0.5  # round(8 * 24 / 50) = 4 of 8 windows
-    done = cli("train", "mdm", "--data", d2, "--out", tmp_path / "bad", "--split-batch", check=False)
-    assert done.returncode != 0 and "needs high_noise 'teacher'" in done.stderr
-    # loss = (n * lambda_2d * chain + (B - n) * plain) / B: lambda_2d scales the chain's share alone
-    config = VideoMDMConfig(warmup_steps=0, threshold=24, high_noise="teacher", split_batch=True,
-                            losses=VideoMDMLossConfig(root="teacher"))
-    runs = [mdm_run(d2, d2 / "teacher", MDMConfig.preset("small"), replace(config, lambda_2d=w), 8,
-                    torch.device("cpu")) for w in (1.0, 0.25)]
-    runs[1].model.load_state_dict(runs[0].model.state_dict())
-    for s in range(3):
-        full, light = (r.step_fn(r.model, 10, torch.Generator().manual_seed(s)) for r in runs)
-        assert torch.equal(full["mdm"], light["mdm"]) and float(full["multistep"]) == 0.5
-        plain_share = 4 / 8 * full["mdm"]
-        assert torch.allclose(light["loss"] - plain_share, 0.25 * (full["loss"] - plain_share), rtol=1e-4)
-        full["loss"].backward()
-        assert all(p.grad is not None for p in runs[0].model.mdm.parameters())
-
-
 def test_diagnose_expert_and_split_sampling(mdm_runs, tmp_path):
     d2 = mdm_runs / "d2"
     base = mdm_runs / "mdm-teacher" / "last.pt"

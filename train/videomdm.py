@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from fastmotion.data import humanml3d as hml
-from fastmotion.diffusion import GaussianDiffusion, MultistepConfig, chain_timesteps, draw_timesteps
+from fastmotion.diffusion import GaussianDiffusion, MultistepConfig, draw_timesteps
 from fastmotion.losses.videomdm import VideoMDMLossConfig, masked_mse, videomdm_losses
 from fastmotion.models.mdm import MDM, MDMConfig
 from fastmotion.models.text import TextConditioned
@@ -40,9 +40,6 @@ class VideoMDMConfig:
     # weight of the whole 2D objective against the plain MDM loss. It matters where the two alternate (high_noise
     # "teacher"): Adam's second moments are shared, so the batches with the larger gradients set every step's size
     lambda_2d: float = 1.0
-    # with high_noise "teacher": every batch splits, t*/T of its windows take the multistep chain and the rest the
-    # plain MDM loss above t*, instead of whole batches alternating (same expected gradient, no alternation)
-    split_batch: bool = False
     losses: VideoMDMLossConfig = field(default_factory=VideoMDMLossConfig)
 
     def __post_init__(self):
@@ -53,9 +50,6 @@ class VideoMDMConfig:
         if self.high_noise == "teacher" and self.mode == "videomdm" and not (self.multistep and self.threshold):
             raise ValueError("high_noise 'teacher' leaves the 2D objective only the multistep chains below t*: "
                              "it needs multistep on and a threshold above 0")
-        if self.split_batch and self.high_noise != "teacher":
-            raise ValueError("split_batch splits each batch between the multistep chain and the plain MDM loss "
-                             "above t*: it needs high_noise 'teacher'")
 
     def multistep_config(self) -> MultistepConfig:
         return MultistepConfig(self.diffusion_steps, self.threshold if self.multistep else 0, self.buckets,
@@ -170,12 +164,21 @@ def mdm_run(data, teacher, model_config: MDMConfig, config: VideoMDMConfig, batc
     diffusion = GaussianDiffusion(config.diffusion_steps)
     multistep = config.multistep_config()
 
-    def plain_loss(model, x0, tt, noise, text, mask, drop):
-        pred = model.mdm(diffusion.q_sample(x0, tt, noise), tt, text, mask, drop)
-        return masked_mse(pred, x0, mask)
-
-    def chain_losses(model, times, x0, noise, text, mask, drop, kps, K, R, t) -> dict:
-        """The 2D objective along one multistep path (or at one t): loss terms averaged over its scored steps."""
+    def step(model, step, generator, bank=train, size=batch_size):
+        feats, kps, mask, texts, (K, R, t) = bank.batch(size, generator)
+        feats, kps, mask, K, R, t = (x.to(device) for x in (feats, kps, mask, K, R, t))
+        x0 = (feats - model.mean) / model.std
+        text = model.text_features(texts, clip)
+        drop = (torch.rand(len(texts), generator=generator) < model.mdm.config.cond_drop).to(device)
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        times = None if config.mode == "teacher" or step < config.warmup_steps else \
+            [tt.to(device) for tt in draw_timesteps(multistep, len(texts), generator)]
+        if times is None or (len(times) == 1 and config.high_noise == "teacher"):
+            tt = torch.randint(config.diffusion_steps, (len(texts),), generator=generator).to(device) \
+                if times is None else times[0]
+            pred = model.mdm(diffusion.q_sample(x0, tt, noise), tt, text, mask, drop)
+            loss = masked_mse(pred, x0, mask)
+            return {"loss": loss, "mdm": loss.detach(), **({} if times is None else {"multistep": torch.tensor(0.0)})}
         x = diffusion.q_sample(x0, times[0], noise)
         out = {}
         unscored = int(len(times) > 1 and multistep.start == "above")  # the start above t*: stepped from only
@@ -190,33 +193,6 @@ def mdm_run(data, teacher, model_config: MDMConfig, config: VideoMDMConfig, batc
                     out[k] = out.get(k, 0) + v / (len(times) - unscored)
             if i + 1 < len(times):  # deterministic DDIM down to the next bucket, no gradient through it
                 x = diffusion.ddim_step(x.detach(), tt, times[i + 1], pred.detach())
-        return out
-
-    def step(model, step, generator, bank=train, size=batch_size):
-        feats, kps, mask, texts, (K, R, t) = bank.batch(size, generator)
-        feats, kps, mask, K, R, t = (x.to(device) for x in (feats, kps, mask, K, R, t))
-        x0 = (feats - model.mean) / model.std
-        text = model.text_features(texts, clip)
-        drop = (torch.rand(len(texts), generator=generator) < model.mdm.config.cond_drop).to(device)
-        noise = torch.randn(x0.shape, generator=generator).to(device)
-        if config.mode == "videomdm" and step >= config.warmup_steps and config.split_batch:
-            B, T, ts = len(texts), multistep.steps, multistep.threshold
-            n = round(B * ts / T)
-            times = [tt.to(device) for tt in chain_timesteps(multistep, n, generator)]
-            high = torch.randint(ts, T, (B - n,), generator=generator).to(device)
-            a, b = slice(0, n), slice(n, None)
-            out = chain_losses(model, times, x0[a], noise[a], text[a], mask[a], drop[a], kps[a], K[a], R[a], t[a])
-            mdm = plain_loss(model, x0[b], high, noise[b], text[b], mask[b], drop[b])
-            out["loss"] = (n * config.lambda_2d * out["loss"] + (B - n) * mdm) / B
-            return {**out, "mdm": mdm.detach(), "multistep": torch.tensor(n / B)}
-        times = None if config.mode == "teacher" or step < config.warmup_steps else \
-            [tt.to(device) for tt in draw_timesteps(multistep, len(texts), generator)]
-        if times is None or (len(times) == 1 and config.high_noise == "teacher"):
-            tt = torch.randint(config.diffusion_steps, (len(texts),), generator=generator).to(device) \
-                if times is None else times[0]
-            loss = plain_loss(model, x0, tt, noise, text, mask, drop)
-            return {"loss": loss, "mdm": loss.detach(), **({} if times is None else {"multistep": torch.tensor(0.0)})}
-        out = chain_losses(model, times, x0, noise, text, mask, drop, kps, K, R, t)
         out["loss"] = out["loss"] * config.lambda_2d
         out["multistep"] = torch.tensor(float(len(times) > 1))
         return out

@@ -78,9 +78,6 @@ def data_teacher(data, mlrq_path, lifted_dir, cameras, out, device):
               help="Weight of the whole 2D objective against the plain MDM loss on the teacher (warm-up, and with "
                    "--high-noise teacher the batches above t*). Adam's second moments are shared, so where the two "
                    "alternate the larger gradients set the step size of both.")
-@click.option("--split-batch", is_flag=True,
-              help="With --high-noise teacher: every batch splits, t*/T of its windows take the multistep chain "
-                   "and the rest the plain MDM loss above t*, instead of whole batches alternating between the two.")
 @click.option("--no-multistep", is_flag=True, help="Ablation: every batch draws t uniformly, loss once.")
 @click.option("--no-ray", is_flag=True, help="Ablation: L_repr targets from the predicted joints, not their ray "
                                              "projections.")
@@ -88,8 +85,7 @@ def data_teacher(data, mlrq_path, lifted_dir, cameras, out, device):
               help="Local CLIP ViT-B/32 weights for frozen text features (default: a small trainable encoder).")
 def train_mdm(data, out, preset, steps, batch_size, lr, seed, resume, ckpt_every, eval_every, device, teacher, mode,
               warmup_steps, diffusion_steps, threshold, buckets, multistep_start, lambda_cam, lambda_vel, lambda_repr,
-              depth_weight, min_depth, root, lambda_root, high_noise, lambda_2d, split_batch, no_multistep, no_ray,
-              clip_weights):
+              depth_weight, min_depth, root, lambda_root, high_noise, lambda_2d, no_multistep, no_ray, clip_weights):
     """Train VideoMDM: an MDM denoising the teacher's 3D, supervised in 2D (depth-weighted reprojection, 2D
     velocity, ray-projection alignment of the redundant channels), multistep DDIM training below t*.
 
@@ -112,7 +108,8 @@ def train_mdm(data, out, preset, steps, batch_size, lr, seed, resume, ckpt_every
         config = VideoMDMConfig(mode=mode, warmup_steps=total // 5 if warmup_steps is None else warmup_steps,
                                 diffusion_steps=diffusion_steps, multistep=not no_multistep, threshold=threshold,
                                 buckets=buckets, multistep_start=multistep_start, high_noise=high_noise,
-                                lambda_2d=lambda_2d, split_batch=split_batch, losses=losses)
+                                lambda_2d=lambda_2d,
+                                losses=losses)
         config.multistep_config()
     except ValueError as err:
         raise click.UsageError(str(err)) from None

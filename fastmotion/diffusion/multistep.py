@@ -45,13 +45,8 @@ def draw_timesteps(config: MultistepConfig, batch: int, generator: torch.Generat
     start in [t*, t* + t*/B) first ("above": no loss at the first)."""
     T, ts = config.steps, config.threshold
     if ts and float(torch.rand((), generator=generator)) < ts / T:
-        return chain_timesteps(config, batch, generator)
+        size = config.bucket_size
+        levels = config.buckets + (config.start == "above")
+        draws = [b * size + torch.randint(size, (), generator=generator) for b in range(levels)]
+        return [torch.full((batch,), int(d), dtype=torch.long) for d in reversed(draws)]
     return [torch.randint(ts, T, (batch,), generator=generator)]
-
-
-def chain_timesteps(config: MultistepConfig, batch: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """The multistep path's timesteps, highest first (see `draw_timesteps`)."""
-    size = config.bucket_size
-    levels = config.buckets + (config.start == "above")
-    draws = [b * size + torch.randint(size, (), generator=generator) for b in range(levels)]
-    return [torch.full((batch,), int(d), dtype=torch.long) for d in reversed(draws)]
