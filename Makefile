@@ -43,13 +43,22 @@ flags.no-velocity := $(ANCHORED) --lambda-vel 0
 flags.no-ray := $(ANCHORED) --no-ray
 VM ?= $(DEMO)/videomdm
 
-.PHONY: test install cuda-check bench demo videomdm videomdm-ablations videomdm-seeds clean help
+# `make real`: both methods on real motion capture (REAL: a 3D folder in HumanML3D layout, e.g. Bandai-2 in
+# ../shared/data/bandai2; never part of the tests). One random view per clip, the 2D prior and the ML-RQ on the
+# train split's 2D only, then VideoMDM at demo size (teacher from this ML-RQ, the anchored run of `make videomdm`),
+# each lifting the test split beside zero depth. docs/real-data.md holds the table and the runs behind it.
+REAL ?= ../shared/data/bandai2
+REAL_OUT ?= real
+REAL_MLRQ_STEPS ?= 2500
+
+.PHONY: test install cuda-check bench demo real videomdm videomdm-ablations videomdm-seeds clean help
 
 help:
 	@echo "make test        set up .venv if needed, build fastmotion (+ its C++ extension), run the test suite"
 	@echo "make cuda-check  compile and link the CUDA kernels (no GPU needed) and load the library"
 	@echo "make bench       fastmotion bench rvq (installs the [bench] extra: faiss-cpu)"
 	@echo "make demo        learn 3D from 2D on the synthetic corpus: data, prior, ML-RQ, evaluation, GIF"
+	@echo "make real        ML-RQ and VideoMDM on real mocap's 2D (REAL=folder, default ../shared/data/bandai2)"
 	@echo "make videomdm    after make demo: VideoMDM vs the MDM trained on the teacher's 3D (lifting, FID)"
 	@echo "make videomdm-ablations  the paper's objective and the four VideoMDM ablations, same run size"
 	@echo "make videomdm-seeds      make videomdm again with training seeds 1-4 (VIDEOMDM_MORE_SEEDS), then the table per seed"
@@ -89,6 +98,22 @@ demo: install
 		--out $(DEMO)/t2m.gif
 	@echo "demo: lifting figures in $(DEMO)/eval.json, animations (input 2D | lifted 3D | hidden truth) in $(DEMO)/lifted/"
 	@echo "      text-to-motion figures in $(DEMO)/t2m.json, samples in $(DEMO)/samples/, three prompts in $(DEMO)/t2m.gif"
+
+real: install
+	$(FM) data render --from $(REAL) --out $(REAL_OUT)/real2d --views 1 --seed 0
+	rm -rf $(REAL_OUT)/prior $(REAL_OUT)/mlrq $(REAL_OUT)/videomdm $(REAL_OUT)/real2d/teacher
+	$(FM) train prior --data $(REAL_OUT)/real2d --out $(REAL_OUT)/prior --config small
+	$(FM) train mlrq --data $(REAL_OUT)/real2d --prior $(REAL_OUT)/prior/last.pt --out $(REAL_OUT)/mlrq \
+		--config small --steps $(REAL_MLRQ_STEPS)
+	$(FM) eval lift --checkpoint $(REAL_OUT)/mlrq/last.pt --data $(REAL_OUT)/real2d --split test \
+		--json $(REAL_OUT)/eval-mlrq.json
+	$(FM) data teacher --data $(REAL_OUT)/real2d --mlrq $(REAL_OUT)/mlrq/last.pt
+	$(FM) train mdm --data $(REAL_OUT)/real2d --out $(REAL_OUT)/videomdm --config small --steps $(VIDEOMDM_STEPS) \
+		$(ANCHORED)
+	$(FM) eval lift --model mdm --checkpoint $(REAL_OUT)/videomdm/last.pt --data $(REAL_OUT)/real2d --split test \
+		--json $(REAL_OUT)/eval-videomdm.json
+	$(FM) eval table $(REAL_OUT)/eval-mlrq.json $(REAL_OUT)/eval-videomdm.json --name ML-RQ \
+		--name "VideoMDM (guided lifting)" | tee $(REAL_OUT)/table.md
 
 # The evaluations of the runs named in $(1): guided-lifting PA-MPJPE and T2M metrics per run.
 videomdm_results = $(foreach r,$(1),$(VM)/$(r).lift.json $(VM)/$(r).t2m.json)

@@ -102,3 +102,14 @@ def test_an_interrupted_run_resumes_with_the_same_arguments_only(demo, tmp_path)
     later(demo / "synth2d" / "teacher" / "report.json", 5)  # a new teacher: the finished run trains afresh
     assert make("VIDEOMDM_SEED=3").returncode == 0
     assert not log.read_text().splitlines()[-1].endswith("--resume")
+
+
+def test_make_real_trains_both_methods_on_the_given_folder_and_tabulates_them(tmp_path):
+    planned = dry_run(tmp_path, "real", f"REAL={tmp_path}/mocap", f"REAL_OUT={tmp_path}/r")
+    lines = "\n".join(planned).replace("\\\n", " ").splitlines()  # one line per command
+    order = ["data render --from " + f"{tmp_path}/mocap", "train prior", "train mlrq", "eval lift --checkpoint",
+             "data teacher", "train mdm", "eval lift --model mdm", "eval table"]
+    at = [next(i for i, line in enumerate(lines) if step in line) for step in order]
+    assert at == sorted(at), lines
+    assert all(f"{tmp_path}/r/" in lines[i] for i in at)
+    assert "--root teacher" in lines[at[5]] and "eval-mlrq.json" in lines[at[7]] and "eval-videomdm.json" in lines[at[7]]

@@ -75,6 +75,47 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
 
 
+def _toy_run(losses_at, evaluate=None):
+    """A linear model whose reported loss is losses_at(step) (with a gradient), and an optional eval_fn."""
+    model = torch.nn.Linear(3, 1)
+
+    def step(model, step, generator):
+        out = model(torch.ones(1, 3)).sum()
+        return {"loss": out - out.detach() + losses_at(step)}
+
+    return Run("Toy", model, {"kind": "Toy"}, step, evaluate, best=("val", "min") if evaluate else None)
+
+
+def test_blow_up_stops_the_run_keeping_the_last_good_and_the_best_checkpoint(tmp_path):
+    # a healthy run near 1.0, then from step 60 a loss that grows 10x per step, like the ML-RQ on real 2D did
+    losses_at = lambda step: 1.0 + 0.1 * (step % 3) if step < 60 else 3.0 * 10 ** (step - 60)  # noqa: E731
+    val = iter([0.5, 0.3, 0.4, 9.0, 9.0, 9.0])  # best at the second evaluation (step 40)
+    run = _toy_run(losses_at, lambda model: {"val": next(val)})
+    config = TrainConfig(steps=1000, ckpt_every=25, eval_every=20, warmup=1)
+    trainer = Trainer(run, config, tmp_path, progress=False)
+    with pytest.raises(TrainingError, match=r"blew up at step 61: 30, over 10x its running level 1\.1.*"
+                                            r"last good checkpoint is .*last\.pt \(step 50\).*best\.pt \(step 40"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 50
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["step"] == 40 and best["best"] == {"metric": "val", "value": 0.3, "step": 40}
+    # the step that blew up was never applied: the weights are those of step 61's start, not later
+    assert trainer.step == 61
+    # a checkpoint that falls due while the loss is unhealthy (3x-10x its level) waits for a healthy step
+    losses_at = lambda step: 5.0 if step in (48, 49, 50, 51) else 1.0  # noqa: E731
+    trainer = Trainer(_toy_run(losses_at), TrainConfig(steps=60, ckpt_every=50, warmup=1), tmp_path / "b",
+                      progress=False)
+    saved = []
+    trainer.checkpoint = lambda name="last.pt": saved.append(trainer.step)
+    trainer.fit()
+    assert saved == [53, 60]  # due after step 50; the losses of steps 48-51 are high; written after step 53
+    # the guard off: the same blow-up runs to the end
+    trainer = Trainer(_toy_run(lambda step: 1.0 if step < 30 else 100.0),
+                      TrainConfig(steps=40, warmup=1, blowup_factor=0), tmp_path / "c", progress=False)
+    trainer.fit()
+    assert trainer.step == 40
+
+
 def test_bad_input_fails_before_training(data2d, prior_ckpt, tmp_path):
     done = cli("train", "mlrq", "--data", data2d, "--prior", tmp_path / "none.pt", "--out", tmp_path / "a")
     assert done.returncode != 0 and "none.pt does not exist" in done.stderr
@@ -168,7 +209,15 @@ def test_mlrq_learns_3d_from_2d_lifts_and_evaluates(tmp_path):
     done = cli("eval", "lift", "--checkpoint", out / "last.pt", "--data", data2d, "--split", "test", "--json",
                tmp_path / "eval.json", check=True)
     assert "zero_depth" in done.stdout and "PA-MPJPE" in done.stdout
+    assert f"{out / 'last.pt'}: MLRQ at step 400 of 400, the run's last checkpoint (its best, by val_loss" in done.stderr
+    best = load_checkpoint(out / "best.pt")
+    assert best["best"]["metric"] == "val_loss" and best["step"] == best["best"]["step"] == 400  # one evaluation
+    done = cli("eval", "lift", "--checkpoint", out / "best.pt", "--data", data2d, "--limit", 3, check=True)
+    assert f"{out / 'best.pt'}: MLRQ at step 400 of 400, the run's best by val_loss" in done.stderr
     result = json.loads((tmp_path / "eval.json").read_text())
+    table = cli("eval", "table", tmp_path / "eval.json", "--name", "ML-RQ", check=True).stdout.splitlines()
+    assert table[2].startswith("| zero depth | 30 |") and f"| {result['zero_depth']['PA-MPJPE']:.1f} |" in table[2]
+    assert table[3].startswith("| ML-RQ | 30 |") and f"| {result['model']['PA-MPJPE']:.1f} |" in table[3]
     assert result["clips"] == 30 and set(result["model"]) == set(result["zero_depth"])
     assert result["model"]["PA-MPJPE"] < result["zero_depth"]["PA-MPJPE"], result
     done = cli("lift", "--checkpoint", out / "last.pt", "--data", data2d, "--split", "test", "--out",

@@ -70,7 +70,16 @@ def _train(run_factory, preset, steps, default_steps, batch_size, length, lr, se
     except TrainingError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"done: step {trainer.step}, " + ", ".join(f"{k} {v:.4g}" for k, v in last.items()) +
-               f"; checkpoint {out / 'last.pt'}")
+               f"; checkpoint {out / 'last.pt'}" + (f"; best {out / 'best.pt'} (step {trainer.best['step']}, "
+                                                     f"{trainer.best['metric']} {trainer.best['value']:.4g})"
+                                                     if trainer.best else ""))
+
+
+def _announce(checkpoint) -> None:
+    """Say on stderr which checkpoint a command reads (best or last, which step)."""
+    from .loop import describe_checkpoint
+
+    click.echo(f"checkpoint {describe_checkpoint(checkpoint)}", err=True)
 
 
 @click.group()
@@ -168,6 +177,7 @@ def lift(checkpoint, model_kind, teacher, data, split, keypoints, intrinsics, ou
     if model_kind == "mdm" and data is None:
         raise click.UsageError("--model mdm lifts the clips of a dataset (--data): it needs their cameras and teacher")
     try:
+        _announce(checkpoint)
         if data is not None:
             bank = ClipBank(data, split)
             items = list(zip(bank.names, bank.clips, bank.cameras))[:limit]
@@ -254,9 +264,10 @@ def eval_lift(checkpoint, model_kind, teacher, limit, data, split, json_path, de
       fastmotion eval lift --model mdm --checkpoint runs/mdm/last.pt --data data/synth2d --json eval-mdm.json
     """
     from .free3d import ClipBank, evaluate_lifting, load_mlrq
-    from .loop import TrainingError
+    from .loop import TrainingError, describe_checkpoint
 
     try:
+        _announce(checkpoint)
         if model_kind == "mdm":
             from .videomdm_commands import mdm_lifted
 
@@ -277,4 +288,45 @@ def eval_lift(checkpoint, model_kind, teacher, limit, data, split, json_path, de
                "zero-depth baseline")
     if json_path:
         json_path.write_text(json.dumps({**result, "pa_mpjpe_gain": gain, "checkpoint": str(checkpoint),
+                                         "checkpoint_read": describe_checkpoint(checkpoint),
                                          "data": str(data), "split": split}, indent=2) + "\n")
+
+
+@evaluate.command("table")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", "names", multiple=True, help="A row name per result file (default: the file's stem).")
+def eval_table(results, names):
+    """One Markdown table from `eval lift --json` files of the same clips: zero depth (from the first file),
+    then one row per file. Lengths in mm; MPJPE is N-MPJPE (one scale per clip).
+
+    \b
+    Example:
+      fastmotion eval table real/eval-mlrq.json real/eval-videomdm.json --name ML-RQ --name VideoMDM
+    """
+    if names and len(names) != len(results):
+        raise click.BadParameter(f"give one --name per result file ({len(results)}), got {len(names)}",
+                                 param_hint="--name")
+    rows = []
+    for i, path in enumerate(results):
+        try:
+            result = json.loads(path.read_text())
+            figures, base, clips = result["model"], result["zero_depth"], result["clips"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise click.BadParameter(f"{path} is not a file of `fastmotion eval lift --json` ({err})",
+                                     param_hint="RESULTS") from None
+        if i == 0:
+            rows.append(("zero depth", base, clips))
+            first = (result.get("data"), result.get("split"), clips)
+        elif (result.get("data"), result.get("split"), clips) != first:
+            click.echo(f"warning: {path} was measured on other clips ({result.get('data')}, {result.get('split')}, "
+                       f"{clips} clips) than {results[0]}", err=True)
+        rows.append((names[i] if names else path.stem, figures, clips))
+    zero = rows[0][1]["PA-MPJPE"]
+    columns = ("MPJPE", "PA-MPJPE", "PCK@50", "accel", "root")
+    click.echo("| | clips | N-MPJPE | PA-MPJPE | vs zero depth | PCK@50 (%) | accel | root |")
+    click.echo("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, figures, clips in rows:
+        values = [f"{figures[c]:.1f}" for c in columns]
+        change = f"{100 * (figures['PA-MPJPE'] / zero - 1):+.0f}%" if name != "zero depth" else ""
+        click.echo(f"| {name} | {clips} | {values[0]} | {values[1]} | {change} | " + " | ".join(values[2:]) + " |")
+

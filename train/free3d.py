@@ -103,7 +103,7 @@ def prior_run(data, config: MotionVQConfig, batch_size: int, length: int, device
         return {"val_recon": float(out["recon"])}
 
     return Run("Prior2D", model, {"kind": "Prior2D", **asdict(config), "length": length}, step, evaluate,
-               extra={"data": str(Path(data).resolve())})
+               extra={"data": str(Path(data).resolve())}, best=("val_recon", "min"))
 
 
 def _load(path, cls, device):
@@ -138,13 +138,27 @@ def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: 
         return mlrq_losses(model, prior, x, mask.to(device), up.to(device), views=views, beta=beta, use_rec=use_rec,
                            use_ori=use_ori, use_feat=use_feat, generator=generator)
 
+    val = ClipBank(data, "val")
+    has_3d = (Path(data) / "eval3d").is_dir()
+
     def evaluate(model):
-        return evaluate_lifting(model, data, "val", limit=200)["model"]
+        """The 3D-free objective on fixed val crops (it picks best.pt: no 3D is needed to choose), and the
+        lifting figures on up to 200 val clips where the dataset holds their 3D."""
+        g = torch.Generator().manual_seed(0)
+        keypoints, mask, up = val.batch(min(256, 4 * batch_size), length, g)
+        x = model.stats.normalize(motion_features(keypoints.to(device)))
+        terms = mlrq_losses(model, prior, x, mask.to(device), up.to(device), views=views, beta=beta, use_rec=use_rec,
+                            use_ori=use_ori, use_feat=use_feat, generator=g)
+        out = {"val_loss": float(terms["loss"])}
+        if has_3d:
+            out.update(evaluate_lifting(model, data, "val", limit=200)["model"])
+        return out
 
     model_config = {"kind": "MLRQ", **asdict(config), "length": length}
     switches = {"views": views, "use_rec": use_rec, "use_ori": use_ori, "use_feat": use_feat, "beta": beta}
     return Run("MLRQ", model, model_config, step, evaluate,
-               extra={"data": str(Path(data).resolve()), "prior": str(Path(prior_path).resolve()), **switches})
+               extra={"data": str(Path(data).resolve()), "prior": str(Path(prior_path).resolve()), **switches},
+               best=("val_loss", "min"))
 
 
 def load_mlrq(path, device) -> MLRQ:

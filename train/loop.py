@@ -2,9 +2,11 @@
 
 What it does for every model: AdamW; linear warm-up then a step schedule; gradient clipping; a progress bar
 with the losses and steps/s; a JSONL log (and TensorBoard when installed); periodic evaluation; atomic
-checkpoints holding model, optimiser, schedule, step and both configs; exact resume; a stop with a clear
-message on a NaN/inf loss (the last good checkpoint stays); DDP under torchrun (gradients averaged across
-ranks by all-reduce, weights broadcast from rank 0 at the start); bf16 autocast on GPU.
+checkpoints holding model, optimiser, schedule, step and both configs; exact resume; `best.pt`, the weights
+with the best validation figure so far (each run names its figure); a stop with a clear message on a NaN/inf
+loss or on a blow-up (a loss far above its running level), with the last good checkpoint kept; DDP under
+torchrun (gradients averaged across ranks by all-reduce, weights broadcast from rank 0 at the start); bf16
+autocast on GPU.
 
 Exact resume rests on statelessness: the batch of step k and every random draw inside it (crops, views,
 quantize dropout, code resets) are seeded by (seed, k), so a run resumed at step k sees what an uninterrupted
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 CHECKPOINT = "last.pt"
+BEST = "best.pt"
 
 
 class TrainingError(RuntimeError):
@@ -45,6 +50,11 @@ class TrainConfig:
     ckpt_every: int = 250
     seed: int = 0
     amp: bool = True  # bf16 autocast when training on CUDA
+    # A step whose loss exceeds blowup_factor x the median of the last `blowup_window` losses stops the run
+    # (0 turns the guard off); checkpoints wait while the loss is above healthy_factor x that median.
+    blowup_factor: float = 10.0
+    blowup_window: int = 100
+    healthy_factor: float = 3.0
 
     def lr_factor(self, step: int) -> float:
         warm = min(1.0, (step + 1) / max(1, self.warmup))
@@ -59,13 +69,15 @@ def step_seed(seed: int, step: int) -> int:
 @dataclass
 class Run:
     """What a training run is made of; `step_fn(model, step, generator) -> dict of scalar tensors` with a
-    "loss" entry; `eval_fn(model) -> dict of floats` (optional)."""
+    "loss" entry; `eval_fn(model) -> dict of floats` (optional); `best`: (the eval_fn figure that picks
+    best.pt, "min" or "max")."""
     kind: str
     model: torch.nn.Module
     model_config: dict
     step_fn: Callable
     eval_fn: Callable | None = None
     extra: dict = field(default_factory=dict)  # saved in the checkpoint (e.g. the prior's path)
+    best: tuple[str, str] | None = None
 
 
 def distributed() -> tuple[int, int]:
@@ -104,6 +116,34 @@ def load_checkpoint(path, kind: str | None = None, model_config: dict | None = N
     return payload
 
 
+def describe_checkpoint(path) -> str:
+    """One line saying what a checkpoint file holds: its kind, step, and whether it is the run's best (by which
+    validation figure) or its last. Reads the file memory-mapped, so large checkpoints cost little.
+
+    Raises:
+        TrainingError: the file is missing or not a fastmotion checkpoint.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise TrainingError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # noqa: BLE001
+        raise TrainingError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err})") from None
+    if not isinstance(payload, dict) or "kind" not in payload:
+        raise TrainingError(f"{path} is not a fastmotion checkpoint")
+    total = payload.get("train_config", {}).get("steps")
+    text = f"{path}: {payload['kind']} at step {payload['step']}" + (f" of {total}" if total else "")
+    best = payload.get("best")
+    if best and best.get("step") == payload["step"] and path.name == BEST:
+        text += f", the run's best by {best['metric']} = {best['value']:.4g}"
+    elif path.name == CHECKPOINT:
+        text += ", the run's last checkpoint"
+        if best:
+            text += f" (its best, by {best['metric']} = {best['value']:.4g}, is step {best['step']}: {BEST})"
+    return text
+
+
 class Trainer:
     def __init__(self, run: Run, config: TrainConfig, out_dir, resume: bool = False, progress: bool = True):
         self.run, self.config, self.out = run, config, Path(out_dir)
@@ -113,6 +153,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(run.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, config.lr_factor)
         self.step = 0
+        self.best: dict | None = None  # {"metric", "value", "step"} of best.pt
         self._prepare_output()
 
     def _prepare_output(self) -> None:
@@ -132,6 +173,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.step = state["step"]
+            self.best = state.get("best")
         if self.world > 1:
             for tensor in list(self.run.model.parameters()) + list(self.run.model.buffers()):
                 dist.broadcast(tensor.data, src=0)
@@ -143,11 +185,33 @@ class Trainer:
     def _payload(self) -> dict:
         return {"kind": self.run.kind, "model_config": self.run.model_config, "train_config": asdict(self.config),
                 "step": self.step, "model": self.run.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "extra": self.run.extra}
+                "scheduler": self.scheduler.state_dict(), "extra": self.run.extra, "best": self.best}
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, name: str = CHECKPOINT) -> None:
         if self.rank == 0:
-            save_checkpoint(self.out / CHECKPOINT, self._payload())
+            save_checkpoint(self.out / name, self._payload())
+
+    def _blowup(self, loss: float, losses: dict, recent: deque) -> None:
+        """Stop with a clear message when `loss` is far above the running level of the last steps' losses."""
+        cfg = self.config
+        if cfg.blowup_factor <= 0 or len(recent) < min(25, cfg.blowup_window):
+            return
+        level = statistics.median(recent)
+        if loss > cfg.blowup_factor * max(level, 1e-12):
+            raise TrainingError(
+                f"the loss blew up at step {self.step}: {loss:.4g}, over {cfg.blowup_factor:g}x its running level "
+                f"{level:.4g} (the median of the last {len(recent)} steps; "
+                f"{', '.join(f'{k}={float(v.detach()):.4g}' for k, v in losses.items())}); stopping. "
+                + self._kept())
+
+    def _kept(self) -> str:
+        last = self.out / CHECKPOINT
+        text = (f"The last good checkpoint is {last} (step {load_checkpoint(last)['step']})" if last.exists()
+                else "No checkpoint was written yet")
+        if self.best:
+            text += f"; the best is {self.out / BEST} (step {self.best['step']}, {self.best['metric']} " \
+                    f"{self.best['value']:.4g})"
+        return text + ". Try a lower --lr, or resume from the checkpoint with --resume."
 
     def _writer(self):
         if self.rank != 0:
@@ -171,6 +235,8 @@ class Trainer:
             bar.__enter__()
             bar.update(self.step)
         started, done_since = time.time(), 0
+        recent: deque = deque(maxlen=cfg.blowup_window)
+        checkpoint_due = False
         try:
             while self.step < cfg.steps:
                 if self.step == fault:
@@ -182,12 +248,15 @@ class Trainer:
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and self.device.type == "cuda"):
                     losses = self.run.step_fn(model, self.step, generator)
                 loss = losses["loss"]
+                value = float(loss.detach())  # one host sync per step: the guard below needs the number
                 if not torch.isfinite(loss):
                     raise TrainingError(
-                        f"loss became {float(loss.detach())} at step {self.step} "
-                        f"({', '.join(f'{k}={float(v.detach()):.4g}' for k, v in losses.items())}); stopping. The last good "
-                        f"checkpoint is {self.out / CHECKPOINT}" + ("" if (self.out / CHECKPOINT).exists() else
-                                                                    " (none was written yet)"))
+                        f"loss became {value} at step {self.step} "
+                        f"({', '.join(f'{k}={float(v.detach()):.4g}' for k, v in losses.items())}); stopping. "
+                        + self._kept())
+                self._blowup(value, losses, recent)
+                healthy = not recent or value <= cfg.healthy_factor * statistics.median(recent)
+                recent.append(value)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if self.world > 1:
@@ -214,8 +283,12 @@ class Trainer:
                             writer.add_scalar(k, v, self.step)
                 if self.run.eval_fn and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
                     self._evaluate(log, writer)
-                if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+                # A checkpoint falls due every ckpt_every steps; it waits for a healthy loss so that a run that
+                # starts to blow up does not overwrite the last good one (the final one is always written).
+                checkpoint_due = checkpoint_due or self.step % cfg.ckpt_every == 0
+                if (checkpoint_due and healthy) or self.step == cfg.steps:
                     self.checkpoint()
+                    checkpoint_due = False
                 if bar:
                     bar.update(1)
         finally:
@@ -233,6 +306,13 @@ class Trainer:
         self.run.model.eval()
         with torch.no_grad():
             metrics = self.run.eval_fn(self.run.model)
+        if self.run.best and self.run.best[0] in metrics:
+            name, mode = self.run.best
+            value = float(metrics[name])
+            better = self.best is None or (value < self.best["value"] if mode == "min" else value > self.best["value"])
+            if value == value and better:  # NaN is never the best
+                self.best = {"metric": name, "value": value, "step": self.step}
+                self.checkpoint(BEST)
         record = {"step": self.step, **{f"eval/{k}": v for k, v in metrics.items()}}
         if log:
             log.write(json.dumps(record) + "\n")

@@ -129,7 +129,7 @@ def t2m_run(kind: str, data, mlrq_path, config: T2MConfig, batch_size: int, devi
 
     extra = {"data": str(Path(data).resolve()), "mlrq": str(Path(mlrq_path).resolve()),
              "clip_weights": clip.path if clip else None, "token_range": train.token_range()}
-    return Run(f"T2M-{kind}", model, model.describe(), step, evaluate, extra=extra)
+    return Run(f"T2M-{kind}", model, model.describe(), step, evaluate, extra=extra, best=("val_ce", "min"))
 
 
 def _clip(clip_weights, device):
@@ -217,7 +217,8 @@ def evaluator_run(data, config: EvaluatorConfig, batch_size: int, device) -> Run
         return {"val_top1": top[0], "val_top3": top[2]}
 
     return Run("TextMotionEvaluator", model, {"kind": "TextMotionEvaluator", **config.__dict__}, step, evaluate,
-               extra={"data": str(Path(data).resolve()), "trained_on": "eval3d/ of the train split"})
+               extra={"data": str(Path(data).resolve()), "trained_on": "eval3d/ of the train split"},
+               best=("val_top3", "max"))
 
 
 def load_evaluator(path, device) -> TextMotionEvaluator:

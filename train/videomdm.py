@@ -213,7 +213,7 @@ def mdm_run(data, teacher, model_config: MDMConfig, config: VideoMDMConfig, batc
     extra = {"data": str(Path(data).resolve()), "teacher": str(Path(teacher).resolve()),
              "clip_weights": clip.path if clip else None, "videomdm": _plain(asdict(config)),
              "frame_range": [min(len(w.features) for w in train.windows), max(len(w.features) for w in train.windows)]}
-    return Run("VideoMDM", model, model.describe(), step, evaluate, extra=extra)
+    return Run("VideoMDM", model, model.describe(), step, evaluate, extra=extra, best=("val_pos", "min"))
 
 
 def _plain(d: dict) -> dict:

@@ -57,6 +57,15 @@ def features_to_joints(features: torch.Tensor, channels: int) -> torch.Tensor:
     return from_root_and_limbs(root, limbs)
 
 
+# No channel's scale below this fraction of the median channel's. Real skeletons have rigid short bones (the
+# spine segments of motion capture) whose horizontal 2D component barely varies in the training views (std
+# 0.0009 in normalised image units on Bandai-2, against a median of 0.008); standardised by that std, the
+# rotated views of L_rec turn a few millimetres of predicted depth into tens of standard deviations, the
+# frozen prior's error becomes steep there, and the ML-RQ's training diverged within 100 steps on three priors
+# of six; with this floor, on none (docs/real-data.md).
+RELATIVE_STD_FLOOR = 0.25
+
+
 class _Standardise(nn.Module):
     def __init__(self):
         super().__init__()
@@ -64,10 +73,14 @@ class _Standardise(nn.Module):
         self.register_buffer("std", torch.ones(DIM_2D))
 
     @torch.no_grad()
-    def fit(self, features: torch.Tensor, mask: torch.Tensor | None = None, min_std: float = 1e-4) -> None:
+    def fit(self, features: torch.Tensor, mask: torch.Tensor | None = None, min_std: float = 1e-4,
+            relative_floor: float = RELATIVE_STD_FLOOR) -> None:
+        """Per-channel mean and std of features [N, T, C] (frames where mask [N, T] is True); each std is at
+        least min_std and at least relative_floor x the median channel's std."""
         flat = features[mask] if mask is not None else features.reshape(-1, features.shape[-1])
+        std = flat.std(0)
         self.mean.copy_(flat.mean(0))
-        self.std.copy_(flat.std(0).clamp_min(min_std))
+        self.std.copy_(std.clamp_min(max(min_std, relative_floor * float(std.median()))))
 
     def normalize(self, f2d):
         return (f2d - self.mean) / self.std
