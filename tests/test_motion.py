@@ -133,3 +133,34 @@ def test_coco_and_h36m_keypoints_map_onto_smpl22():
     with pytest.raises(ValueError, match="layout must be one of"):
         keypoints_to_smpl22(k, "openpose")
     assert math.isfinite(cam.NAIVE_DEPTH_CONSTANT) and 0.8 < cam.NAIVE_DEPTH_CONSTANT < 1.0
+
+
+def test_relative_depth_and_place_on_rays_recover_a_walk_away_from_the_camera():
+    """A synthetic clip (it moves its limbs) carried from 4 m to 8 m in front of a camera, drifting sideways:
+    the depth ratio from the 2D skeleton's size and the root placed on its rays give back the camera-frame
+    trajectory, where a pose without depth (zero depth) does not."""
+    joints, _, _ = synth_clip(np.random.default_rng(3))
+    joints = torch.from_numpy(joints).double()[:60]
+    T = len(joints)
+    depth = torch.linspace(4.0, 8.0, T, dtype=torch.float64)
+    # the clip's own motion, seen from behind (+z away from the camera, y down), then carried away
+    camera = joints * torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64) + torch.tensor([0.0, 1.0, 0.0])
+    camera = camera - camera[:, :1] + torch.stack([torch.linspace(0, 1.5, T), torch.zeros(T), depth], -1)[:, None].double()
+    n = camera[..., :2] / camera[..., 2:]  # normalised image coordinates
+    truth = depth / depth[0]
+    got = cam.relative_depth(n, window=1)
+    assert got[0] == 1.0 and (got / truth - 1).abs().max() < 0.05
+    # a lifter's pose: root-relative, in units of each frame's own root depth
+    pose = (camera - camera[:, :1]) / camera[:, :1, 2:]
+    placed = cam.place_on_rays(pose, n[:, 0], truth)
+    expected = (camera - camera[:1, :1]) / depth[0]
+    torch.testing.assert_close(placed, expected, atol=1e-9, rtol=0)  # exact with the true depth ratio
+    placed = cam.place_on_rays(pose, n[:, 0], got)
+    root_error = (placed[:, 0] - expected[:, 0]).norm(dim=-1).mean() * depth[0]  # metres
+    flat = torch.cat([n[:, 0] - n[:1, 0], torch.zeros(T, 1, dtype=torch.float64)], -1)  # a zero-depth lift's root
+    flat_error = (flat - expected[:, 0]).norm(dim=-1).mean() * depth[0]
+    assert root_error < 0.15 and flat_error > 1.5, (float(root_error), float(flat_error))
+    with pytest.raises(ValueError, match="keypoints must be"):
+        cam.relative_depth(n[..., :21, :])
+    with pytest.raises(ValueError, match="window"):
+        cam.relative_depth(n, window=0)

@@ -75,11 +75,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
 
 
-def _toy_run(losses_at, evaluate=None):
-    """A linear model whose reported loss is losses_at(step) (with a gradient), and an optional eval_fn."""
+def _toy_run(losses_at, evaluate=None, seen=None):
+    """A linear model whose reported loss is losses_at(step) (with a gradient), an optional eval_fn, and the
+    weights each step saw (in `seen`)."""
     model = torch.nn.Linear(3, 1)
 
     def step(model, step, generator):
+        if seen is not None:
+            seen[step] = model.weight.detach().clone()
         out = model(torch.ones(1, 3)).sum()
         return {"loss": out - out.detach() + losses_at(step)}
 
@@ -90,7 +93,8 @@ def test_blow_up_stops_the_run_keeping_the_last_good_and_the_best_checkpoint(tmp
     # a healthy run near 1.0, then from step 60 a loss that grows 10x per step, like the ML-RQ on real 2D did
     losses_at = lambda step: 1.0 + 0.1 * (step % 3) if step < 60 else 3.0 * 10 ** (step - 60)  # noqa: E731
     val = iter([0.5, 0.3, 0.4, 9.0, 9.0, 9.0])  # best at the second evaluation (step 40)
-    run = _toy_run(losses_at, lambda model: {"val": next(val)})
+    seen = {}
+    run = _toy_run(losses_at, lambda model: {"val": next(val)}, seen)
     config = TrainConfig(steps=1000, ckpt_every=25, eval_every=20, warmup=1)
     trainer = Trainer(run, config, tmp_path, progress=False)
     with pytest.raises(TrainingError, match=r"blew up at step 61: 30, over 10x its running level 1\.1.*"
@@ -99,8 +103,16 @@ def test_blow_up_stops_the_run_keeping_the_last_good_and_the_best_checkpoint(tmp
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 50
     best = load_checkpoint(tmp_path / "best.pt")
     assert best["step"] == 40 and best["best"] == {"metric": "val", "value": 0.3, "step": 40}
-    # the step that blew up was never applied: the weights are those of step 61's start, not later
-    assert trainer.step == 61
+    # the step that blew up was never applied: the weights are those its loss was computed with
+    assert trainer.step == 61 and torch.equal(run.model.weight, seen[61])
+    # resumed from last.pt (step 50), the run decides as the uninterrupted one did: the guard's history
+    # travels in the checkpoint (with only 11 losses of its own it would not judge, and would go on)
+    val = iter([0.4, 9.0])
+    again = Trainer(run, config, tmp_path, resume=True, progress=False)
+    assert again.step == 50 and again.best["step"] == 40
+    with pytest.raises(TrainingError, match=r"blew up at step 61: 30, over 10x"):
+        again.fit()
+    assert load_checkpoint(tmp_path / "best.pt")["step"] == 40
     # a checkpoint that falls due while the loss is unhealthy (3x-10x its level) waits for a healthy step
     losses_at = lambda step: 5.0 if step in (48, 49, 50, 51) else 1.0  # noqa: E731
     trainer = Trainer(_toy_run(losses_at), TrainConfig(steps=60, ckpt_every=50, warmup=1), tmp_path / "b",

@@ -43,10 +43,23 @@ def _add_options(command, crop_length):
         click.option("--eval-every", type=click.IntRange(min=1), default=500, show_default=True,
                      help="Evaluate on the val split every this many steps (and at the end)."),
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: cuda if visible."),
+        click.option("--blowup-factor", type=click.FloatRange(min=0), default=10.0, show_default=True,
+                     expose_value=False, callback=_keep("blowup_factor"),
+                     help="Stop when a step's loss exceeds this many times the median of the last 100 (of the "
+                          "same objective); 0: never."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _keep(name):
+    """A click callback that keeps an option's value in the context for `_train` (options every command shares
+    but none of their functions needs)."""
+    def keep(ctx, param, value):
+        ctx.meta[f"fastmotion.{name}"] = value
+        return value
+    return keep
 
 
 DEFAULTS = {"small": dict(batch_size=64, length=32, lr=1e-3), "full": dict(batch_size=256, length=64, lr=2e-4)}
@@ -61,7 +74,8 @@ def _train(run_factory, preset, steps, default_steps, batch_size, length, lr, se
     d = DEFAULTS[preset]
     config = TrainConfig(steps=steps or default_steps[preset], batch_size=batch_size or d["batch_size"],
                          lr=lr or d["lr"], seed=seed, warmup=50 if preset == "small" else 500,
-                         ckpt_every=ckpt_every, eval_every=eval_every)
+                         ckpt_every=ckpt_every, eval_every=eval_every,
+                         blowup_factor=click.get_current_context().meta.get("fastmotion.blowup_factor", 10.0))
     try:
         torch.manual_seed(seed)  # the initial weights
         run = run_factory(config.batch_size, length or d["length"], _device(device))
@@ -75,11 +89,13 @@ def _train(run_factory, preset, steps, default_steps, batch_size, length, lr, se
                                                      if trainer.best else ""))
 
 
-def _announce(checkpoint) -> None:
-    """Say on stderr which checkpoint a command reads (best or last, which step)."""
+def _announce(checkpoint) -> str:
+    """Say on stderr which checkpoint a command reads (best or last, which step); returns the line."""
     from .loop import describe_checkpoint
 
-    click.echo(f"checkpoint {describe_checkpoint(checkpoint)}", err=True)
+    text = describe_checkpoint(checkpoint)
+    click.echo(f"checkpoint {text}", err=True)
+    return text
 
 
 @click.group()
@@ -264,10 +280,10 @@ def eval_lift(checkpoint, model_kind, teacher, limit, data, split, json_path, de
       fastmotion eval lift --model mdm --checkpoint runs/mdm/last.pt --data data/synth2d --json eval-mdm.json
     """
     from .free3d import ClipBank, evaluate_lifting, load_mlrq
-    from .loop import TrainingError, describe_checkpoint
+    from .loop import TrainingError
 
     try:
-        _announce(checkpoint)
+        read = _announce(checkpoint)
         if model_kind == "mdm":
             from .videomdm_commands import mdm_lifted
 
@@ -288,7 +304,7 @@ def eval_lift(checkpoint, model_kind, teacher, limit, data, split, json_path, de
                "zero-depth baseline")
     if json_path:
         json_path.write_text(json.dumps({**result, "pa_mpjpe_gain": gain, "checkpoint": str(checkpoint),
-                                         "checkpoint_read": describe_checkpoint(checkpoint),
+                                         "checkpoint_read": read,
                                          "data": str(data), "split": split}, indent=2) + "\n")
 
 
@@ -306,27 +322,26 @@ def eval_table(results, names):
     if names and len(names) != len(results):
         raise click.BadParameter(f"give one --name per result file ({len(results)}), got {len(names)}",
                                  param_hint="--name")
+    columns = ("MPJPE", "PA-MPJPE", "PCK@50", "accel", "root")
     rows = []
     for i, path in enumerate(results):
         try:
             result = json.loads(path.read_text())
             figures, base, clips = result["model"], result["zero_depth"], result["clips"]
-        except (ValueError, KeyError, TypeError) as err:
-            raise click.BadParameter(f"{path} is not a file of `fastmotion eval lift --json` ({err})",
+            values, zero = [f"{figures[c]:.1f}" for c in columns], [f"{base[c]:.1f}" for c in columns]
+            # each row against the zero depth of its own clips (a lifter may skip some)
+            change = f"{100 * (figures['PA-MPJPE'] / base['PA-MPJPE'] - 1):+.0f}%"
+        except (ValueError, KeyError, TypeError, ZeroDivisionError) as err:
+            raise click.BadParameter(f"{path} is not a file of `fastmotion eval lift --json` ({err!r})",
                                      param_hint="RESULTS") from None
         if i == 0:
-            rows.append(("zero depth", base, clips))
+            rows.append(("zero depth", clips, zero, ""))
             first = (result.get("data"), result.get("split"), clips)
         elif (result.get("data"), result.get("split"), clips) != first:
             click.echo(f"warning: {path} was measured on other clips ({result.get('data')}, {result.get('split')}, "
-                       f"{clips} clips) than {results[0]}", err=True)
-        rows.append((names[i] if names else path.stem, figures, clips))
-    zero = rows[0][1]["PA-MPJPE"]
-    columns = ("MPJPE", "PA-MPJPE", "PCK@50", "accel", "root")
+                       f"{clips} clips) than {results[0]}; its change is against its own clips' zero depth", err=True)
+        rows.append((names[i] if names else path.stem, clips, values, change))
     click.echo("| | clips | N-MPJPE | PA-MPJPE | vs zero depth | PCK@50 (%) | accel | root |")
     click.echo("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, figures, clips in rows:
-        values = [f"{figures[c]:.1f}" for c in columns]
-        change = f"{100 * (figures['PA-MPJPE'] / zero - 1):+.0f}%" if name != "zero depth" else ""
+    for name, clips, values, change in rows:
         click.echo(f"| {name} | {clips} | {values[0]} | {values[1]} | {change} | " + " | ".join(values[2:]) + " |")
-

@@ -56,6 +56,11 @@ class TrainConfig:
     blowup_window: int = 100
     healthy_factor: float = 3.0
 
+    def __post_init__(self):
+        if self.blowup_factor < 0 or self.blowup_window < 1 or self.healthy_factor < 1:
+            raise ValueError("blowup_factor must be >= 0 (0: off), blowup_window >= 1 and healthy_factor >= 1; got "
+                             f"{self.blowup_factor}, {self.blowup_window}, {self.healthy_factor}")
+
     def lr_factor(self, step: int) -> float:
         warm = min(1.0, (step + 1) / max(1, self.warmup))
         drops = sum(step >= int(m * self.steps) for m in self.milestones)
@@ -70,7 +75,9 @@ def step_seed(seed: int, step: int) -> int:
 class Run:
     """What a training run is made of; `step_fn(model, step, generator) -> dict of scalar tensors` with a
     "loss" entry; `eval_fn(model) -> dict of floats` (optional); `best`: (the eval_fn figure that picks
-    best.pt, "min" or "max")."""
+    best.pt, "min" or "max"); `regime(losses) -> str`: which objective a step trained, where a run switches
+    between objectives of other scales (the blow-up guard keeps one running level per regime; default: the
+    names of the losses the step returned)."""
     kind: str
     model: torch.nn.Module
     model_config: dict
@@ -78,6 +85,7 @@ class Run:
     eval_fn: Callable | None = None
     extra: dict = field(default_factory=dict)  # saved in the checkpoint (e.g. the prior's path)
     best: tuple[str, str] | None = None
+    regime: Callable | None = None
 
 
 def distributed() -> tuple[int, int]:
@@ -126,13 +134,18 @@ def describe_checkpoint(path) -> str:
     path = Path(path)
     if not path.exists():
         raise TrainingError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # noqa: BLE001
-        raise TrainingError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err})") from None
-    if not isinstance(payload, dict) or "kind" not in payload:
+    payload = None
+    for mmap in (True, False):  # files in torch's legacy format cannot be memory-mapped
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            break
+        except Exception as err:  # noqa: BLE001
+            problem = f"checkpoint {path} cannot be read ({type(err).__name__}: {err})"
+    if payload is None:
+        raise TrainingError(problem)
+    if not isinstance(payload, dict) or "kind" not in payload or "step" not in payload:
         raise TrainingError(f"{path} is not a fastmotion checkpoint")
-    total = payload.get("train_config", {}).get("steps")
+    total = (payload.get("train_config") or {}).get("steps")
     text = f"{path}: {payload['kind']} at step {payload['step']}" + (f" of {total}" if total else "")
     best = payload.get("best")
     if best and best.get("step") == payload["step"] and path.name == BEST:
@@ -154,6 +167,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, config.lr_factor)
         self.step = 0
         self.best: dict | None = None  # {"metric", "value", "step"} of best.pt
+        # the blow-up guard's state, saved in checkpoints so that a resumed run decides as an uninterrupted one
+        self.recent: dict[str, deque] = {}  # regime -> the last losses
+        self.checkpoint_due = False
         self._prepare_output()
 
     def _prepare_output(self) -> None:
@@ -164,16 +180,21 @@ class Trainer:
             probe.unlink()
         except OSError as err:
             raise TrainingError(f"cannot write to the output folder {self.out}: {err.strerror}") from None
-        ckpt = self.out / CHECKPOINT
+        ckpt, best = self.out / CHECKPOINT, self.out / BEST
         if ckpt.exists() and not self.resume:
             raise TrainingError(f"{ckpt} exists: pass --resume to continue that run, or choose another --out")
+        if best.exists() and not ckpt.exists() and self.rank == 0:
+            best.unlink()  # left by a run that stopped before its first checkpoint: not this run's
         if ckpt.exists():
             state = load_checkpoint(ckpt, self.run.kind, self.run.model_config)
             self.run.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.step = state["step"]
-            self.best = state.get("best")
+            self.best = self._best_on_disk(state.get("best"))
+            guard = state.get("guard") or {}
+            self.recent = {k: deque(v, maxlen=self.config.blowup_window) for k, v in guard.get("recent", {}).items()}
+            self.checkpoint_due = bool(guard.get("checkpoint_due", False))
         if self.world > 1:
             for tensor in list(self.run.model.parameters()) + list(self.run.model.buffers()):
                 dist.broadcast(tensor.data, src=0)
@@ -185,24 +206,46 @@ class Trainer:
     def _payload(self) -> dict:
         return {"kind": self.run.kind, "model_config": self.run.model_config, "train_config": asdict(self.config),
                 "step": self.step, "model": self.run.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "extra": self.run.extra, "best": self.best}
+                "scheduler": self.scheduler.state_dict(), "extra": self.run.extra, "best": self.best,
+                "guard": {"recent": {k: list(v) for k, v in self.recent.items()}, "checkpoint_due": self.checkpoint_due}}
+
+    def _best_on_disk(self, recorded: dict | None) -> dict | None:
+        """The record of best.pt when resuming at self.step: best.pt's own record when it was written at or
+        before the step resumed from (it may be newer than last.pt's copy); a best.pt from steps after it
+        belongs to a future that this run replays, so it goes."""
+        path = self.out / BEST
+        if not path.exists():
+            return None
+        record = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("best") or recorded
+        if record is None or record["step"] > self.step or (
+                self.run.best and record["metric"] != self.run.best[0]):
+            if self.rank == 0:
+                path.unlink()
+            return None
+        return record
 
     def checkpoint(self, name: str = CHECKPOINT) -> None:
         if self.rank == 0:
             save_checkpoint(self.out / name, self._payload())
 
-    def _blowup(self, loss: float, losses: dict, recent: deque) -> None:
-        """Stop with a clear message when `loss` is far above the running level of the last steps' losses."""
+    def _guard(self, loss: float, losses: dict) -> bool:
+        """Stop with a clear message when `loss` is far above the running level of the last losses of its regime;
+        else record it and say whether it is healthy (not over healthy_factor x that level)."""
         cfg = self.config
-        if cfg.blowup_factor <= 0 or len(recent) < min(25, cfg.blowup_window):
-            return
-        level = statistics.median(recent)
-        if loss > cfg.blowup_factor * max(level, 1e-12):
+        regime = self.run.regime(losses) if self.run.regime else ",".join(sorted(losses))
+        recent = self.recent.setdefault(regime, deque(maxlen=cfg.blowup_window))
+        level = statistics.median(recent) if recent else None
+        recent.append(loss)
+        if level is None or level <= 0:  # nothing to compare with (or a loss that is not positive)
+            return True
+        if (cfg.blowup_factor > 0 and len(recent) > min(25, cfg.blowup_window)
+                and loss > cfg.blowup_factor * level):
             raise TrainingError(
                 f"the loss blew up at step {self.step}: {loss:.4g}, over {cfg.blowup_factor:g}x its running level "
                 f"{level:.4g} (the median of the last {len(recent)} steps; "
                 f"{', '.join(f'{k}={float(v.detach()):.4g}' for k, v in losses.items())}); stopping. "
                 + self._kept())
+        return loss <= cfg.healthy_factor * level
 
     def _kept(self) -> str:
         last = self.out / CHECKPOINT
@@ -211,7 +254,8 @@ class Trainer:
         if self.best:
             text += f"; the best is {self.out / BEST} (step {self.best['step']}, {self.best['metric']} " \
                     f"{self.best['value']:.4g})"
-        return text + ". Try a lower --lr, or resume from the checkpoint with --resume."
+        return text + (". Train again into a new --out with a lower --lr (a --resume keeps the run's learning "
+                       "rate), or turn the guard off with --blowup-factor 0.")
 
     def _writer(self):
         if self.rank != 0:
@@ -235,8 +279,6 @@ class Trainer:
             bar.__enter__()
             bar.update(self.step)
         started, done_since = time.time(), 0
-        recent: deque = deque(maxlen=cfg.blowup_window)
-        checkpoint_due = False
         try:
             while self.step < cfg.steps:
                 if self.step == fault:
@@ -248,15 +290,16 @@ class Trainer:
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and self.device.type == "cuda"):
                     losses = self.run.step_fn(model, self.step, generator)
                 loss = losses["loss"]
-                value = float(loss.detach())  # one host sync per step: the guard below needs the number
-                if not torch.isfinite(loss):
+                scalar = loss.detach().clone()
+                if self.world > 1:  # every rank decides on the same number, so all stop together or none does
+                    dist.all_reduce(scalar, op=dist.ReduceOp.MAX)
+                value = float(scalar)  # one host sync per step: the guards below need the number
+                if not torch.isfinite(scalar):
                     raise TrainingError(
                         f"loss became {value} at step {self.step} "
                         f"({', '.join(f'{k}={float(v.detach()):.4g}' for k, v in losses.items())}); stopping. "
                         + self._kept())
-                self._blowup(value, losses, recent)
-                healthy = not recent or value <= cfg.healthy_factor * statistics.median(recent)
-                recent.append(value)
+                healthy = self._guard(value, losses)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if self.world > 1:
@@ -285,10 +328,10 @@ class Trainer:
                     self._evaluate(log, writer)
                 # A checkpoint falls due every ckpt_every steps; it waits for a healthy loss so that a run that
                 # starts to blow up does not overwrite the last good one (the final one is always written).
-                checkpoint_due = checkpoint_due or self.step % cfg.ckpt_every == 0
-                if (checkpoint_due and healthy) or self.step == cfg.steps:
+                self.checkpoint_due = self.checkpoint_due or self.step % cfg.ckpt_every == 0
+                if (self.checkpoint_due and healthy) or self.step == cfg.steps:
+                    self.checkpoint_due = False
                     self.checkpoint()
-                    checkpoint_due = False
                 if bar:
                     bar.update(1)
         finally:

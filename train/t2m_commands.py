@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .commands import DATA_HELP, _device, _train, evaluate, train, training_options
+from .commands import DATA_HELP, _announce, _device, _train, evaluate, train, training_options
 
 STEPS = {"evaluator": {"small": 600, "full": 50_000}, "mask": {"small": 1500, "full": 100_000},
          "res": {"small": 800, "full": 100_000}}
@@ -114,6 +114,9 @@ def _generator(models, mask_path, res_path, mlrq_path, clip_weights, device):
         raise click.BadParameter(f"{mask_path}: no such checkpoint (train one with `fastmotion train mask`, or run "
                                  "`make demo`)", param_hint="--mask/--models")
     try:
+        for path in (mask_path, res_path):
+            if path is not None:
+                _announce(path)
         return TextToMotion(mask_path, res_path, mlrq_path, clip_weights, _device(device))
     except (TrainingError, FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None
@@ -280,6 +283,7 @@ def eval_t2m(evaluator_path, t2m_dir, glove_dir, data, split, repeats, mm_prompt
             raise click.BadParameter("--model mdm needs the checkpoint of `fastmotion train mdm`",
                                      param_hint="--checkpoint")
         try:
+            _announce(checkpoint)
             t2m = MDMTextToMotion(checkpoint, clip_weights, _device(device))
         except TrainingError as err:
             raise click.ClickException(str(err)) from None
@@ -295,6 +299,7 @@ def eval_t2m(evaluator_path, t2m_dir, glove_dir, data, split, repeats, mm_prompt
             except (FileNotFoundError, ValueError) as err:
                 raise click.ClickException(str(err)) from None
         else:
+            _announce(evaluator_path)
             evaluator = load_evaluator(evaluator_path, t2m.device)
         with click.progressbar(length=repeats, label="eval t2m", file=click.get_text_stream("stderr")) as bar:
             result = evaluate_t2m(t2m, evaluator, data, split, _sampling(steps, guidance, res_guidance, temperature,

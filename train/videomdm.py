@@ -213,7 +213,15 @@ def mdm_run(data, teacher, model_config: MDMConfig, config: VideoMDMConfig, batc
     extra = {"data": str(Path(data).resolve()), "teacher": str(Path(teacher).resolve()),
              "clip_weights": clip.path if clip else None, "videomdm": _plain(asdict(config)),
              "frame_range": [min(len(w.features) for w in train.windows), max(len(w.features) for w in train.windows)]}
-    return Run("VideoMDM", model, model.describe(), step, evaluate, extra=extra, best=("val_pos", "min"))
+    def regime(losses) -> str:
+        """The plain MDM loss (warm-up, high-noise teacher batches), the 2D objective in one step, or its multistep
+        chains: three objectives of other scales, each with its own running level for the blow-up guard."""
+        if "mdm" in losses:
+            return "mdm"
+        return "2d-multistep" if float(losses.get("multistep", 0.0)) else "2d"
+
+    return Run("VideoMDM", model, model.describe(), step, evaluate, extra=extra, best=("val_pos", "min"),
+               regime=regime)
 
 
 def _plain(d: dict) -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .commands import _device, _train, train, training_options
+from .commands import _announce, _device, _train, train, training_options
 
 
 @click.command("teacher")
@@ -149,6 +149,7 @@ def sample_with_mdm(checkpoint, prompts: list[str], frames: int | None, generato
     if checkpoint is None:
         raise click.BadParameter("--model mdm needs the checkpoint of `fastmotion train mdm`", param_hint="--checkpoint")
     try:
+        _announce(checkpoint)
         model, extra = load_mdm(checkpoint, device)
         clip = _clip(clip_weights or extra.get("clip_weights"), device) if model.text is None else None
     except TrainingError as err:

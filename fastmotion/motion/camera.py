@@ -124,3 +124,45 @@ def naive_root_depth(keypoints: torch.Tensor, K: torch.Tensor, bone_lengths: tor
     l2d = (n[:, :, root_children] - n[:, :, :1]).norm(dim=-1).clamp_min(1e-9)  # [B, T, 3]
     ratios = bone_lengths[:, None, root_children] / l2d
     return NAIVE_DEPTH_CONSTANT * ratios.amin(-1)
+
+
+def relative_depth(keypoints: torch.Tensor, skeleton: Skeleton = SMPL22, window: int = 5) -> torch.Tensor:
+    """Each frame's subject depth relative to the first frame's, Z(t) / Z(0), from the apparent size of the
+    skeleton in 2D: a limb of length L at depth Z projects to about L cos(phi) / Z, so each limb's clip median
+    over its length in frame t is proportional to Z(t) up to its foreshortening; the median over limbs shrugs
+    off the foreshortened ones. Smoothed by a moving average over `window` frames (chosen on Bandai-2's
+    validation split: docs/real-data.md).
+
+    keypoints: [..., T, J, 2] in normalised image coordinates (pixels work too: only ratios matter).
+    Returns [..., T], 1 on the first frame. Pinhole geometry; no learned part.
+
+    Raises:
+        ValueError: keypoints not [..., T, J, 2] for the skeleton's J, or window < 1.
+    """
+    if keypoints.dim() < 3 or keypoints.shape[-2:] != (skeleton.num_joints, 2):
+        raise ValueError(f"keypoints must be [..., T, {skeleton.num_joints}, 2], got {tuple(keypoints.shape)}")
+    if window < 1:
+        raise ValueError(f"window must be at least 1 frame, got {window}")
+    parents = torch.tensor(skeleton.parents[1:], device=keypoints.device)
+    lengths = (keypoints[..., 1:, :] - keypoints.index_select(-2, parents)).norm(dim=-1).clamp_min(1e-9)
+    typical = lengths.median(dim=-2, keepdim=True).values  # [..., 1, J-1]
+    depth = (typical / lengths).median(dim=-1).values  # [..., T]
+    if window > 1:
+        flat = depth.reshape(-1, 1, depth.shape[-1])
+        padded = torch.nn.functional.pad(flat, (window // 2, (window - 1) // 2), mode="replicate")
+        depth = torch.nn.functional.avg_pool1d(padded, window, stride=1).reshape(depth.shape)
+    return depth / depth[..., :1]
+
+
+def place_on_rays(pose: torch.Tensor, root_keypoint: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """Global motion from per-frame poses and the root's 2D track, in units of the first frame's depth.
+
+    pose: [..., T, J, 3] joints whose root-relative part is in units of the frame's own depth (what a lifter
+    from normalised 2D predicts); root_keypoint: [..., T, 2] the root's normalised image coordinates;
+    depth: [..., T] Z(t) / Z(0) (`relative_depth`). Each frame's pose is scaled by its depth and its root put on
+    its camera ray [u, v, 1] at that depth; the result is translated so that the first frame's root is at the
+    origin. Returns [..., T, J, 3] (camera axes: x right, y down, z forward).
+    """
+    ray = torch.cat([root_keypoint, torch.ones_like(root_keypoint[..., :1])], dim=-1) * depth[..., None]
+    root = ray - ray[..., :1, :]
+    return (pose - pose[..., :1, :]) * depth[..., None, None] + root[..., None, :]
