@@ -21,3 +21,14 @@ def test_standardisation_floors_near_constant_channels_at_a_fraction_of_the_medi
     torch.testing.assert_close(stats.mean, features.reshape(-1, DIM_2D).mean(0))
     stats.fit(features, mask, relative_floor=0.0)  # without the floor: the raw std (above min_std)
     torch.testing.assert_close(stats.std[7], raw[7])
+
+
+def test_prior_reconstructs_through_its_codebook_or_its_continuous_latent():
+    torch.manual_seed(0)
+    prior = Prior2D(MotionVQConfig.preset("small", levels=1)).eval()
+    x = torch.randn(2, 16, DIM_2D)
+    with torch.no_grad():
+        torch.testing.assert_close(prior.reconstruct(x), prior(x)[0])
+        continuous = prior.reconstruct(x, quantise=False)
+        torch.testing.assert_close(continuous, prior.decoder(prior.encoder(x)))
+        assert (continuous - prior(x)[0]).abs().max() > 1e-3  # the codebook changes the latent

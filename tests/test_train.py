@@ -186,6 +186,14 @@ def test_vertical_rotations_turn_about_the_camera_up_axis():
     torch.testing.assert_close(R @ R.transpose(-1, -2), torch.eye(3).expand(2, 5, 3, 3), atol=1e-6, rtol=0)
 
 
+def test_vertical_rotations_keep_their_yaw_within_max_yaw():
+    up = torch.tensor([[0.0, -1.0, 0.0]]).expand(500, 3)
+    for max_yaw in (0.3, 3.0):
+        R = vertical_rotations(up, 4, torch.Generator().manual_seed(0), max_yaw=max_yaw)
+        yaw = torch.atan2(R[..., 0, 2], R[..., 0, 0]).abs()  # a level camera: a turn about y
+        assert yaw.max() <= max_yaw + 1e-5 and yaw.max() > 0.9 * max_yaw
+
+
 def test_metrics_against_hand_computed_cases():
     g = torch.Generator().manual_seed(0)
     true = torch.randn(2, 5, 22, 3, generator=g, dtype=torch.float64)
@@ -213,7 +221,10 @@ def test_mlrq_learns_3d_from_2d_lifts_and_evaluates(tmp_path):
         check=True)
     out = tmp_path / "mlrq"
     cli("train", "mlrq", "--data", data2d, "--prior", tmp_path / "prior" / "last.pt", "--out", out, "--steps", 400,
-        "--batch-size", 32, "--eval-every", 400, check=True)
+        "--batch-size", 32, "--eval-every", 400, "--max-yaw", 90, "--ori-weight", 0.5, check=True)
+    config = json.loads((out / "config.json").read_text())
+    assert config["max_yaw"] == pytest.approx(np.pi / 2) and config["weights"] == [1.0, 0.5, 1.0]
+    assert config["rec_quantised"] is False
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     losses = [r["l2d"] for r in log if "l2d" in r]
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses  # it learns to reproduce its 2D input

@@ -130,8 +130,18 @@ def train_prior(data, out, preset, steps, batch_size, length, lr, seed, resume, 
 @click.option("--no-rec", is_flag=True, help="Ablation: drop L_rec (the prior on rotated views).")
 @click.option("--no-ori", is_flag=True, help="Ablation: drop L_ori (feet vs body orientation hinge).")
 @click.option("--no-feat", is_flag=True, help="Ablation: drop L_feat (encoder feature consistency).")
+@click.option("--rec-weight", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Weight of L_rec.")
+@click.option("--ori-weight", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Weight of L_ori.")
+@click.option("--feat-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Weight of L_feat.")
+@click.option("--max-yaw", type=click.FloatRange(min=0, max=180, min_open=True), default=180.0, show_default=True,
+              help="L_rec's views turn the motion about the vertical by a yaw uniform in [-max, max) degrees.")
+@click.option("--rec-through-codebook", is_flag=True,
+              help="Score L_rec's views through the prior's codebook (Free3D as published) instead of its "
+                   "continuous latent; it blew up with well-trained priors on real 2D (docs/real-data.md).")
 def train_mlrq(data, out, preset, steps, batch_size, length, lr, seed, resume, ckpt_every, eval_every, device,
-               prior_path, views, no_rec, no_ori, no_feat):
+               prior_path, views, no_rec, no_ori, no_feat, rec_weight, ori_weight, feat_weight, max_yaw,
+               rec_through_codebook):
     """Train the Motion-Lifting RQ-VAE from 2D alone: L_2D + L_rec + L_ori + L_feat + commitment.
 
     \b
@@ -143,8 +153,12 @@ def train_mlrq(data, out, preset, steps, batch_size, length, lr, seed, resume, c
     from .free3d import mlrq_run
 
     cfg = MotionVQConfig.preset(preset, levels=6)
+    import math
+
     _train(lambda b, n, dev: mlrq_run(data, prior_path, cfg, b, n, dev, views=views, use_rec=not no_rec,
-                                      use_ori=not no_ori, use_feat=not no_feat),
+                                      use_ori=not no_ori, use_feat=not no_feat,
+                                      weights=(rec_weight, ori_weight, feat_weight), max_yaw=math.radians(max_yaw),
+                                      rec_quantised=rec_through_codebook),
            preset, steps, {"small": 2500, "full": 200_000}, batch_size, length, lr, seed, resume, out, device,
            ckpt_every, eval_every)
 

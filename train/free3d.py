@@ -2,6 +2,7 @@
 `fastmotion data render` (keypoints/, cameras/, split files; eval3d/ is read only by `evaluate_lifting`)."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -125,19 +126,21 @@ def load_prior(path, device) -> Prior2D:
 
 
 def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: int, device, *, views: int = 4,
-             use_rec=True, use_ori=True, use_feat=True, beta: float = 2.0) -> Run:
+             use_rec=True, use_ori=True, use_feat=True, beta: float = 2.0, weights=(1.0, 1.0, 1.0),
+             max_yaw: float = math.pi, rec_quantised: bool = False) -> Run:
     bank = ClipBank(data, "train")
     prior = load_prior(prior_path, device)
     model = MLRQ(config)
     model.stats.load_state_dict(prior.stats.state_dict())  # same data, same representation
     model.to(device)
     length = _crop_length(length, model.frame_multiple)
+    switches = {"views": views, "use_rec": use_rec, "use_ori": use_ori, "use_feat": use_feat, "beta": beta,
+                "weights": tuple(weights), "max_yaw": max_yaw, "rec_quantised": rec_quantised}
 
     def step(model, step, generator):
         keypoints, mask, up = bank.batch(batch_size, length, generator)
         x = model.stats.normalize(motion_features(keypoints.to(device)))
-        return mlrq_losses(model, prior, x, mask.to(device), up.to(device), views=views, beta=beta, use_rec=use_rec,
-                           use_ori=use_ori, use_feat=use_feat, generator=generator)
+        return mlrq_losses(model, prior, x, mask.to(device), up.to(device), generator=generator, **switches)
 
     val = ClipBank(data, "val")
     has_3d = (Path(data) / "eval3d").is_dir()
@@ -148,15 +151,13 @@ def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: 
         g = torch.Generator().manual_seed(0)
         keypoints, mask, up = val.batch(min(256, 4 * batch_size), length, g)
         x = model.stats.normalize(motion_features(keypoints.to(device)))
-        terms = mlrq_losses(model, prior, x, mask.to(device), up.to(device), views=views, beta=beta, use_rec=use_rec,
-                            use_ori=use_ori, use_feat=use_feat, generator=g)
+        terms = mlrq_losses(model, prior, x, mask.to(device), up.to(device), generator=g, **switches)
         out = {"val_loss": float(terms["loss"])}
         if has_3d:
             out.update(evaluate_lifting(model, data, "val", limit=200)["model"])
         return out
 
     model_config = {"kind": "MLRQ", **asdict(config), "length": length}
-    switches = {"views": views, "use_rec": use_rec, "use_ori": use_ori, "use_feat": use_feat, "beta": beta}
     return Run("MLRQ", model, model_config, step, evaluate,
                extra={"data": str(Path(data).resolve()), "prior": str(Path(prior_path).resolve()), **switches},
                best=("val_loss", "min"))

@@ -1,9 +1,10 @@
 """Variants of L_rec, to find what makes the ML-RQ blow up with a sharper prior (docs/real-data.md):
-  --mode huber:         the prior's per-channel error (standardised) squared below `delta` and linear above it
-                        (Huber, scaled to agree with the squared error below delta): a bounded pull from views
-                        far from the prior's data;
+  --mode huber:         through the prior's codebook, the per-channel error (standardised) squared below `delta`
+                        and linear above it (Huber, scaled to agree with the squared error below delta): a bounded
+                        pull from views far from the prior's data;
   --mode no-quantiser:  the prior's decoder on its encoder's continuous latent (its codebook skipped), so the
-                        error has no jumps where codes switch.
+                        error has no jumps where codes switch. This became `train mlrq`'s default; the run here
+                        is kept to reproduce the table.
 Trains an ML-RQ with the CLI's defaults otherwise (the blow-up guard on), then scores val and test.
 
     python experiments/real_data/robust_rec.py --data real/real2d --prior PRIOR.pt --out RUN --mode huber
@@ -21,7 +22,7 @@ from fastmotion.train.loop import TrainConfig, Trainer
 
 
 def robust_loss_rec(mode: str, delta: float):
-    def loss_rec(model, prior, f3d, mask, up, views, generator=None):
+    def loss_rec(model, prior, f3d, mask, up, views, generator=None, **_):
         joints = features_to_joints(f3d, 3)
         rotations = free3d.vertical_rotations(up.to(joints.dtype), views, generator)
         seen = free3d.project_weak_perspective(joints, rotations)

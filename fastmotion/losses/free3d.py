@@ -5,6 +5,8 @@ after standardisation with the model's statistics, so every channel weighs alike
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from fastmotion.models.mlrq import MLRQ, Prior2D, features_to_joints, motion_features
@@ -29,27 +31,31 @@ def loss_2d(model: MLRQ, f3d: torch.Tensor, x: torch.Tensor, mask: torch.Tensor)
 CAMERA_UP = (0.0, -1.0, 0.0)  # the world's up in an OpenCV camera frame (y down) when the camera is level
 
 
-def vertical_rotations(up: torch.Tensor, views: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def vertical_rotations(up: torch.Tensor, views: int, generator: torch.Generator | None = None,
+                       max_yaw: float = math.pi) -> torch.Tensor:
     """V random rotations [B, V, 3, 3] about each motion's vertical axis `up` [B, 3] (in its camera frame):
-    yaw uniform in [-pi, pi). A camera looking down at the subject tilts that axis away from -y; turning about
+    yaw uniform in [-max_yaw, max_yaw) radians (default the full circle). A camera looking down at the subject tilts that axis away from -y; turning about
     the camera's own y axis instead would show the body from below, which no real 2D view does."""
-    yaw = sample_view_rotations(views, up.shape[0], max_pitch=0.0, max_roll=0.0, generator=generator,
-                                dtype=up.dtype, device=up.device)  # about y
+    yaw = sample_view_rotations(views, up.shape[0], max_pitch=0.0, max_roll=0.0, max_yaw=max_yaw,
+                                generator=generator, dtype=up.dtype, device=up.device)  # about y
     level = up.new_tensor(CAMERA_UP).expand_as(up)
     align = quat_to_matrix(qbetween(level, up))[:, None]  # takes -y onto up
     return align @ yaw @ align.transpose(-1, -2)
 
 
 def loss_rec(model: MLRQ, prior: Prior2D, f3d: torch.Tensor, mask: torch.Tensor, up: torch.Tensor, views: int,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+             generator: torch.Generator | None = None, *, max_yaw: float = math.pi,
+             quantised: bool = False) -> torch.Tensor:
     """L_rec: V random rotated weak-perspective views of the decoded motion (about the vertical axis through
-    its first root position, via the fused `project_weak_perspective`), scored by the frozen 2D prior's
-    reconstruction error: plausible 3D looks like real 2D motion from every side."""
+    its first root position, yaw in [-max_yaw, max_yaw) radians, via the fused `project_weak_perspective`),
+    scored by the frozen 2D prior's reconstruction error: plausible 3D looks like real 2D motion from every side.
+    quantised=False (default) scores through the prior's continuous latent, True through its codebook
+    (Free3D's formulation, which blew up with well-trained priors on real 2D: docs/real-data.md)."""
     joints = features_to_joints(f3d, 3)  # [B, T, 22, 3], root at the origin on frame 0
-    rotations = vertical_rotations(up.to(joints.dtype), views, generator)
+    rotations = vertical_rotations(up.to(joints.dtype), views, generator, max_yaw)
     seen = project_weak_perspective(joints, rotations)  # [B, V, T, 22, 2]
     x = prior.stats.normalize(motion_features(seen.flatten(0, 1)))  # [B*V, T, 44]
-    recon, _ = prior(x)
+    recon = prior.reconstruct(x, quantise=quantised)
     return masked_mean((recon - x) ** 2, mask.repeat_interleave(views, 0))
 
 
@@ -79,13 +85,16 @@ def loss_feature(model: MLRQ, f3d: torch.Tensor, latent: torch.Tensor, mask: tor
 
 def mlrq_losses(model: MLRQ, prior: Prior2D, x: torch.Tensor, mask: torch.Tensor, up: torch.Tensor, *, views: int = 4,
                 weights=(1.0, 1.0, 1.0), beta: float = 2.0, use_rec=True, use_ori=True, use_feat=True,
+                max_yaw: float = math.pi, rec_quantised: bool = False,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """Every term and the total: L_2D + l1 L_rec + l2 L_ori + l3 L_feat + beta * commitment.
-    x: standardised 2D features [B, T, 44]; mask [B, T]; up [B, 3]: the vertical in each camera frame."""
+    """Every term and the total: L_2D + l1 L_rec + l2 L_ori + l3 L_feat + beta * commitment (section 4).
+    x: standardised 2D features [B, T, 44]; mask [B, T]; up [B, 3]: the vertical in each camera frame;
+    weights: (l1, l2, l3); max_yaw, rec_quantised: see `loss_rec`."""
     f3d, latent, q = model.lift(x)
     out = {"l2d": loss_2d(model, f3d, x, mask), "commit": q.commitment}
     if use_rec:
-        out["rec"] = loss_rec(model, prior, f3d, mask, up, views, generator)
+        out["rec"] = loss_rec(model, prior, f3d, mask, up, views, generator, max_yaw=max_yaw,
+                              quantised=rec_quantised)
     if use_ori:
         out["ori"] = loss_orientation(f3d, mask, up)
     if use_feat:

@@ -118,6 +118,14 @@ class Prior2D(MotionVQVAE):
         q = self.vq(self.encoder(x))
         return self.decoder(q.quantized), q
 
+    def reconstruct(self, x: torch.Tensor, quantise: bool = True) -> torch.Tensor:
+        """x [B, T, 44] -> reconstruction [B, T, 44]; quantise=False decodes the encoder's continuous latent
+        (the codebook skipped). As a frozen critic (L_rec) the continuous path has no jumps where codes switch:
+        through the codebook, a well-trained prior made the ML-RQ's training blow up on real 2D
+        (docs/real-data.md)."""
+        latent = self.encoder(x)
+        return self.decoder(self.vq(latent).quantized if quantise else latent)
+
 
 class MLRQ(MotionVQVAE):
     """Motion-Lifting RQ-VAE: standardised 2D features [B, T, 44] -> 3D features [B, T, 66] (root, limbs) in

@@ -179,14 +179,15 @@ def ray_project(points, keypoints, K, R, t):
 
 
 def sample_view_rotations(num_views: int, batch: int | None = None, *, max_pitch: float = 0.35,
-                          max_roll: float = 0.15, generator: torch.Generator | None = None,
+                          max_roll: float = 0.15, max_yaw: float = torch.pi, generator: torch.Generator | None = None,
                           dtype=torch.float32, device=None) -> torch.Tensor:
-    """Random viewing rotations for Free3D's rotated views: yaw uniform in [-pi, pi) about the up axis (y),
-    pitch (about x) and roll (about z) uniform in [-max, max] radians. Seeded by `generator`.
+    """Random viewing rotations for Free3D's rotated views: yaw uniform in [-max_yaw, max_yaw) about the up
+    axis (y; default the full circle), pitch (about x) and roll (about z) uniform in [-max, max] radians.
+    Seeded by `generator`.
     Returns [V, 3, 3], or [batch, V, 3, 3] when batch is given."""
     shape = (num_views,) if batch is None else (batch, num_views)
     u = torch.rand(*shape, 3, generator=generator, dtype=torch.float64)
-    yaw = (u[..., 0] * 2 - 1) * torch.pi
+    yaw = (u[..., 0] * 2 - 1) * max_yaw
     pitch = (u[..., 1] * 2 - 1) * max_pitch
     roll = (u[..., 2] * 2 - 1) * max_roll
 
