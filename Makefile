@@ -20,28 +20,10 @@ FM := $(PY) -m fastmotion.cli
 T2M_REPEATS ?= 3
 DEMO_PROMPTS := a_person_jumps_forward someone_waves_hello a_person_runs_forward
 
-# `make videomdm` (after `make demo`: it takes the demo's ML-RQ as teacher and its evaluator for FID): VideoMDM
-# against the MDM trained on the teacher's 3D, same model and steps; `make videomdm-ablations`: the paper's own
-# objective and the four ablations. VideoMDM runs anchored (README, "VideoMDM"): the 2D losses see the teacher's
-# root, batches above t* = 24 take the plain MDM loss, chains of 3 DDIM steps below it (2/3 of the time of 4, same
-# lifting); the paper's objective loses FID at this size.
-# Another seed: make videomdm VIDEOMDM_SEED=1 VM=demo/videomdm-seed1
-VIDEOMDM_STEPS ?= 1500
-VIDEOMDM_REPEATS ?= 3
-VIDEOMDM_SEED ?= 0
-VIDEOMDM_MORE_SEEDS ?= 1 2 3 4
-VIDEOMDM_RUNS := teacher videomdm
-VIDEOMDM_ABLATIONS := paper no-depth-weight no-multistep no-velocity no-ray
+# `make videomdm` (after `make demo`): VideoMDM's demo, the recipe of experiments/Makefile (VideoMDM against
+# the MDM trained on the teacher's 3D, same model and steps; anchored: README, "VideoMDM").
 ANCHORED := --root teacher --high-noise teacher --threshold 24 --buckets 3
-flags.teacher := --mode teacher
-flags.videomdm := $(ANCHORED)
-flags.paper :=
-flags.no-depth-weight := $(ANCHORED) --depth-weight none
-# Without the multistep chains the anchored run would have no 2D loss left: every batch takes it in one step.
-flags.no-multistep := --root teacher --no-multistep
-flags.no-velocity := $(ANCHORED) --lambda-vel 0
-flags.no-ray := $(ANCHORED) --no-ray
-VM ?= $(DEMO)/videomdm
+VIDEOMDM_STEPS ?= 1500
 
 # `make real`: both methods on real motion capture (REAL: a 3D folder in HumanML3D layout, e.g. Bandai-2 in
 # ../shared/data/bandai2; never part of the tests). One random view per clip, the 2D prior and the ML-RQ on the
@@ -51,7 +33,7 @@ REAL ?= ../shared/data/bandai2
 REAL_OUT ?= real
 REAL_MLRQ_STEPS ?= 2500
 
-.PHONY: test install cuda-check bench demo real videomdm videomdm-ablations videomdm-seeds clean help
+.PHONY: test test-fast install cuda-check bench demo real videomdm clean help
 
 help:
 	@echo "make test        set up .venv if needed, build fastmotion (+ its C++ extension), run the test suite"
@@ -61,7 +43,6 @@ help:
 	@echo "make real        ML-RQ and VideoMDM on real mocap's 2D (REAL=folder, default ../shared/data/bandai2)"
 	@echo "make videomdm    after make demo: VideoMDM vs the MDM trained on the teacher's 3D (lifting, FID)"
 	@echo "make videomdm-ablations  the paper's objective and the four VideoMDM ablations, same run size"
-	@echo "make videomdm-seeds      make videomdm again with training seeds 1-4 (VIDEOMDM_MORE_SEEDS), then the table per seed"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +59,9 @@ install: $(VENV)/.installed
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: install
 	$(FM) data synth --out $(DEMO)/synth --num 2000 --seed 0
@@ -115,45 +99,9 @@ real: install
 	$(FM) eval table $(REAL_OUT)/eval-mlrq.json $(REAL_OUT)/eval-videomdm.json --name ML-RQ \
 		--name "VideoMDM (guided lifting)" | tee $(REAL_OUT)/table.md
 
-# The evaluations of the runs named in $(1): guided-lifting PA-MPJPE and T2M metrics per run.
-videomdm_results = $(foreach r,$(1),$(VM)/$(r).lift.json $(VM)/$(r).t2m.json)
-
-videomdm: install $(call videomdm_results,$(VIDEOMDM_RUNS))
-	$(PY) tools/videomdm_table.py $(VM) $(VIDEOMDM_RUNS)
-
-videomdm-ablations: install $(call videomdm_results,$(VIDEOMDM_RUNS) $(VIDEOMDM_ABLATIONS))
-	$(PY) tools/videomdm_table.py $(VM) $(VIDEOMDM_RUNS) $(VIDEOMDM_ABLATIONS)
-
-$(DEMO)/synth2d/teacher/report.json: $(DEMO)/mlrq/last.pt
-	$(FM) data teacher --data $(DEMO)/synth2d --mlrq $<
-
-# One run: train, then its two evaluations, separate targets so that `make -j2` runs them side by side:
-# guided-lifting PA-MPJPE on the test split, and T2M metrics (model rows only: the baselines of `eval t2m` say
-# nothing about VideoMDM against its baseline, and MultiModality costs 3000 samples). The stamp RUN.trained is
-# written when training ends, so an interrupted run is never evaluated; RUN.interrupted holds the arguments of the
-# run in progress, and a run interrupted with the same arguments resumes from its last checkpoint (exact resume)
-# instead of starting over.
-mdm_args = --data $(DEMO)/synth2d --out $(VM)/$* --config $(DEMO_CONFIG) --steps $(VIDEOMDM_STEPS) \
-	--seed $(VIDEOMDM_SEED) $(flags.$*)
-.SECONDARY:
-$(VM)/%.trained: $(DEMO)/synth2d/teacher/report.json
-	@if [ -f $(VM)/$*/last.pt ] && [ "$$(cat $(VM)/$*.interrupted 2>/dev/null)" = "$(strip $(mdm_args))" ]; then \
-		echo "resuming the interrupted run $(VM)/$*"; resume=--resume; \
-	else rm -rf $(VM)/$*; mkdir -p $(VM); echo "$(strip $(mdm_args))" > $(VM)/$*.interrupted; resume=; fi; \
-	set -x; $(FM) train mdm $(mdm_args) $$resume
-	rm $(VM)/$*.interrupted
-	touch $@
-
-$(VM)/%.lift.json: $(VM)/%.trained
-	$(FM) eval lift --model mdm --checkpoint $(VM)/$*/last.pt --data $(DEMO)/synth2d --split test --json $@
-
-$(VM)/%.t2m.json: $(VM)/%.trained
-	$(FM) eval t2m --model mdm --checkpoint $(VM)/$*/last.pt --evaluator $(DEMO)/evaluator/last.pt \
-		--data $(DEMO)/synth2d --split test --repeats $(VIDEOMDM_REPEATS) --mm-prompts 0 --no-baselines --json $@
-
-videomdm-seeds: install $(call videomdm_results,$(VIDEOMDM_RUNS))
-	$(foreach s,$(VIDEOMDM_MORE_SEEDS),$(MAKE) videomdm VIDEOMDM_SEED=$(s) VM=$(VM)-seed$(s) &&) true
-	$(PY) tools/videomdm_table.py --seeds $(VM) $(foreach s,$(VIDEOMDM_MORE_SEEDS),$(VM)-seed$(s)) -- $(VIDEOMDM_RUNS)
+videomdm: install
+	$(MAKE) -C experiments videomdm DEMO=$(abspath $(DEMO)) VENV=$(abspath $(VENV)) DEMO_CONFIG=$(DEMO_CONFIG) \
+		VIDEOMDM_STEPS=$(VIDEOMDM_STEPS) ANCHORED="$(ANCHORED)"
 
 cuda-check: install
 	TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" $(PY) tools/cuda_check.py

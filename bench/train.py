@@ -57,7 +57,7 @@ def _training_step(make_run, backend):
 def _untrained(path: Path, cls, preset: str, levels: int, length: int) -> None:
     """An untrained checkpoint: the same cost per step as a trained one."""
     from fastmotion.models.mlrq import MotionVQConfig
-    from fastmotion.train.loop import save_checkpoint
+    from fastmotion.checkpoint import save_checkpoint
 
     config = MotionVQConfig.preset(preset, levels)
     save_checkpoint(path, {"kind": cls.__name__, "model_config": {"kind": cls.__name__, **config.__dict__,
@@ -71,7 +71,7 @@ def run(preset: str = "small", batch: int | None = None, length: int | None = No
     from fastmotion.models.mdm import MDMConfig
     from fastmotion.models.mlrq import MLRQ, MotionVQConfig, Prior2D
     from fastmotion.train.free3d import mlrq_run
-    from fastmotion.train.teacher import build_teacher
+    from fastmotion.pipelines.teacher import build_teacher
     from fastmotion.train.videomdm import VideoMDMConfig, mdm_run
 
     if model not in ("mlrq", "mdm"):

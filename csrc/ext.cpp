@@ -50,6 +50,4 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
   m.attr("with_cuda") = false;
 #endif
-  m.def("rvq_search", &fastmotion::rvq_search_cpu, "CPU residual-VQ search (also torch.ops.fastmotion.rvq_search)",
-        py::arg("x"), py::arg("codebooks"), py::arg("temperature"), py::arg("seed"));
 }

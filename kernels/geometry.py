@@ -2,15 +2,19 @@
 camera-ray projection, with fused backward passes. Semantics: fastmotion/ops/reference.py.
 
 Same entry points (arguments, outputs) as the compiled ops torch.ops.fastmotion.<name>, and the same canonical
-layouts: the Python layer (fastmotion/ops/geometry.py) validates and makes rotations [B,V,3,3], scale [B,V],
-offset [B,V,2], ray points [B,M,3] contiguous. Every kernel is elementwise over (motion b, joint-frame m) with
-a 1-D grid of B * blocks: each program reads its motion's camera or rotations once as scalars. Reductions
-(rotation/scale/offset gradients, the valid-term count) go through per-program partials summed by torch, so
-results are deterministic (no atomics).
+layouts: the Python layer (fastmotion/ops/geometry.py) makes rotations [B,V,3,3], scale [B,V], offset [B,V,2],
+ray points [B,M,3] contiguous. Each entry point checks its tensors' metadata (fastmotion.ops._validate: layout,
+one float dtype and device, contiguity), not their values; a NaN or a degenerate camera is the public op's check.
+
+Every kernel is elementwise over (motion b, joint-frame m) with a 1-D grid of B * blocks: each program reads its
+motion's camera or rotations once as scalars. Reductions (rotation/scale/offset gradients, the valid-term count)
+go through per-program partials summed by torch, so results are deterministic (no atomics).
 """
 import torch
 import triton
 import triton.language as tl
+
+from fastmotion.ops import _validate as check
 
 BLOCK = 256
 
@@ -81,6 +85,11 @@ def _project_bwd(g_ptr, p_ptr, rot_ptr, scale_ptr, gp_ptr, part_ptr, M, V, n_blo
 
 
 def project_weak_perspective(points, rotations, scale, offset):
+    """points [B, T, J, 3], rotations [B, V, 3, 3], scale [B, V], offset [B, V, 2] -> views [B, V, T, J, 2].
+    Raises TypeError / ValueError naming the argument for a non-tensor, a wrong dtype, shape, device or stride."""
+    check.triton_inputs("project_weak_perspective (triton)", ("points", points, "[B, T, J, 3]"),
+                        ("rotations", rotations, "[B, V, 3, 3]"), ("scale", scale, "[B, V]"),
+                        ("offset", offset, "[B, V, 2]"))
     B, T, J, _ = points.shape
     V, M = rotations.shape[1], T * J
     out = points.new_empty((B, V, T, J, 2))
@@ -91,6 +100,12 @@ def project_weak_perspective(points, rotations, scale, offset):
 
 
 def project_weak_perspective_backward(grad_out, points, rotations, scale, need_params=True):
+    """grad_out [B, V, T, J, 2] and the forward's points, rotations, scale -> gradients (points [B, T, J, 3],
+    rotations [B, V, 3, 3], scale [B, V], offset [B, V, 2]); need_params=False skips the last three's partial sums
+    (then zero). Raises TypeError / ValueError naming the argument, as the forward."""
+    check.triton_inputs("project_weak_perspective_backward (triton)", ("points", points, "[B, T, J, 3]"),
+                        ("grad_out", grad_out, "[B, V, T, J, 2]"), ("rotations", rotations, "[B, V, 3, 3]"),
+                        ("scale", scale, "[B, V]"))
     B, T, J, _ = points.shape
     V, M = rotations.shape[1], T * J
     grad_points = torch.zeros_like(points)
@@ -240,7 +255,24 @@ def _optional(tensor, fallback):
     return (tensor, True) if tensor is not None else (fallback, False)
 
 
+def _check_terms(op, points, keypoints, K, R, t, weights, mask, min_depth, velocity, *grad):
+    check.triton_inputs(op, ("points", points, "[B, T, J, 3]"), ("keypoints", keypoints, "[B, T, J, 2]"),
+                        ("K", K, "[B, 3, 3]"), ("R", R, "[B, 3, 3]"), ("t", t, "[B, 3]"),
+                        ("weights", weights, "[B, T, J]"), ("mask", mask, "[B, T, J]", (torch.bool,)), *grad,
+                        optional=("weights", "mask"))
+    check.number(op, "min_depth", min_depth, finite=False)
+    if velocity and points.shape[1] < 2:
+        raise ValueError(f"{op}: velocity=True needs T >= 2 frames, got T={points.shape[1]}")
+
+
 def reprojection_terms(points, keypoints, K, R, t, weights, mask, depth_weighted, min_depth, velocity):
+    """Per-joint terms of fastmotion.ops.reprojection_loss (reduction="none") and the number of valid terms.
+
+    points [B, T, J, 3] metres, keypoints [B, T, J, 2] pixels, K, R [B, 3, 3], t [B, 3]; weights None or
+    [B, T, J]; mask None or bool [B, T, J]; min_depth a number (metres). Returns terms [B, T, J] ([B, T-1, J]
+    with velocity) and an int64 0-d count. Raises TypeError / ValueError naming the argument for a non-tensor, a
+    wrong dtype, shape, device or stride, a min_depth that is not a number, velocity with T < 2."""
+    _check_terms("reprojection_terms (triton)", points, keypoints, K, R, t, weights, mask, min_depth, velocity)
     B, T, J, _ = points.shape
     T_out = T - 1 if velocity else T
     terms = points.new_empty((B, T_out, J))
@@ -258,6 +290,14 @@ def reprojection_terms(points, keypoints, K, R, t, weights, mask, depth_weighted
 
 def reprojection_terms_backward(grad_terms, points, keypoints, K, R, t, weights, mask, depth_weighted, min_depth,
                                 velocity, detach_depth):
+    """grad_terms (the terms' shape) and the forward's inputs -> gradient to the points [B, T, J, 3]; the depth
+    weight is a constant unless depth_weighted and not detach_depth. Raises as the forward."""
+    op = "reprojection_terms_backward (triton)"
+    _check_terms(op, points, keypoints, K, R, t, weights, mask, min_depth, velocity,
+                 ("grad_terms", grad_terms, "[B, S, J]"))
+    if grad_terms.shape[1] != points.shape[1] - bool(velocity):
+        raise ValueError(f"{op}: grad_terms must have {'T - 1' if velocity else 'T'} frames for T={points.shape[1]}, "
+                         f"got shape {tuple(grad_terms.shape)}")
     B, T, J, _ = points.shape
     grad_points = torch.empty_like(points)
     if points.numel() == 0:
@@ -323,6 +363,11 @@ def _ray_bwd(g_ptr, k_ptr, K_ptr, R_ptr, gp_ptr, M, n_blocks, BLOCK: tl.constexp
 
 
 def ray_project(points, keypoints, K, R, t):
+    """points [B, M, 3] metres, keypoints [B, M, 2] pixels, K, R [B, 3, 3], t [B, 3] -> the closest points on
+    the rays [B, M, 3]. Raises TypeError / ValueError naming the argument for a non-tensor, a wrong dtype, shape,
+    device or stride."""
+    check.triton_inputs("ray_project (triton)", ("points", points, "[B, M, 3]"), ("keypoints", keypoints, "[B, M, 2]"),
+                        ("K", K, "[B, 3, 3]"), ("R", R, "[B, 3, 3]"), ("t", t, "[B, 3]"))
     out = torch.empty_like(points)
     B, M, _ = points.shape
     if out.numel():
@@ -332,6 +377,10 @@ def ray_project(points, keypoints, K, R, t):
 
 
 def ray_project_backward(grad_out, keypoints, K, R):
+    """grad_out [B, M, 3] and the forward's keypoints, K, R -> gradient to the points [B, M, 3]. Raises as the
+    forward."""
+    check.triton_inputs("ray_project_backward (triton)", ("grad_out", grad_out, "[B, M, 3]"),
+                        ("keypoints", keypoints, "[B, M, 2]"), ("K", K, "[B, 3, 3]"), ("R", R, "[B, 3, 3]"))
     grad = torch.empty_like(grad_out)
     B, M, _ = grad_out.shape
     if grad.numel():

@@ -11,6 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
+from fastmotion.ops import _validate as check
 from fastmotion.ops.reference import gumbel_level_key
 
 # fp32 products on tensor cores with three TF32 passes (about fp32 accuracy); plain TF32 would flip argmins.
@@ -110,7 +111,20 @@ def _update_kernel(x_ptr, book_ptr, part_val_ptr, part_idx_ptr, codes_ptr, quant
 
 def rvq_search_triton(x: torch.Tensor, codebooks: torch.Tensor, temperature: float = 0.0, seed: int = 0,
                       tiles=None):
-    """Launch the kernels on validated, contiguous inputs; returns (codes, quantized, residual)."""
+    """Residual-VQ search: fastmotion.ops.rvq_search's forward without its NaN check, autograd or backend choice.
+
+    x [N, D] and codebooks [L, K, D] (L, K, D >= 1): contiguous, both float32 or both float64, on a CUDA device
+    (or the CPU under TRITON_INTERPRET=1); temperature >= 0 (0: greedy; > 0: Gumbel-max sampling seeded by the
+    int `seed`); tiles: (BLOCK_N, BLOCK_K, BLOCK_D, warps, stages) of the scores kernel, None for the default.
+    Returns codes [N, L] int64, quantized [N, D], residual [N, D].
+    Raises TypeError (a non-tensor, another dtype, a non-number temperature, a non-int seed) or ValueError (a
+    wrong shape, device or stride, a negative or non-finite temperature), naming the argument.
+    """
+    op = "rvq_search (triton)"
+    check.triton_inputs(op, ("x", x, "[N, D]"), ("codebooks", codebooks, "[L, K, D]"))
+    check.rvq_sizes(op, x, codebooks)
+    check.number(op, "temperature", temperature, minimum=0)
+    check.integer(op, "seed", seed, minimum=None)
     n, d = x.shape
     levels, k, _ = codebooks.shape
     codes = torch.empty(n, levels, dtype=torch.int64, device=x.device)

@@ -38,6 +38,7 @@ def test_bench_rejects_bad_options():
     assert done.returncode != 0 and "nope" in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["mlrq", "mdm"])
 def test_bench_train_times_fused_against_torch(model):
     from fastmotion.bench import train as train_bench

@@ -95,7 +95,9 @@ def test_render_2d_skips_bad_clips_and_never_leaves_half_a_folder(tmp_path):
 def test_dataset_crops_pads_and_is_seeded(corpus):
     ds = Keypoints2DDataset(corpus / "synth2d", "train", length=48, seed=0)
     lengths = [ds[i]["length"] for i in range(len(ds))]
-    assert min(lengths) < 48 or max(lengths) == 48
+    frames = [len(np.load(corpus / "synth2d" / "keypoints" / f"{ds[i]['name']}.npy")) for i in range(len(ds))]
+    assert lengths == [min(48, f) for f in frames]  # cropped to 48 frames, or the whole clip
+    assert min(frames) < 48 < max(frames)  # the corpus has both kinds
     item = ds[0]
     assert item["keypoints"].shape == (48, 22, 2) and item["mask"].sum() == item["length"]
     assert (item["keypoints"][item["length"]:] == 0).all() and item["text"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # builds a wheel (`make test-fast` skips it)
 
 PROBE = r"""
 import sys
@@ -49,7 +50,8 @@ def test_pure_python_wheel_has_no_compiled_code(pure_python_install):
     names = zipfile.ZipFile(wheel).namelist()
     assert not [n for n in names if n.endswith((".so", ".pyd"))]
     for module in ("fastmotion/kernels/rvq.py", "fastmotion/train/__init__.py", "fastmotion/bench/rvq.py",
-                   "fastmotion/ops/reference.py", "fastmotion/models/vq.py"):
+                   "fastmotion/ops/reference.py", "fastmotion/models/vq.py", "fastmotion/cli/__main__.py",
+                   "fastmotion/pipelines/lifting.py"):
         assert module in names, module
 
 

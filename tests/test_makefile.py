@@ -1,4 +1,5 @@
-"""`make videomdm`'s dependency graph, read from `make -n` (a dry run: nothing is trained) on a fake demo folder."""
+"""The Makefiles' recipes, read from `make -n` (a dry run: nothing is trained) on fake folders: `make real`, and
+`make videomdm` with its research recipe in experiments/Makefile (train once, evaluate, resume)."""
 import os
 import shutil
 import subprocess
@@ -48,7 +49,7 @@ def test_each_run_trains_once_then_is_evaluated_twice(demo):
         lift = next(i for i, line in enumerate(lines) if "eval lift" in line and f"{run}.lift.json" in line)
         t2m = next(i for i, line in enumerate(lines) if "eval t2m" in line and f"videomdm/{run}/last.pt" in line)
         assert stamp < lift and stamp < t2m  # evaluated only once its training has ended
-    assert "videomdm_table.py" in lines[-1]
+    assert "videomdm/table.py" in lines[-1]
 
 
 def test_a_finished_run_is_not_trained_again_and_an_interrupted_one_is(demo):
@@ -86,7 +87,7 @@ def test_an_interrupted_run_resumes_with_the_same_arguments_only(demo, tmp_path)
 
     def make(*extra, exit_code=0):
         env = {**os.environ, "STUB_LOG": str(log), "STUB_EXIT": str(exit_code)}
-        return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), f"DEMO={demo}",
+        return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT / "experiments"), f"DEMO={demo}",
                                f"FM={sys.executable} {stub}", *extra, f"{vm}/teacher.trained"],
                               capture_output=True, text=True, env=env)
 

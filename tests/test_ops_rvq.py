@@ -156,7 +156,7 @@ BAD_INPUTS = [
     (lambda x, b: (x.long(), b), TypeError, "x must be float32 or float64"),
     (lambda x, b: (x, b.int()), TypeError, "codebooks must be float32 or float64"),
     (lambda x, b: (x.half(), b.half()), TypeError, "float32 or float64"),
-    (lambda x, b: (x, b.double()), TypeError, "codebooks dtype torch.float64 differs"),
+    (lambda x, b: (x, b.double()), TypeError, "codebooks has dtype torch.float64, expected torch.float32 like x"),
     (lambda x, b: (x.clone().fill_(float("nan")), b), ValueError, "x contains NaN or inf"),
     (lambda x, b: (torch.cat([x, torch.full_like(x[:1], float("inf"))]), b), ValueError, "x contains NaN or inf"),
     (lambda x, b: (x, b[:0]), ValueError, "L >= 1"),
@@ -200,7 +200,7 @@ def test_bad_temperature_and_backend():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_mixed_devices_are_rejected():
     x, books = make_inputs(10, 7, 6, 2)
-    with pytest.raises(ValueError, match="codebooks are on cuda"):
+    with pytest.raises(ValueError, match="codebooks is on cuda:0 but x is on cpu"):
         rvq_search(x, books.cuda())
     with pytest.raises(ValueError, match="cpp backend takes CPU tensors"):
         rvq_search(x.cuda(), books.cuda(), backend="cpp")

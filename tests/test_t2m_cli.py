@@ -1,8 +1,6 @@
 """Text-to-motion end to end through the real CLI (subprocesses, real files): train the evaluator and both
 transformers on ML-RQ codes, sample from text (npy, bvh, gif), evaluate with the baselines, refuse bad input."""
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,11 +8,10 @@ import torch
 
 from fastmotion.models.mlrq import MLRQ, MotionVQConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from train.loop import save_checkpoint  # noqa: E402
-from helpers import fastmotion_cli as cli  # noqa: E402
+from fastmotion.checkpoint import save_checkpoint
+from helpers import fastmotion_cli as cli
 
+pytestmark = pytest.mark.slow  # trains models through the CLI (`make test-fast` skips it)
 FAST = ["--batch-size", 16, "--ckpt-every", 1000, "--eval-every", 1000]
 
 

@@ -44,13 +44,19 @@ def test_r_precision_mm_dist_diversity_multimodality():
     assert gm.r_precision(texts, motions, batch=3) == pytest.approx([1 / 3, 1.0, 1.0])
     assert gm.mm_dist(torch.zeros(5, 2), torch.tensor([[3.0, 4.0]]).expand(5, 2)) == pytest.approx(5.0)
     assert gm.diversity(torch.ones(10, 3)) == 0
-    pts = torch.tensor([[0.0, 0.0], [0.0, 2.0]])
-    div = gm.diversity(pts, pairs=2, generator=torch.Generator().manual_seed(0))
-    assert div in (0.0, 1.0, 2.0)
+    # two independent N(0, I_64) draws lie sqrt(2) * E[chi_64] = 11.27 apart on average
+    g = torch.Generator().manual_seed(0)
+    points = torch.randn(2000, 64, generator=g, dtype=torch.float64)
+    div = gm.diversity(points, pairs=300, generator=torch.Generator().manual_seed(1))
+    assert 10.8 < div < 11.7, div
+    assert gm.diversity(3 * points, 300, torch.Generator().manual_seed(1)) == pytest.approx(3 * div)
     same = torch.ones(4, 5, 3)
     assert gm.multimodality(same) == 0
-    spread = torch.stack([torch.tensor([[0.0], [1.0]])] * 3)  # two samples 1 apart for each of 3 prompts
-    assert gm.multimodality(spread, pairs=2, generator=torch.Generator().manual_seed(1)) <= 1.0
+    # samples of each prompt ~ N(100 p, I_16): pairs within a prompt only, so the prompts' spread does not count;
+    # sqrt(2) E[chi_16] = 5.57, less 1/30 of pairs that draw one sample twice
+    spread = 100 * torch.arange(50.0)[:, None, None] + torch.randn(50, 30, 16, generator=g)
+    mm = gm.multimodality(spread, pairs=10, generator=torch.Generator().manual_seed(1))
+    assert 5.0 < mm < 5.8, mm
     assert gm.qm_score(4.0, 1.0) == 2.0
     mean, half = gm.confidence_interval([1.0, 1.0, 1.0])
     assert (mean, half) == (1.0, 0.0)

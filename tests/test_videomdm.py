@@ -159,7 +159,9 @@ def test_epnp_recovers_a_camera_and_degrades_gracefully_with_noise():
 
 
 def test_guided_lifting_of_an_exact_projection_has_low_2d_error():
-    from fastmotion.train.videomdm import VideoMDMModel, Window, guided_lift
+    from fastmotion.data.teacher_bank import Window
+    from fastmotion.models.mdm import VideoMDMModel
+    from fastmotion.pipelines.videomdm import guided_lift
 
     torch.manual_seed(0)
     canon = canonicalize(_clip(7, frames=17))
@@ -189,8 +191,8 @@ def test_mdm_denoiser_shapes_and_condition_drop():
 
 def test_teacher_skips_clips_with_reasons(tmp_path):
     from fastmotion.data import build_synthetic, render_2d
-    from fastmotion.train.loop import TrainingError
-    from fastmotion.train.teacher import build_teacher
+    from fastmotion.errors import DatasetError
+    from fastmotion.pipelines.teacher import build_teacher
 
     build_synthetic(tmp_path / "s", num=6, seed=1)
     render_2d(tmp_path / "s", tmp_path / "d", views=1, seed=0)
@@ -223,7 +225,7 @@ def test_teacher_skips_clips_with_reasons(tmp_path):
         assert np.abs(est["R"] - true["R"]).max() < 1e-3
     for name in names:
         (lifted / f"{name}.npy").unlink(missing_ok=True)
-    with pytest.raises(TrainingError, match="no clip"):
+    with pytest.raises(DatasetError, match="no clip"):
         build_teacher(d, tmp_path / "t3", lifted_dir=lifted)
     assert not (tmp_path / "t3").exists()
 
@@ -232,7 +234,7 @@ def test_teacher_placement_follows_the_subject_in_depth():
     """A subject walking from 5 m to 11 m, lifted with no depth trajectory (pose about the root, in arbitrary
     units, as a weak-perspective lifter gives): the teacher's root follows the true depth frame by frame and its
     joints land on their keypoints."""
-    from fastmotion.train.teacher import metric_camera_frame
+    from fastmotion.pipelines.teacher import metric_camera_frame
 
     joints, _, _ = synth_clip(np.random.default_rng(3))
     joints = torch.from_numpy(joints[:60]).double()

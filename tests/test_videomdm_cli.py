@@ -11,6 +11,7 @@ import pytest
 
 from helpers import fastmotion_cli as cli
 
+pytestmark = pytest.mark.slow  # trains models through the CLI (`make test-fast` skips it)
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--batch-size", 8, "--ckpt-every", 1000, "--eval-every", 1000]
 
@@ -90,14 +91,14 @@ def test_eval_t2m_of_an_mdm(mdm_runs, tmp_path):
     (worse / "videomdm.lift.json").write_text(json.dumps(lifted))
     result["metrics"]["model"]["FID"][0] += 0.1
     (worse / "videomdm.t2m.json").write_text(json.dumps(result))
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "videomdm_table.py"), "--seeds", tmp_path / "s0",
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "videomdm" / "table.py"), "--seeds", tmp_path / "s0",
                            worse, "--", "videomdm"], capture_output=True, text=True, check=True)
     row = done.stdout.splitlines()[-1].split("|")
     assert row[1].strip() == "VideoMDM (anchored)"
     assert row[2].strip() == f"{pa:.1f} / {pa + 2:.1f}" and row[3].strip() == f"{pa + 1:.1f}"
     assert row[4].strip() == f"{fid:.3f} / {fid + 0.1:.3f}" and row[5].strip() == f"{fid + 0.05:.3f}"
     # the FID floor: the teacher's motions and true training motions scored against the test split
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "videomdm_diagnose.py"), "floor", "--data", d2,
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "videomdm" / "diagnose.py"), "floor", "--data", d2,
                            "--evaluator", tmp_path / "evaluator" / "last.pt", "--checkpoints",
                            mdm_runs / "mdm" / "last.pt"], capture_output=True, text=True, check=True)
     lines = done.stdout.splitlines()
@@ -117,7 +118,7 @@ def test_diagnose_grads_reads_the_peak_learning_rate(tmp_path):
             {"step": 90, "lr": 1e-4, "multistep": 1.0, "pos": 0.1, "grad_norm": 7.0},  # after the drop: ignored
             {"step": 90, "steps": 90, "eval": True}]
     log.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "videomdm_diagnose.py"), "grads", log],
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "videomdm" / "diagnose.py"), "grads", log],
                           capture_output=True, text=True, check=True)
     assert "chain batches 2.000 (3 logged), plain MDM batches 0.200 (2 logged)" in done.stdout
 
@@ -175,7 +176,7 @@ def test_diagnose_expert_and_split_sampling(mdm_runs, tmp_path):
     base = mdm_runs / "mdm-teacher" / "last.pt"
     evaluator = tmp_path / "evaluator" / "last.pt"
     cli("train", "evaluator", "--data", d2, "--out", evaluator.parent, "--steps", 3, *FAST)
-    tool = [sys.executable, str(ROOT / "tools" / "videomdm_diagnose.py")]
+    tool = [sys.executable, str(ROOT / "experiments" / "videomdm" / "diagnose.py")]
     expert = tmp_path / "expert.pt"
     done = subprocess.run([*tool, "expert", "--data", d2, "--base", base, "--objective", "mix", "--steps", "2",
                            "--batch-size", "4", "--out", expert],

@@ -1,2 +1,3 @@
-"""Training loops and their click commands (installed as fastmotion.train). The shared loop lands with the
-ML-RQ issue; this package exists now so the install layout is final."""
+"""Training (installed as fastmotion.train): the one loop (`loop.Trainer`) and each method's training run
+(`free3d`: the 2D prior and the ML-RQ; `videomdm`; `t2m`: the MoMask-style transformers and the text-motion
+evaluator). Inference and evaluation live in `fastmotion.pipelines`, the commands in `fastmotion.cli`."""

@@ -27,12 +27,8 @@ import click
 import torch
 import torch.distributed as dist
 
-CHECKPOINT = "last.pt"
-BEST = "best.pt"
-
-
-class TrainingError(RuntimeError):
-    """A run cannot start or cannot go on (bad checkpoint, non-finite loss, ...)."""
+from fastmotion.checkpoint import BEST, CHECKPOINT, load_checkpoint, save_checkpoint
+from fastmotion.errors import TrainingError
 
 
 @dataclass
@@ -95,66 +91,6 @@ def distributed() -> tuple[int, int]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
-
-
-def save_checkpoint(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoint intact
-
-
-def load_checkpoint(path, kind: str | None = None, model_config: dict | None = None) -> dict:
-    """Load a checkpoint, checking that it holds the expected model kind and configuration."""
-    path = Path(path)
-    if not path.exists():
-        raise TrainingError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001  (torch raises many types for a bad file)
-        raise TrainingError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err})") from None
-    if not isinstance(payload, dict) or "kind" not in payload:
-        raise TrainingError(f"{path} is not a fastmotion checkpoint")
-    if kind is not None and payload["kind"] != kind:
-        raise TrainingError(f"{path} holds a {payload['kind']} model, expected {kind}")
-    if model_config is not None and payload["model_config"] != model_config:
-        changed = {k for k in set(model_config) | set(payload["model_config"])
-                   if model_config.get(k) != payload["model_config"].get(k)}
-        raise TrainingError(f"{path} was trained with another model configuration (differs in "
-                            f"{', '.join(sorted(changed))}); use a fresh --out folder or the same --config")
-    return payload
-
-
-def describe_checkpoint(path) -> str:
-    """One line saying what a checkpoint file holds: its kind, step, and whether it is the run's best (by which
-    validation figure) or its last. Reads the file memory-mapped, so large checkpoints cost little.
-
-    Raises:
-        TrainingError: the file is missing or not a fastmotion checkpoint.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise TrainingError(f"checkpoint {path} does not exist")
-    payload = None
-    for mmap in (True, False):  # files in torch's legacy format cannot be memory-mapped
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-            break
-        except Exception as err:  # noqa: BLE001
-            problem = f"checkpoint {path} cannot be read ({type(err).__name__}: {err})"
-    if payload is None:
-        raise TrainingError(problem)
-    if not isinstance(payload, dict) or "kind" not in payload or "step" not in payload:
-        raise TrainingError(f"{path} is not a fastmotion checkpoint")
-    total = (payload.get("train_config") or {}).get("steps")
-    text = f"{path}: {payload['kind']} at step {payload['step']}" + (f" of {total}" if total else "")
-    best = payload.get("best")
-    if best and best.get("step") == payload["step"] and path.name == BEST:
-        text += f", the run's best by {best['metric']} = {best['value']:.4g}"
-    elif path.name == CHECKPOINT:
-        text += ", the run's last checkpoint"
-        if best:
-            text += f" (its best, by {best['metric']} = {best['value']:.4g}, is step {best['step']}: {BEST})"
-    return text
 
 
 class Trainer:

@@ -22,7 +22,9 @@ import torch
 from fastmotion.losses.free3d import vertical_rotations
 from fastmotion.models.mlrq import motion_features
 from fastmotion.ops import project_weak_perspective
-from fastmotion.train.free3d import ClipBank, load_prior, zero_depth
+from fastmotion.data.clip_bank import ClipBank
+from fastmotion.pipelines.free3d import load_prior
+from fastmotion.pipelines.lifting import zero_depth
 
 
 def crops(bank: ClipBank, root: Path, length: int):

@@ -17,7 +17,9 @@ import torch
 
 import fastmotion.losses.free3d as free3d
 from fastmotion.models.mlrq import MotionVQConfig, features_to_joints, motion_features
-from fastmotion.train.free3d import evaluate_lifting, mlrq_run
+from fastmotion.pipelines.free3d import MLRQLifter
+from fastmotion.pipelines.lifting import evaluate_lifting
+from fastmotion.train.free3d import mlrq_run
 from fastmotion.train.loop import TrainConfig, Trainer
 
 
@@ -52,9 +54,9 @@ def main() -> None:
     trainer = Trainer(run, TrainConfig(steps=args.steps, batch_size=64, lr=1e-3, warmup=50), args.out)
     trainer.fit()
     for split in ("val", "test"):
-        result = evaluate_lifting(run.model.eval(), args.data, split)
+        result = evaluate_lifting(MLRQLifter(run.model.eval()), args.data, split)
         m, z = result["model"], result["zero_depth"]
-        print(f"{split}: N-MPJPE {m['MPJPE']:.1f} PA-MPJPE {m['PA-MPJPE']:.1f} root {m['root']:.0f} "
+        print(f"{split}: N-MPJPE {m['N-MPJPE']:.1f} PA-MPJPE {m['PA-MPJPE']:.1f} root {m['root']:.0f} "
               f"(zero depth {z['PA-MPJPE']:.1f}, root {z['root']:.0f})", flush=True)
 
 

@@ -6,8 +6,8 @@ motion, scored by `evaluate_lifting` (root: mean root distance after the clip's 
   own-z0         the same with the root's depth set to 0
   lift3d-sum     depth from the lift's summed 3D limb lengths (window 1 / 9)
   lift3d-median  depth from the lift's 3D limb lengths, per-limb median (window 9)
-  teacher        VideoMDM's teacher placement (train.teacher.metric_camera_frame)
-  adopted        `fastmotion.train.free3d.lift`: depth from the 2D size, per-limb median, 5-frame average
+  teacher        VideoMDM's teacher placement (fastmotion.pipelines.teacher.metric_camera_frame)
+  adopted        `fastmotion.pipelines.free3d.lift`: depth from the 2D size, per-limb median, 5-frame average
   zero           the zero-depth baseline, and zero-w1/5/9/15/25: it placed by the 2D-size depth
 
     python experiments/real_data/root_decoding.py --checkpoint real/mlrq/last.pt --data real/real2d [--split val]
@@ -21,8 +21,20 @@ import torch
 from fastmotion.models.mlrq import features_to_joints, motion_features
 from fastmotion.motion.camera import place_on_rays, relative_depth
 from fastmotion.motion.skeleton import SMPL22
-from fastmotion.train.free3d import evaluate_lifting, lift, load_mlrq, zero_depth
-from fastmotion.train.teacher import metric_camera_frame
+from fastmotion.pipelines.free3d import lift, load_mlrq
+from fastmotion.pipelines.lifting import Lifter, evaluate_lifting, zero_depth
+from fastmotion.pipelines.teacher import metric_camera_frame
+
+
+class PerClip(Lifter):
+    """A function of one clip's keypoints [T, 22, 2] as a Lifter."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def lift(self, clips, progress=None):
+        return {c.name: self.fn(c.keypoints) for c in clips}
+
 
 PARENTS = list(SMPL22.parents[1:])
 
@@ -83,8 +95,8 @@ def main() -> None:
     for name, fn in variants(model).items():
         if args.only and name not in args.only:
             continue
-        m = evaluate_lifting(lambda _, clip, fn=fn: fn(clip), args.data, args.split)["model"]
-        print(f"| {name} | {m['MPJPE']:.1f} | {m['PA-MPJPE']:.1f} | {m['root']:.0f} |", flush=True)
+        m = evaluate_lifting(PerClip(fn), args.data, args.split)["model"]
+        print(f"| {name} | {m['N-MPJPE']:.1f} | {m['PA-MPJPE']:.1f} | {m['root']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,13 @@ def parse_captions(path: Path) -> list[Caption]:
     return captions
 
 
+def captions_of(root, name: str) -> list[str]:
+    """The non-empty captions of clip `name` of a dataset folder (texts/NAME.txt; [] when it has none)."""
+    path = Path(root) / "texts" / f"{name}.txt"
+    captions = [c.text for c in parse_captions(path)] if path.exists() else []
+    return [c for c in captions if c.strip()]
+
+
 def load_npy(path, what: str = "array") -> np.ndarray:
     """np.load with errors that name the file: missing, or not a .npy array."""
     path = Path(path)

@@ -8,7 +8,7 @@ lengths) and canonicalised (floor, origin, facing +z) by the feature extraction.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -86,7 +86,3 @@ class TextMotionEvaluator(nn.Module):
                       torch.sum(-target * logits.log_softmax(0).T, 1).mean())
         acc = (logits.argmax(1) == torch.arange(len(texts), device=logits.device)).float().mean()
         return {"loss": loss, "top1": acc}
-
-
-def evaluator_config_dict(model: TextMotionEvaluator) -> dict:
-    return {"kind": "TextMotionEvaluator", **asdict(model.config)}

@@ -1,7 +1,8 @@
 """3D lifting metrics on [N, T, J, 3] motions (metres in, millimetres out).
 
 Lifted motions from single-view 2D are known up to scale (the subject's distance), so:
-  MPJPE (N-MPJPE): root-relative joints after one least-squares scale per clip;
+  N-MPJPE: root-relative joints after one least-squares scale per clip;
+  MPJPE: root-relative joints as they are, only for lifters whose output is metric (`metric=True`);
   PA-MPJPE: per frame, Procrustes alignment with rotation, translation and scale;
   PCK@50/100 mm: share of joints within the threshold after the per-frame Procrustes alignment;
   acceleration error: mean norm of the difference in second differences (per frame, mm/frame^2) of the
@@ -32,8 +33,12 @@ def _clip_scale(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     return (pred * true).sum((1, 2, 3)) / (pred * pred).sum((1, 2, 3)).clamp_min(1e-12)
 
 
-def lifting_metrics(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, float]:
-    """pred, true: [N, T, J, 3] in the same frame (e.g. the camera's); mask [N, T] of real frames."""
+def lifting_metrics(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor | None = None,
+                    metric: bool = False) -> dict[str, float]:
+    """pred, true: [N, T, J, 3] in the same frame (e.g. the camera's), metres; mask [N, T] of real frames;
+    metric: pred is in metres too (adds MPJPE). -> {"N-MPJPE", ["MPJPE",] "PA-MPJPE", "PCK@50", "PCK@100",
+    "accel", "root"} in millimetres (PCK in %). Definitions: the module docstring (N-MPJPE: Rhodin et al. 2018;
+    PA-MPJPE and the acceleration error as in HMR and VIBE)."""
     pred, true = pred.double(), true.double()
     if mask is None:
         mask = torch.ones(pred.shape[:2], dtype=torch.bool, device=pred.device)
@@ -53,5 +58,6 @@ def lifting_metrics(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor |
     root_p = pred[:, :, 0] - pred[:, :1, 0]
     root_t = true[:, :, 0] - true[:, :1, 0]
     root = ((s[..., 0] * root_p - root_t).norm(dim=-1) * m).sum() / m.sum()
-    return {"MPJPE": float(mpjpe) * 1000, "PA-MPJPE": float(pa) * 1000, **pck, "accel": float(accel) * 1000,
+    plain = {"MPJPE": float(((rel_p - rel_t).norm(dim=-1).mean(-1) * m).sum() / m.sum()) * 1000} if metric else {}
+    return {"N-MPJPE": float(mpjpe) * 1000, **plain, "PA-MPJPE": float(pa) * 1000, **pck, "accel": float(accel) * 1000,
             "root": float(root) * 1000}

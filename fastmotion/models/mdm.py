@@ -11,6 +11,8 @@ from torch import nn
 
 from fastmotion.motion.humanml3d import FEATURE_DIM
 
+from .text import TextConditioned
+
 
 @dataclass
 class MDMConfig:
@@ -78,3 +80,17 @@ class MDM(nn.Module):
 
     def describe(self) -> dict:
         return {"kind": "MDM", "text_dim": self.text_dim, **asdict(self.config)}
+
+
+class VideoMDMModel(TextConditioned):
+    """VideoMDM's model: an MDM + its own small text encoder (None with CLIP features) + the 263-d feature
+    statistics `mean`, `std` (buffers, set from the training data)."""
+
+    def __init__(self, config: MDMConfig, text: str = "small"):
+        super().__init__()
+        self.mdm = MDM(config, self.init_text(text))
+        self.register_buffer("mean", torch.zeros(FEATURE_DIM))
+        self.register_buffer("std", torch.ones(FEATURE_DIM))
+
+    def describe(self) -> dict:
+        return {**self.mdm.describe(), "text": self.text_kind}

@@ -9,7 +9,7 @@ stored in the model (buffers) so that a checkpoint is self-contained.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -153,7 +153,3 @@ class MLRQ(MotionVQVAE):
     def xy_of(self, f3d: torch.Tensor) -> torch.Tensor:
         """The orthographic (identity-view) projection of 3D features: their x, y channels [B, T, 44]."""
         return f3d.unflatten(-1, (-1, 3))[..., :2].flatten(-2)
-
-
-def config_dict(model: MotionVQVAE) -> dict:
-    return {"kind": type(model).__name__, **asdict(model.config)}

@@ -154,8 +154,7 @@ class TextConditioned(nn.Module):
         return clip(texts)
 
 
-def build_text_encoder(clip_weights=None, device="cpu"):
-    """CLIP when weights are given, else a fresh SmallTextEncoder (trained with the model that owns it)."""
-    if clip_weights:
-        return ClipTextEncoder(clip_weights, device)
-    return SmallTextEncoder().to(device)
+def load_clip_encoder(weights, device="cpu") -> ClipTextEncoder | None:
+    """The frozen CLIP text encoder from local weights, or None when `weights` is None or empty (the models
+    then use their own small encoder). Raises FileNotFoundError or ValueError for a missing or bad file."""
+    return ClipTextEncoder(weights, device) if weights else None

@@ -45,14 +45,6 @@ def matrix_to_cont6d(m: torch.Tensor) -> torch.Tensor:
     return torch.cat([m[..., 0], m[..., 1]], dim=-1)
 
 
-def cont6d_to_matrix(x: torch.Tensor) -> torch.Tensor:
-    """6D [..., 6] -> rotation matrices [..., 3, 3] by Gram-Schmidt (columns a, b, a x b)."""
-    a = torch.nn.functional.normalize(x[..., :3], dim=-1)
-    b = x[..., 3:] - (a * x[..., 3:]).sum(-1, keepdim=True) * a
-    b = torch.nn.functional.normalize(b, dim=-1)
-    return torch.stack([a, b, torch.cross(a, b, dim=-1)], dim=-1)
-
-
 def axis_angle_y(angle: torch.Tensor) -> torch.Tensor:
     """Quaternions of rotations by `angle` radians about the up axis y."""
     half = 0.5 * angle

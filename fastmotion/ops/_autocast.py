@@ -16,7 +16,8 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 def _autocast_device(args, kwargs) -> str | None:
     for value in (*args, *kwargs.values()):
         if isinstance(value, torch.Tensor):
-            return value.device.type if torch.is_autocast_enabled(value.device.type) else None
+            device = value.device.type  # autocast-less devices (meta) would raise: leave them to the op's checks
+            return device if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device) else None
     return None
 
 

@@ -1,7 +1,8 @@
-"""Which backends exist on this machine, and which one an op call uses.
+"""Which backends exist on this machine, which ones each op has, and which one an op call uses.
 
-Choice: the op's `backend=` argument > the FASTMOTION_BACKEND environment variable > automatic
-(cuda, then triton, for CUDA tensors; cpp for CPU tensors; torch when nothing compiled is there).
+Choice: the op's `backend=` argument > the FASTMOTION_BACKEND environment variable > automatic: for CUDA tensors
+the op's order in OPS (fastest measured first), for CPU tensors cpp then torch, torch on any other device; the
+first one that is available here.
 """
 from __future__ import annotations
 
@@ -11,6 +12,36 @@ from typing import NamedTuple
 import torch
 
 BACKENDS = ("torch", "cpp", "triton", "cuda")
+
+
+class OpBackends(NamedTuple):
+    implemented: tuple  # the backends with this op's entry points
+    cuda_order: tuple  # the automatic choice for CUDA tensors, fastest first
+    entry_points: tuple  # forward (and backward) names: torch.ops.fastmotion.<name> for cpp and cuda (dispatched
+    #                      on the tensors' device), fastmotion.kernels.<name> for triton; same signatures
+
+
+# Every op has all four backends today (tests/test_ops_validate.py checks that each listed entry point exists).
+# CUDA orders from bench/RESULTS.md, H100 80GB, torch 2.11, triton 3.6, median ms per call of the public op:
+# - rvq_search (L=6, K=512, D=512), N=16384: triton 1.28, cuda 2.12, torch 2.91 (commit c202b1f); triton 1.46,
+#   cuda 2.27 (361bf9a); GPU time triton 0.92, cuda 1.83 (profile). At N=1024-4096 the two runs disagree (triton
+#   0.64-0.70 vs cuda 0.75-0.80, then 1.04-1.20 vs 0.89-0.96): launch-bound, within run-to-run noise.
+# - project_weak_perspective (B=256, T=196, J=22, V=8), fwd+bwd: cuda 0.76, triton 0.94, torch 0.89; fwd 0.19,
+#   0.23, 0.35. Triton stays before torch: 6% slower fwd+bwd but faster forward and 0 vs 69 MiB extra memory.
+# - reprojection_loss (B=64, T=196, J=22), fwd+bwd: cuda 1.25, triton 1.44, torch 2.40.
+# - ray_project (B=64, T=196, J=22), fwd+bwd: cuda 0.89, triton 0.96, torch 1.43.
+# CPU_ORDER: cpp is 1.3-2.9x the reference for rvq_search, 3.6-7.8x for the geometry ops (2-core EPYC tables);
+# triton on CPU tensors only runs interpreted (slow), so only when asked for.
+OPS = {
+    "rvq_search": OpBackends(BACKENDS, ("triton", "cuda", "torch"), ("rvq_search",)),
+    "project_weak_perspective": OpBackends(BACKENDS, ("cuda", "triton", "torch"),
+                                           ("project_weak_perspective", "project_weak_perspective_backward")),
+    "reprojection_loss": OpBackends(BACKENDS, ("cuda", "triton", "torch"),
+                                    ("reprojection_terms", "reprojection_terms_backward")),
+    "ray_project": OpBackends(BACKENDS, ("cuda", "triton", "torch"), ("ray_project", "ray_project_backward")),
+}
+CPU_ORDER = ("cpp", "torch")
+IMPLEMENTED = {op: spec.implemented for op, spec in OPS.items()}
 
 
 class BackendStatus(NamedTuple):
@@ -89,30 +120,39 @@ def _backend_status() -> dict[str, BackendStatus]:
     return status
 
 
-def resolve_backend(requested: str | None, tensor: torch.Tensor, op: str, implemented=BACKENDS) -> str:
-    """The backend `op` runs on for inputs living where `tensor` lives; raises when the choice cannot run.
+def kernels(backend: str):
+    """Where `backend`'s entry points (OpBackends.entry_points) live: fastmotion.kernels for triton,
+    torch.ops.fastmotion for cpp and cuda. Call after resolve_backend, which loads them."""
+    return _triton_kernels()[0] if backend == "triton" else torch.ops.fastmotion
 
-    `implemented`: the backends this op has (an op gains its fused backends one by one)."""
+
+def resolve_backend(op: str, requested: str | None, tensor: torch.Tensor) -> str:
+    """The backend `op` (a key of OPS) runs on for inputs on `tensor`'s device.
+
+    requested: a name from BACKENDS, or None for FASTMOTION_BACKEND, else the automatic choice (module docstring).
+    Raises ValueError for an unknown name or a device the backend cannot take, NotImplementedError when the op
+    has no such backend, RuntimeError when the backend cannot run here (with the reason)."""
+    spec = OPS[op]
     source = "backend="
     if requested is None and os.environ.get("FASTMOTION_BACKEND"):
         requested, source = os.environ["FASTMOTION_BACKEND"], "FASTMOTION_BACKEND"
-    on_cuda = tensor.is_cuda
+    device = tensor.device.type
     if requested is None:
-        order = ("cuda", "triton", "torch") if on_cuda else ("cpp", "torch")
+        order = spec.cuda_order if device == "cuda" else CPU_ORDER if device == "cpu" else ("torch",)
         status = backends()
-        return next(name for name in order if status[name].available and name in implemented)
+        return next(name for name in order if name in spec.implemented and status[name].available)
     if requested not in BACKENDS:
         raise ValueError(f"{op}: {source} must be one of {', '.join(BACKENDS)}; got {requested!r}")
-    if requested not in implemented:
-        raise NotImplementedError(f"{op}: no {requested!r} backend yet (this op has: {', '.join(implemented)})")
+    if requested not in spec.implemented:
+        raise NotImplementedError(f"{op}: no {requested!r} backend yet (this op has: {', '.join(spec.implemented)})")
     state = backends()[requested]
     if not state.available:
         raise RuntimeError(f"{op}: backend {requested!r} (from {source}) is unavailable: {state.reason}")
-    if requested == "cpp" and not tensor.device.type == "cpu":
+    if requested == "cpp" and device != "cpu":
         raise ValueError(f"{op}: the cpp backend takes CPU tensors, got tensors on {tensor.device}")
-    if requested == "cuda" and not on_cuda:
+    if requested == "cuda" and device != "cuda":
         raise ValueError(f"{op}: the cuda backend takes CUDA tensors, got tensors on {tensor.device}")
-    if requested == "triton" and not on_cuda and not _triton_interpreted():
+    if requested == "triton" and device != "cuda" and not (device == "cpu" and _triton_interpreted()):
         raise ValueError(f"{op}: the triton backend takes CUDA tensors (or CPU tensors with TRITON_INTERPRET=1), "
                          f"got tensors on {tensor.device}")
     return requested

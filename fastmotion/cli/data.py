@@ -1,10 +1,12 @@
-"""`fastmotion data ...` and `fastmotion render`: build datasets and draw motions. Heavy imports happen inside
-the commands so that `--help` stays fast."""
+"""`fastmotion data ...`: build datasets (the synthetic corpus, 2D renderings of 3D datasets, VideoMDM's
+teacher)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
+
+from ._common import resolve_device, user_errors
 
 
 def _progress(label: str, total: int):
@@ -76,28 +78,33 @@ def data_render(src, out, views, seed, min_depth, focal):
         click.echo(f"  skipped: {reason}", err=True)
 
 
-@click.command("render")
-@click.argument("motions", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Output animation: .gif, or .mp4 when ffmpeg is installed.")
-@click.option("--title", "titles", multiple=True, help="A title per motion (repeat in the same order).")
-@click.option("--fps", default=20, show_default=True, type=click.IntRange(min=1))
-def render(motions, out, titles, fps):
-    """Draw motions as stick figures, side by side: .npy files of [T, 22, 3] joints (3D, with a ground grid
-    and the root's trace) or [T, 22, 2] keypoints (2D).
+@data.command("teacher")
+@click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="2D dataset folder (from `fastmotion data render`).")
+@click.option("--mlrq", "mlrq_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Lift the 2D with this ML-RQ checkpoint (the project's own 2D-only lifter) ...")
+@click.option("--lifted", "lifted_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="... or take NAME.npy [T, 22, 3] lifted motions (metres, y up) from this folder (any lifter).")
+@click.option("--cameras", type=click.Choice(["auto", "dataset", "epnp"]), default="auto", show_default=True,
+              help="auto: the dataset's camera when there is one, else EPnP + LM on the teacher's first 24 frames.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Teacher folder (default: DATA/teacher).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+def data_teacher(data, mlrq_path, lifted_dir, cameras, out, device):
+    """Build VideoMDM's noisy 3D teacher for every clip of a 2D dataset: NAME.npy world joints, cameras/NAME.npz,
+    and report.json listing every skipped clip with its reason.
 
     \b
-    Example:
-      fastmotion render data/synth/new_joints/000001.npy data/synth2d/keypoints/000001_v0.npy \\
-          --title 3D --title 2D --out clip.gif
+    Examples:
+      fastmotion data teacher --data data/synth2d --mlrq runs/mlrq/last.pt
+      fastmotion data teacher --data data/video2d --lifted wham_out/ --cameras epnp
     """
-    from fastmotion.render import load_motion, render_frames, save_animation
+    from fastmotion.pipelines.teacher import build_teacher
 
-    if titles and len(titles) != len(motions):
-        raise click.BadParameter(f"got {len(titles)} titles for {len(motions)} motions", param_hint="--title")
-    try:
-        loaded = [load_motion(m) for m in motions]
-    except (FileNotFoundError, ValueError) as err:
-        raise click.BadParameter(str(err), param_hint="MOTIONS") from None
-    path = save_animation(render_frames(loaded, list(titles) or None), out, fps=fps)
-    click.echo(f"wrote {path} ({max(len(m) for m in loaded)} frames)")
+    out = out or data / "teacher"
+    names = sum(len((data / f"{s}.txt").read_text().split()) for s in ("train", "val", "test")
+                if (data / f"{s}.txt").exists())
+    with user_errors(), _progress("teacher", names) as bar:
+        report = build_teacher(data, out, mlrq_path, lifted_dir, cameras, resolve_device(device), bar.update)
+    click.echo(f"wrote {report['written']} teacher motion(s) to {out}; skipped {len(report['skipped'])} "
+               f"(reasons in {out / 'report.json'})")

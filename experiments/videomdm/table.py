@@ -1,7 +1,7 @@
 """The README's VideoMDM tables from the JSON files that `make videomdm` writes.
 
-    python tools/videomdm_table.py demo/videomdm teacher videomdm paper no-depth-weight no-multistep no-velocity no-ray
-    python tools/videomdm_table.py --seeds demo/videomdm demo/videomdm-seed1 demo/videomdm-seed2 -- teacher videomdm
+    python experiments/videomdm/table.py demo/videomdm teacher videomdm paper no-depth-weight no-multistep no-velocity no-ray
+    python experiments/videomdm/table.py --seeds demo/videomdm demo/videomdm-seed1 demo/videomdm-seed2 -- teacher videomdm
 
 Reads DIR/RUN.lift.json (`fastmotion eval lift --json`) and DIR/RUN.t2m.json (`fastmotion eval t2m --json`) for
 every RUN and prints one markdown row per run, plus the zero-depth row of the first run's lifting evaluation.
@@ -30,7 +30,7 @@ def _pm(pair) -> str:
 
 
 def table(folder: Path, runs: list[str]) -> str:
-    rows = ["| run | PA-MPJPE (mm) | MPJPE (mm) | PCK@100 | FID | R-precision top-3 | MM-Dist |",
+    rows = ["| run | PA-MPJPE (mm) | N-MPJPE (mm) | PCK@100 | FID | R-precision top-3 | MM-Dist |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     zero = None
     for run in runs:
@@ -38,10 +38,11 @@ def table(folder: Path, runs: list[str]) -> str:
         t2m = _read(folder / f"{run}.t2m.json")["metrics"]["model"]
         m = lift["model"]
         zero = zero or lift["zero_depth"]
-        rows.append(f"| {LABELS.get(run, run)} | {m['PA-MPJPE']:.1f} | {m['MPJPE']:.1f} | {m['PCK@100']:.1f} | "
+        n_mpjpe = m.get("N-MPJPE", m.get("MPJPE"))  # files written before N-MPJPE had its name
+        rows.append(f"| {LABELS.get(run, run)} | {m['PA-MPJPE']:.1f} | {n_mpjpe:.1f} | {m['PCK@100']:.1f} | "
                     f"{_pm(t2m['FID'])} | {_pm(t2m['R-precision top-3'])} | {t2m['MM-Dist'][0]:.3f} |")
-    rows.append(f"| zero depth (no model) | {zero['PA-MPJPE']:.1f} | {zero['MPJPE']:.1f} | {zero['PCK@100']:.1f} | "
-                "| | |")
+    zero_n = zero.get("N-MPJPE", zero.get("MPJPE"))
+    rows.append(f"| zero depth (no model) | {zero['PA-MPJPE']:.1f} | {zero_n:.1f} | {zero['PCK@100']:.1f} | | | |")
     return "\n".join(rows)
 
 

@@ -1,8 +1,8 @@
 """Where a VideoMDM checkpoint loses FID: diagnostics on the held-out 3D of a synthetic 2D dataset.
 
-    python tools/videomdm_diagnose.py shrink --data demo/synth2d demo/videomdm/teacher/last.pt \
+    python experiments/videomdm/diagnose.py shrink --data demo/synth2d demo/videomdm/teacher/last.pt \
         demo/videomdm/videomdm/last.pt
-    python tools/videomdm_diagnose.py hybrid --data demo/synth2d --evaluator demo/evaluator/last.pt \
+    python experiments/videomdm/diagnose.py hybrid --data demo/synth2d --evaluator demo/evaluator/last.pt \
         --high demo/videomdm/teacher/last.pt --low demo/videomdm/videomdm/last.pt --switch 5
 
 shrink: the TRUE test motions (eval3d/), noised at timestep t, denoised once by each checkpoint (text, guidance
@@ -15,9 +15,9 @@ expert: a low-noise expert for hybrid's --low: a copy of --base fine-tuned only 
 with the anchored 2D objective in multistep chains (2d), the plain MDM loss on the teacher's 3D (plain: the
 comparison with the same extra steps), or both (mix).
 
-    python tools/videomdm_diagnose.py expert --data demo/synth2d --base demo/videomdm/teacher/last.pt \
+    python experiments/videomdm/diagnose.py expert --data demo/synth2d --base demo/videomdm/teacher/last.pt \
         --objective 2d --out demo/videomdm/expert-2d.pt
-    python tools/videomdm_diagnose.py hybrid --data demo/synth2d --evaluator demo/evaluator/last.pt \
+    python experiments/videomdm/diagnose.py hybrid --data demo/synth2d --evaluator demo/evaluator/last.pt \
         --high demo/videomdm/teacher/last.pt --low demo/videomdm/expert-2d.pt --switch 24 --repeats 3 --lift
 floor: the FID of motion sets that no model generated, against the test split's true motions: the teacher's
 motions of the test clips and of as many training clips, and those training clips' true motions (same count,
@@ -27,9 +27,9 @@ VideoMDM checkpoint's guided lifts of the test clips (`fastmotion lift --model m
 grads: from training logs (log.jsonl), the median gradient norm (before clipping) of the multistep-chain
 batches and of the plain-MDM batches while the learning rate is at its peak.
 
-    python tools/videomdm_diagnose.py floor --data demo/synth2d --evaluator demo/evaluator/last.pt \
+    python experiments/videomdm/diagnose.py floor --data demo/synth2d --evaluator demo/evaluator/last.pt \
         --checkpoints demo/videomdm/teacher/last.pt demo/videomdm/videomdm/last.pt
-    python tools/videomdm_diagnose.py grads demo/videomdm/videomdm/log.jsonl
+    python experiments/videomdm/diagnose.py grads demo/videomdm/videomdm/log.jsonl
 """
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ from fastmotion.data import humanml3d as hml
 from fastmotion.diffusion import GaussianDiffusion
 from fastmotion.motion.humanml3d import FEATURE_DIM, features_to_joints
 from fastmotion.motion.skeleton import SMPL22
+from fastmotion.data import teacher_bank
+from fastmotion.pipelines import videomdm as pv
 from fastmotion.train import videomdm as vm
 
 
@@ -61,10 +63,10 @@ def true_windows(data: Path, clips: int):
         joints = torch.from_numpy(hml.load_joints(data / "eval3d" / "new_joints" / f"{name}.npy")).double()[:197]
         with np.load(data / "cameras" / f"{name}.npz") as c:
             R, t = (torch.from_numpy(np.asarray(c[k], np.float64)) for k in ("R", "t"))
-        f, Rw, tw = vm.canonical_window(joints, R, t)
+        f, Rw, tw = teacher_bank.canonical_window(joints, R, t)
         feats.append(f.float())
         cams.append((Rw.float(), tw.float()))
-        texts.append((vm.captions_of(data, name) or [""])[0])
+        texts.append((hml.captions_of(data, name) or [""])[0])
     F = max(len(f) for f in feats)
     mask = torch.arange(F)[None] < torch.tensor([len(f) for f in feats])[:, None]
     feats = torch.stack([torch.cat([f, f[-1:].expand(F - len(f), -1)]) for f in feats])
@@ -87,7 +89,7 @@ def shrink(args):
 
     true_vel, true_bones = profile(features_to_joints(feats))
     for path in args.checkpoints:
-        model, _ = vm.load_mdm(path, "cpu")
+        model, _ = pv.load_mdm(path, "cpu")
         text = model.text_features(texts, None)
         x0 = (feats - model.mean) / model.std
         for step in args.t:
@@ -123,10 +125,10 @@ def hybrid_sampler(high, switch: int):
 
 def hybrid(args):
     from fastmotion.models.t2m import SamplingConfig
-    from fastmotion.train.t2m import T2MEvalConfig, evaluate_t2m, load_evaluator
+    from fastmotion.pipelines.t2m import T2MEvalConfig, evaluate_t2m, load_evaluator
 
-    vm.sample_mdm = hybrid_sampler(vm.load_mdm(args.high, "cpu")[0], args.switch)  # every sampler goes through it
-    t2m = vm.MDMTextToMotion(args.low)
+    pv.sample_mdm = hybrid_sampler(pv.load_mdm(args.high, "cpu")[0], args.switch)  # every sampler goes through it
+    t2m = pv.MDMTextToMotion(args.low)
     result = evaluate_t2m(t2m, load_evaluator(args.evaluator, "cpu"), args.data, "test", SamplingConfig(),
                           T2MEvalConfig(repeats=args.repeats, mm_prompts=0), False)
     row = result["metrics"]["model"]
@@ -146,7 +148,8 @@ def expert(args):
 
     from fastmotion.losses.videomdm import VideoMDMLossConfig
     from fastmotion.models.mdm import MDMConfig
-    from fastmotion.train.loop import load_checkpoint, step_seed
+    from fastmotion.checkpoint import load_checkpoint
+    from fastmotion.train.loop import step_seed
 
     size = args.switch // args.buckets
 
@@ -163,7 +166,7 @@ def expert(args):
     run = vm.mdm_run(args.data, teacher, sizes, config, args.batch_size, torch.device("cpu"))
     model = run.model
     model.load_state_dict(state["model"])
-    bank = vm.TeacherBank(args.data, teacher, "train", model.mdm.config.max_frames)
+    bank = teacher_bank.TeacherBank(args.data, teacher, "train", model.mdm.config.max_frames)
     diffusion = GaussianDiffusion(config.diffusion_steps)
     optimizer = torch.optim.AdamW(model.parameters(), args.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(  # the training loop's shape: warm-up, drops at 70% and 90%
@@ -205,7 +208,7 @@ def expert(args):
 @torch.no_grad()
 def floor(args):
     from fastmotion.metrics import generation as gm
-    from fastmotion.train.t2m import _embed, load_evaluator
+    from fastmotion.pipelines.t2m import _embed, load_evaluator
 
     evaluator = load_evaluator(args.evaluator, "cpu")
 
@@ -224,9 +227,10 @@ def floor(args):
                 if (folder / f"{n}.npy").exists()]
 
     def lifts(path, names):
-        from fastmotion.train.videomdm_commands import mdm_lifted
+        from fastmotion.pipelines.lifting import dataset_clips, load_lifter
 
-        lifted = mdm_lifted(path, args.data, "test", None, torch.device("cpu"), names)
+        lifter = load_lifter("mdm", path, "cpu", data=args.data, split="test")
+        lifted = lifter.lift([c for c in dataset_clips(args.data, "test") if c.name in set(names)])
         return [torch.as_tensor(lifted[n]).float() for n in names if n in lifted]
 
     test = hml.read_split(args.data, "test")

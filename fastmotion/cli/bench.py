@@ -1,47 +1,12 @@
-"""The `fastmotion` command line. Subcommands grow with the project: data, train, sample, lift, eval, render."""
+"""`fastmotion bench ...`: time the fused ops and training steps against the PyTorch reference."""
 from __future__ import annotations
 
 import click
 
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="fastmotion")
-def main():
-    """fastmotion: train 3D human-motion generators from 2D keypoints alone.
-
-    \b
-    Check what this machine can run:
-      fastmotion backends
-    """
+from ._common import device_and_json_options, resolve_device
 
 
-@main.command("backends")
-def backends_cmd():
-    """List the op backends (torch, cpp, triton, cuda) and why any is unavailable."""
-    from fastmotion.ops import backends
-
-    for name, status in backends().items():
-        click.echo(f"{name:>7}  {'yes' if status.available else 'no ':3}  {status.reason}")
-
-
-def _device_and_json_options(command):
-    command = click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
-                           help="Also write the figures (and the machine, torch version and commit) to this "
-                                "JSON file.")(command)
-    return click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
-                        help="Where to run. Default: cuda when a GPU is visible, else cpu.")(command)
-
-
-def _resolve_device(device):
-    import torch
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("no CUDA device is visible to torch", param_hint="--device")
-    return device
-
-
-@main.group()
+@click.group()
 def bench():
     """Benchmark the fused ops against their PyTorch reference."""
 
@@ -52,7 +17,7 @@ def bench():
 @click.option("--backend", "names", multiple=True,
               type=click.Choice(["torch", "cpp", "triton", "cuda", "faiss"]),
               help="Backends to time (repeatable). Default: every one available on the device.")
-@_device_and_json_options
+@device_and_json_options
 def bench_rvq(sizes, names, device, json_path):
     """Time residual-VQ search (L=6 levels, K=512 codes, D=512, float32).
 
@@ -66,7 +31,7 @@ def bench_rvq(sizes, names, device, json_path):
     """
     from fastmotion.bench import rvq
 
-    device = _resolve_device(device)
+    device = resolve_device(device).type
     chosen = list(names) or rvq.available_backends(device)
     if "faiss" in chosen and not rvq.faiss_available():
         raise click.BadParameter("faiss is not installed (pip install -e .[bench])", param_hint="--backend")
@@ -80,7 +45,7 @@ def bench_rvq(sizes, names, device, json_path):
               help="Ops to time (repeatable). Default: all three.")
 @click.option("--backend", "names", multiple=True, type=click.Choice(["cpp", "triton", "cuda"]),
               help="Fused backends to time besides the torch reference (repeatable). Default: all implemented.")
-@_device_and_json_options
+@device_and_json_options
 def bench_geometry(ops, names, device, json_path):
     """Time the geometry ops, forward and forward+backward, at training sizes.
 
@@ -94,7 +59,7 @@ def bench_geometry(ops, names, device, json_path):
     """
     from fastmotion.bench import geometry
 
-    device = _resolve_device(device)
+    device = resolve_device(device).type
     rows = geometry.run(ops or geometry.OPS, names, device, progress=lambda msg: click.echo(msg, err=True))
     _report(rows, device, json_path, geometry.META)
 
@@ -105,7 +70,7 @@ def bench_geometry(ops, names, device, json_path):
 @click.option("--config", "preset", type=click.Choice(["small", "full"]), default="small", show_default=True,
               help="Model size ('full': Free3D sizes, batch 256: for a GPU).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Default: 64 small, 256 full.")
-@_device_and_json_options
+@device_and_json_options
 def bench_train(model, preset, batch_size, device, json_path):
     """Training steps per second with the fused ops vs with every op on the torch reference, in one run.
 
@@ -116,7 +81,7 @@ def bench_train(model, preset, batch_size, device, json_path):
     """
     from fastmotion.bench import train as train_bench
 
-    device = _resolve_device(device)
+    device = resolve_device(device).type
     rows = train_bench.run(preset, batch_size, None, device, progress=lambda msg: click.echo(msg, err=True),
                            model=model)
     _report(rows, device, json_path, {**train_bench.META, "model": model, "config": preset})
@@ -130,27 +95,3 @@ def _report(rows, device, json_path, meta):
         with open(json_path, "w") as f:
             f.write(to_json(rows, device, **meta))
         click.echo(f"wrote {json_path}", err=True)
-
-
-from fastmotion.cli_data import data, render  # noqa: E402  (commands defined in their own module)
-
-main.add_command(data)
-main.add_command(render)
-
-
-def _add_training_commands():
-    from fastmotion.train.commands import evaluate, lift, train
-    from fastmotion.train.t2m_commands import sample
-    from fastmotion.train.videomdm_commands import data_teacher
-
-    data.add_command(data_teacher)
-    main.add_command(train)
-    main.add_command(lift)
-    main.add_command(sample)
-    main.add_command(evaluate)
-
-
-_add_training_commands()
-
-if __name__ == "__main__":
-    main()

@@ -20,11 +20,12 @@ import torch
 
 from fastmotion.data import humanml3d as hml
 from fastmotion.data.humanml3d import atomic_folder
+from fastmotion.errors import DatasetError
 from fastmotion.motion.camera import estimate_camera_epnp, naive_root_depth
 from fastmotion.motion.skeleton import SMPL22, SMPL22_REST_OFFSETS
 from fastmotion.ops.reference import normalized_keypoints
 
-from .loop import TrainingError
+from .free3d import lift, load_mlrq
 
 PNP_FRAMES = 24
 _REST_BONES = torch.as_tensor(np.linalg.norm(SMPL22_REST_OFFSETS, axis=-1), dtype=torch.float64)  # [22]
@@ -87,17 +88,21 @@ def world_and_camera(camera_frame: torch.Tensor | None, world_guess: torch.Tenso
 
 def build_teacher(data, out, mlrq_path=None, lifted_dir=None, cameras: str = "auto", device="cpu",
                   progress=None) -> dict:
-    """Write the teacher folder for every clip of every split of the 2D dataset `data`; see the module docstring."""
-    from .free3d import lift, load_mlrq
+    """Write the teacher folder for every clip of every split of the 2D dataset `data`; see the module docstring.
+    Returns the report (also in OUT/report.json).
 
+    Raises:
+        ValueError: not exactly one source, or an unknown `cameras`. DatasetError: no split files, or no clip
+            gave a teacher. CheckpointError: a bad ML-RQ checkpoint.
+    """
     data = Path(data)
     if (mlrq_path is None) == (lifted_dir is None):
-        raise TrainingError("give exactly one teacher source: an ML-RQ checkpoint or a folder of lifted motions")
+        raise ValueError("give exactly one teacher source: an ML-RQ checkpoint or a folder of lifted motions")
     if cameras not in ("auto", "dataset", "epnp"):
-        raise TrainingError(f"cameras must be 'auto', 'dataset' or 'epnp', got {cameras!r}")
+        raise ValueError(f"cameras must be 'auto', 'dataset' or 'epnp', got {cameras!r}")
     names = [n for s in hml.SPLITS if (data / f"{s}.txt").exists() for n in hml.read_split(data, s)]
     if not names:
-        raise TrainingError(f"{data}: no split files (is it a folder from `fastmotion data render`?)")
+        raise DatasetError(f"{data}: no split files (is it a folder from `fastmotion data render`?)")
     model = load_mlrq(mlrq_path, device) if mlrq_path is not None else None
     written, skipped = [], []
     with atomic_folder(out) as tmp:
@@ -116,7 +121,7 @@ def build_teacher(data, out, mlrq_path=None, lifted_dir=None, cameras: str = "au
             written.append(name)
         if not written:
             first = skipped[0]["reason"] if skipped else "no clips"
-            raise TrainingError(f"no clip of {data} gave a teacher ({len(skipped)} skipped; first: {first})")
+            raise DatasetError(f"no clip of {data} gave a teacher ({len(skipped)} skipped; first: {first})")
         report = {"source": str(mlrq_path or lifted_dir), "cameras": cameras, "written": len(written),
                   "skipped": skipped}
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,3 @@
+from fastmotion.cli import main
+
+main()

@@ -1,0 +1,124 @@
+"""Options and helpers shared by the command groups. Heavy imports happen inside functions so that `--help`
+stays fast."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+DATA_HELP = "2D-only dataset folder written by `fastmotion data render` (its 3D in eval3d/ is never trained on)."
+
+
+def resolve_device(device):
+    """--device (None: cuda when a GPU is visible, else cpu) -> torch.device; BadParameter for cuda without one."""
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("no CUDA device is visible to torch", param_hint="--device")
+    return torch.device(device)
+
+
+@contextmanager
+def user_errors():
+    """Turn the library's errors about the user's input (files, checkpoints, datasets, values) into one-line
+    command-line errors instead of tracebacks."""
+    from fastmotion.errors import FastmotionError
+
+    try:
+        yield
+    except (FastmotionError, FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+def announce(checkpoint) -> str:
+    """Say on stderr which checkpoint a command reads (best or last, which step); returns the line."""
+    from fastmotion.checkpoint import describe_checkpoint
+
+    text = describe_checkpoint(checkpoint)
+    click.echo(f"checkpoint {text}", err=True)
+    return text
+
+
+def training_options(crop_length: bool = True):
+    """The options every `fastmotion train` command shares (`--length` where the model trains on crops)."""
+    return lambda command: _add_options(command, crop_length)
+
+
+def _add_options(command, crop_length):
+    options = [
+        click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path), help=DATA_HELP),
+        click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+                     help="Run folder: config.json, log.jsonl, last.pt (atomic checkpoint)."),
+        click.option("--config", "preset", type=click.Choice(["small", "full"]), default="small", show_default=True,
+                     help="Model size: 'small' for CPU, 'full' = Free3D/MoMask sizes (6 x 512 x 512) for a GPU."),
+        click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps (default per config)."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Default: 64 small, 256 full."),
+        *([click.option("--length", type=click.IntRange(min=4), default=None,
+                        help="Crop length in frames at 20 fps (default: 32 small, 64 full).")] if crop_length else []),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint."),
+        click.option("--ckpt-every", type=click.IntRange(min=1), default=250, show_default=True,
+                     help="Checkpoint every this many steps (and at the end)."),
+        click.option("--eval-every", type=click.IntRange(min=1), default=500, show_default=True,
+                     help="Evaluate on the val split every this many steps (and at the end)."),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: cuda if visible."),
+        click.option("--blowup-factor", type=click.FloatRange(min=0), default=10.0, show_default=True,
+                     expose_value=False, callback=_keep("blowup_factor"),
+                     help="Stop when a step's loss exceeds this many times the median of the last 100 (of the "
+                          "same objective); 0: never."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _keep(name):
+    """A click callback that keeps an option's value in the context for `run_training` (options every command shares
+    but none of their functions needs)."""
+    def keep(ctx, param, value):
+        ctx.meta[f"fastmotion.{name}"] = value
+        return value
+    return keep
+
+
+DEFAULTS = {"small": dict(batch_size=64, length=32, lr=1e-3), "full": dict(batch_size=256, length=64, lr=2e-4)}
+
+
+def run_training(run_factory, preset, steps, default_steps, batch_size, length, lr, seed, resume, out, device,
+                 ckpt_every, eval_every):
+    """Build a run with `run_factory(batch_size, crop_length, device)` and train it through the one loop with the
+    shared options (defaults per config); prints where the checkpoints are."""
+    import torch
+
+    from fastmotion.errors import FastmotionError
+    from fastmotion.train.loop import TrainConfig, Trainer
+
+    d = DEFAULTS[preset]
+    config = TrainConfig(steps=steps or default_steps[preset], batch_size=batch_size or d["batch_size"],
+                         lr=lr or d["lr"], seed=seed, warmup=50 if preset == "small" else 500,
+                         ckpt_every=ckpt_every, eval_every=eval_every,
+                         blowup_factor=click.get_current_context().meta.get("fastmotion.blowup_factor", 10.0))
+    torch.manual_seed(seed)  # the initial weights
+    with user_errors():  # the data, a checkpoint, CLIP weights
+        run = run_factory(config.batch_size, length or d["length"], resolve_device(device))
+    try:
+        trainer = Trainer(run, config, out, resume=resume)
+        last = trainer.fit()
+    except FastmotionError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"done: step {trainer.step}, " + ", ".join(f"{k} {v:.4g}" for k, v in last.items()) +
+               f"; checkpoint {out / 'last.pt'}" + (f"; best {out / 'best.pt'} (step {trainer.best['step']}, "
+                                                     f"{trainer.best['metric']} {trainer.best['value']:.4g})"
+                                                     if trainer.best else ""))
+
+
+def device_and_json_options(command):
+    """--json and --device, for the benchmarks."""
+    command = click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
+                           help="Also write the figures (and the machine, torch version and commit) to this "
+                                "JSON file.")(command)
+    return click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+                        help="Where to run. Default: cuda when a GPU is visible, else cpu.")(command)

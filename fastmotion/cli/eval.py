@@ -1,0 +1,180 @@
+"""`fastmotion eval ...`: lifting against held-out 3D (any method's `Lifter`), tables of results, and
+text-to-motion metrics."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ._common import DATA_HELP, announce, resolve_device, user_errors
+from .sample import generator_from_options, sampling_config, sampling_options
+
+
+@click.group("eval")
+def evaluate():
+    """Evaluate trained models on held-out data."""
+
+
+@evaluate.command("lift")
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", "model_kind", type=click.Choice(["mlrq", "mdm"]), default="mlrq", show_default=True,
+              help="mdm: a VideoMDM checkpoint, lifting by guided DDPM sampling (needs the teacher folder).")
+@click.option("--teacher", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --model mdm: the teacher folder (default: DATA/teacher).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate at most this many clips.")
+@click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path), help=DATA_HELP)
+@click.option("--split", default="test", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the figures to this JSON file.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+def eval_lift(checkpoint, model_kind, teacher, limit, data, split, json_path, device):
+    """Lifting accuracy against the held-out 3D (eval3d/), beside the 3D-free zero-depth baseline.
+
+    N-MPJPE (MPJPE after one scale per clip), PA-MPJPE (per-frame Procrustes with scale), PCK@50/100 mm (after
+    Procrustes), acceleration error, root trajectory error; millimetres.
+
+    \b
+    Example:
+      fastmotion eval lift --checkpoint runs/mlrq/last.pt --data data/synth2d --split test --json eval.json
+      fastmotion eval lift --model mdm --checkpoint runs/mdm/last.pt --data data/synth2d --json eval-mdm.json
+    """
+    from fastmotion.pipelines.lifting import dataset_clips, evaluate_lifting, load_lifter
+
+    with user_errors():
+        read = announce(checkpoint)
+        options = {"data": data, "split": split, "teacher": teacher} if model_kind == "mdm" else {}
+        lifter = load_lifter(model_kind, checkpoint, resolve_device(device), **options)
+        clips = dataset_clips(data, split, limit)
+        with click.progressbar(length=len(clips), label="lifting", file=click.get_text_stream("stderr")) as bar:
+            result = evaluate_lifting(lifter, data, split, progress=bar.update, clips=clips)
+    keys = list(result["model"])
+    click.echo(f"{'':>12}" + "".join(f"{k:>10}" for k in keys))
+    for name in ("model", "zero_depth"):
+        click.echo(f"{name:>12}" + "".join(f"{result[name][k]:>10.1f}" if k in result[name] else f"{'-':>10}"
+                                           for k in keys))
+    gain = 1 - result["model"]["PA-MPJPE"] / result["zero_depth"]["PA-MPJPE"]
+    click.echo(f"{result['clips']} clips; PA-MPJPE {100 * abs(gain):.0f}% {'below' if gain >= 0 else 'above'} the "
+               "zero-depth baseline")
+    if json_path:
+        json_path.write_text(json.dumps({**result, "pa_mpjpe_gain": gain, "checkpoint": str(checkpoint),
+                                         "checkpoint_read": read,
+                                         "data": str(data), "split": split}, indent=2) + "\n")
+
+
+@evaluate.command("table")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", "names", multiple=True, help="A row name per result file (default: the file's stem).")
+def eval_table(results, names):
+    """One Markdown table from `eval lift --json` files of the same clips: zero depth (from the first file),
+    then one row per file. Lengths in mm; N-MPJPE: MPJPE after one scale per clip.
+
+    \b
+    Example:
+      fastmotion eval table real/eval-mlrq.json real/eval-videomdm.json --name ML-RQ --name VideoMDM
+    """
+    if names and len(names) != len(results):
+        raise click.BadParameter(f"give one --name per result file ({len(results)}), got {len(names)}",
+                                 param_hint="--name")
+    columns = ("N-MPJPE", "PA-MPJPE", "PCK@50", "accel", "root")
+    rows = []
+    for i, path in enumerate(results):
+        try:
+            result = json.loads(path.read_text())
+            figures, base, clips = result["model"], result["zero_depth"], result["clips"]
+            for row in (figures, base):  # files written before N-MPJPE had its name
+                row.setdefault("N-MPJPE", row.get("MPJPE"))
+            values, zero = [f"{figures[c]:.1f}" for c in columns], [f"{base[c]:.1f}" for c in columns]
+            # each row against the zero depth of its own clips (a lifter may skip some)
+            change = f"{100 * (figures['PA-MPJPE'] / base['PA-MPJPE'] - 1):+.0f}%"
+        except (ValueError, KeyError, TypeError, ZeroDivisionError) as err:
+            raise click.BadParameter(f"{path} is not a file of `fastmotion eval lift --json` ({err!r})",
+                                     param_hint="RESULTS") from None
+        if i == 0:
+            rows.append(("zero depth", clips, zero, ""))
+            first = (result.get("data"), result.get("split"), clips)
+        elif (result.get("data"), result.get("split"), clips) != first:
+            click.echo(f"warning: {path} was measured on other clips ({result.get('data')}, {result.get('split')}, "
+                       f"{clips} clips) than {results[0]}; its change is against its own clips' zero depth", err=True)
+        rows.append((names[i] if names else path.stem, clips, values, change))
+    click.echo("| | clips | N-MPJPE | PA-MPJPE | vs zero depth | PCK@50 (%) | accel | root |")
+    click.echo("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, clips, values, change in rows:
+        click.echo(f"| {name} | {clips} | {values[0]} | {values[1]} | {change} | " + " | ".join(values[2:]) + " |")
+
+
+@evaluate.command("t2m")
+@click.option("--evaluator", "evaluator_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Text-motion evaluator checkpoint (from `fastmotion train evaluator`) ...")
+@click.option("--t2m-evaluator", "t2m_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="... or the original T2M evaluator (Guo et al. 2022) from your local copy of its release: the "
+                   "folder holding text_mot_match/model/finest.tar and meta/mean.npy, std.npy (needs --glove).")
+@click.option("--glove", "glove_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of the T2M release's GloVe files (our_vab_data.npy, our_vab_words.pkl, our_vab_idx.pkl).")
+@click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path), help=DATA_HELP)
+@click.option("--split", default="test", show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Repeated runs; figures are the mean and a 95% confidence interval over them.")
+@click.option("--mm-prompts", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Prompts for MultiModality (0 skips it).")
+@click.option("--mm-samples", type=click.IntRange(min=2), default=30, show_default=True,
+              help="Samples per MultiModality prompt.")
+@click.option("--no-baselines", is_flag=True, help="Skip the empty-caption and random-other-caption baselines.")
+@click.option("--model", "model_kind", type=click.Choice(["momask", "mdm"]), default="momask", show_default=True,
+              help="momask: the ML-RQ transformers (--models/--mask/--res); mdm: a VideoMDM (--checkpoint).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --model mdm: the checkpoint from `fastmotion train mdm`.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write every figure (and every run's values) to this JSON file.")
+@sampling_options
+def eval_t2m(evaluator_path, t2m_dir, glove_dir, data, split, repeats, mm_prompts, mm_samples, no_baselines,
+             model_kind, checkpoint, json_path, models,
+             mask_path, res_path, mlrq_path, clip_weights, steps, guidance, res_guidance, temperature, top_k, seed,
+             device):
+    """Text-to-motion metrics on held-out clips: R-precision top-1/2/3 (batches of 32), FID, MM-Dist,
+    Diversity (300 pairs), MultiModality (100 prompts x 30 samples, 10 pairs) and QM = sqrt(MModality / FID),
+    for real motions, the model and two baselines (an empty caption; a random other clip's caption), each
+    with a 95% confidence interval over --repeats runs. Motions are generated at the real clips' lengths.
+
+    \b
+    Examples:
+      fastmotion eval t2m --models runs --evaluator runs/evaluator/last.pt --data data/synth2d --json t2m.json
+      fastmotion eval t2m --models runs --t2m-evaluator t2m/ --glove glove/ --data data/humanml2d
+      fastmotion eval t2m --model mdm --checkpoint runs/mdm/last.pt --evaluator runs/evaluator/last.pt \
+          --data data/synth2d --mm-prompts 0
+    """
+    from fastmotion.pipelines.t2m import T2MEvalConfig, evaluate_t2m, format_t2m_table, load_evaluator, write_json
+
+    if (evaluator_path is None) == (t2m_dir is None):
+        raise click.UsageError("give exactly one of --evaluator or --t2m-evaluator")
+    if t2m_dir is not None and glove_dir is None:
+        raise click.BadParameter("the original T2M evaluator reads captions with GloVe vectors: give --glove DIR",
+                                 param_hint="--glove")
+    if model_kind == "mdm":
+        from fastmotion.pipelines.videomdm import MDMTextToMotion
+
+        if checkpoint is None:
+            raise click.BadParameter("--model mdm needs the checkpoint of `fastmotion train mdm`",
+                                     param_hint="--checkpoint")
+        with user_errors():
+            announce(checkpoint)
+            t2m = MDMTextToMotion(checkpoint, clip_weights, resolve_device(device))
+    else:
+        t2m = generator_from_options(models, mask_path, res_path, mlrq_path, clip_weights, device)
+    config = T2MEvalConfig(repeats=repeats, mm_prompts=mm_prompts, mm_samples=mm_samples, seed=seed)
+    with user_errors():
+        if t2m_dir is not None:
+            from fastmotion.metrics.t2m_original import OriginalT2MEvaluator
+
+            evaluator = OriginalT2MEvaluator(t2m_dir, glove_dir).to(t2m.device)
+        else:
+            announce(evaluator_path)
+            evaluator = load_evaluator(evaluator_path, t2m.device)
+        with click.progressbar(length=repeats, label="eval t2m", file=click.get_text_stream("stderr")) as bar:
+            result = evaluate_t2m(t2m, evaluator, data, split, sampling_config(steps, guidance, res_guidance,
+                                                                              temperature, top_k),
+                                  config, not no_baselines, bar.update)
+    click.echo(format_t2m_table(result))
+    click.echo(f"{result['clips']} clips of the {split} split, {repeats} run(s); mean ± 95% interval")
+    if json_path:
+        write_json(json_path, {**result, "evaluator": str(evaluator_path or t2m_dir), "data": str(data)})

@@ -1,0 +1,81 @@
+"""`fastmotion lift`: 2D keypoints to 3D motion with any method's `Lifter` (fastmotion.pipelines.lifting)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import announce, resolve_device, user_errors
+
+@click.command("lift")
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="ML-RQ checkpoint (from `fastmotion train mlrq`), or with --model mdm a VideoMDM checkpoint.")
+@click.option("--model", "model_kind", type=click.Choice(["mlrq", "mdm"]), default="mlrq", show_default=True,
+              help="mdm: VideoMDM's guided lifting (DDPM, each predicted motion projected onto the keypoints' "
+                   "camera rays); needs --data with cameras and a teacher folder.")
+@click.option("--teacher", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --model mdm: the teacher folder giving each clip's camera in the model's frame "
+                   "(default: DATA/teacher).")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Lift every clip of this 2D dataset's --split ...")
+@click.option("--split", default="test", show_default=True)
+@click.option("--keypoints", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="... or one keypoint file: .npy [T, 22|17, 2|3] or COCO-style .json (pixels).")
+@click.option("--intrinsics", default=None, help="fx,fy,cx,cy of the camera for --keypoints (pixels); default: "
+                                                 "focal 1000 at the keypoints' bounding-box centre.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for NAME.npy 3D joints [T, 22, 3] (camera frame, in units of the subject's depth).")
+@click.option("--render", is_flag=True, help="Also write NAME.gif: the input 2D beside the lifted 3D (and, for "
+                                            "--data, the held-out true 3D from eval3d/ when it is there).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Lift at most this many clips of --data.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+def lift(checkpoint, model_kind, teacher, data, split, keypoints, intrinsics, out, render, limit, device):
+    """Lift 2D keypoint sequences to 3D motion with a trained ML-RQ (or a VideoMDM, --model mdm).
+
+    \b
+    Examples:
+      fastmotion lift --checkpoint runs/mlrq/last.pt --data data/synth2d --split test --out lifted --render
+      fastmotion lift --checkpoint runs/mlrq/last.pt --keypoints video.json --out lifted
+      fastmotion lift --model mdm --checkpoint runs/mdm/last.pt --data data/synth2d --out lifted-mdm
+    """
+    import numpy as np
+
+    from fastmotion.motion.free3d import upright
+    from fastmotion.pipelines.lifting import dataset_clips, load_lifter, read_keypoint_file
+
+    if (data is None) == (keypoints is None):
+        raise click.UsageError("give exactly one of --data or --keypoints")
+    if model_kind == "mdm" and data is None:
+        raise click.UsageError("--model mdm lifts the clips of a dataset (--data): it needs their cameras and teacher")
+    if intrinsics:
+        try:
+            intrinsics = tuple(float(v) for v in intrinsics.split(","))
+            assert len(intrinsics) == 4
+        except (ValueError, AssertionError):
+            raise click.BadParameter("expected fx,fy,cx,cy", param_hint="--intrinsics") from None
+    with user_errors():
+        announce(checkpoint)
+        clips = (dataset_clips(data, split, limit) if data is not None else
+                 [read_keypoint_file(keypoints, intrinsics)])
+        options = {"data": data, "split": split, "teacher": teacher} if model_kind == "mdm" else {}
+        lifter = load_lifter(model_kind, checkpoint, resolve_device(device), **options)
+        with click.progressbar(length=len(clips), label="lifting", file=click.get_text_stream("stderr")) as bar:
+            lifted = lifter.lift(clips, bar.update)
+    out.mkdir(parents=True, exist_ok=True)
+    for clip in clips:
+        joints = lifted.get(clip.name)
+        if joints is None:
+            click.echo(f"{clip.name}: not lifted ({lifter.name} left it out)", err=True)
+            continue
+        np.save(out / f"{clip.name}.npy", joints.numpy().astype(np.float32))
+        if render:
+            from fastmotion.render import render_frames, save_animation
+
+            shown = upright(joints, clip.camera[1] if clip.camera is not None else None)
+            panels, titles = [clip.keypoints.numpy(), shown.numpy()], ["input 2D", "lifted 3D"]
+            truth = data / "eval3d" / "new_joints" / f"{clip.name}.npy" if data is not None else None
+            if truth is not None and truth.exists():  # shown, never used for anything else
+                panels.append(np.load(truth))
+                titles.append("hidden true 3D")
+            save_animation(render_frames(panels, titles), out / f"{clip.name}.gif")
+    click.echo(f"lifted {len(lifted)} clip(s) into {out}")

@@ -1,0 +1,69 @@
+"""A split of a 2D-only dataset in memory, for training crops and for lifting whole clips."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastmotion.errors import DatasetError
+from fastmotion.ops.reference import normalized_keypoints
+
+from . import humanml3d as hml
+
+
+class ClipBank:
+    """Every clip of one split of a 2D dataset folder (`fastmotion data render`) in memory: `names`, `clips`
+    (keypoints in normalised image coordinates [T, 22, 2]) and `cameras` ((K [3, 3] pixels, R [3, 3], t [3]
+    metres) world -> camera). Never reads eval3d/.
+
+    Raises:
+        DatasetError: the split file or a clip's keypoints are missing or malformed, or the split is empty.
+    """
+
+    def __init__(self, root, split: str):
+        self.root = Path(root)
+        try:
+            self.names = hml.read_split(self.root, split)
+        except (FileNotFoundError, ValueError) as err:
+            raise DatasetError(str(err)) from None
+        self.clips, self.cameras = [], []
+        for name in self.names:
+            path = self.root / "keypoints" / f"{name}.npy"
+            if not path.exists():
+                raise DatasetError(f"{path} is missing (is {self.root} a folder from `fastmotion data render`?)")
+            k = np.load(path)
+            if k.ndim != 3 or k.shape[1:] != (22, 2):
+                raise DatasetError(f"{path}: expected SMPL-22 keypoints [T, 22, 2], got {list(k.shape)} "
+                                    "(wrong joint count?)")
+            with np.load(self.root / "cameras" / f"{name}.npz") as cam:
+                K, R, t = (torch.from_numpy(np.asarray(cam[key], np.float32)) for key in ("K", "R", "t"))
+            n = normalized_keypoints(torch.from_numpy(k.astype(np.float32))[None], K[None])[0]
+            if not torch.isfinite(n).all():
+                raise DatasetError(f"{path}: keypoints contain NaN or inf")
+            self.clips.append(n)
+            self.cameras.append((K, R, t))
+        if not self.clips:
+            raise DatasetError(f"{self.root}: the {split} split has no clips")
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def up(self, index: int) -> torch.Tensor:
+        """The world's up axis in clip `index`'s camera frame (R's second column): [3]."""
+        return self.cameras[index][1][:, 1]
+
+    def batch(self, size: int, length: int, generator: torch.Generator):
+        """size random crops of `length` frames (padded, with a frame mask), and each clip's up axis in its
+        camera -> ([B, L, 22, 2], [B, L], [B, 3])."""
+        picks = torch.randint(len(self.clips), (size,), generator=generator).tolist()
+        out = torch.zeros(size, length, 22, 2)
+        mask = torch.zeros(size, length, dtype=torch.bool)
+        for i, c in enumerate(picks):
+            clip = self.clips[c]
+            start = int(torch.randint(max(1, len(clip) - length + 1), (), generator=generator))
+            piece = clip[start:start + length]
+            out[i, :len(piece)] = piece
+            out[i, len(piece):] = piece[-1]  # hold the last pose: no jump to zero for the convolutions
+            mask[i, :len(piece)] = True
+        return out, mask, torch.stack([self.up(c) for c in picks])
