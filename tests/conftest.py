@@ -38,3 +38,14 @@ def tiny_mlrq(tmp_path_factory):
     fastmotion_cli("train", "mlrq", "--data", root / "d2", "--prior", root / "prior" / "last.pt", "--out",
                    root / "mlrq", "--steps", 10, *fast)
     return root
+
+
+@pytest.fixture(scope="module")
+def data2d(tmp_path_factory):
+    """A 40-clip synthetic corpus rendered to one view per clip (root/d2)."""
+    from fastmotion.data.build import build_synthetic, render_2d
+
+    root = tmp_path_factory.mktemp("free3d")
+    build_synthetic(root / "synth", num=40, seed=0)
+    render_2d(root / "synth", root / "d2", views=1, seed=0)
+    return root / "d2"
