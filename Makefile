@@ -22,7 +22,7 @@ DEMO_PROMPTS := a_person_jumps_forward someone_waves_hello a_person_runs_forward
 
 # `make videomdm` (after `make demo`): VideoMDM's demo, the recipe of experiments/Makefile (VideoMDM against
 # the MDM trained on the teacher's 3D, same model and steps; anchored: README, "VideoMDM").
-ANCHORED := --root teacher --high-noise teacher --threshold 24 --buckets 3
+ANCHORED := --root teacher --high-noise plain-mdm --threshold 24 --buckets 3
 VIDEOMDM_STEPS ?= 1500
 
 # `make real`: both methods on real motion capture (REAL: a 3D folder in HumanML3D layout, e.g. Bandai-2 in

@@ -21,7 +21,7 @@ def mdm_runs(tiny_mlrq):
     d2 = tiny_mlrq / "d2"
     cli("data", "teacher", "--data", d2, "--mlrq", tiny_mlrq / "mlrq" / "last.pt")
     cli("train", "mdm", "--data", d2, "--out", tiny_mlrq / "mdm", "--steps", 6, "--warmup-steps", 2, *FAST)
-    cli("train", "mdm", "--data", d2, "--out", tiny_mlrq / "mdm-teacher", "--steps", 3, "--mode", "teacher", *FAST)
+    cli("train", "mdm", "--data", d2, "--out", tiny_mlrq / "mdm-teacher", "--steps", 3, "--mode", "plain-mdm", *FAST)
     return tiny_mlrq
 
 
@@ -146,14 +146,14 @@ def test_teacher_root_and_teacher_loss_above_the_threshold(mdm_runs, tmp_path):
 
     d2 = mdm_runs / "d2"
     cli("train", "mdm", "--data", d2, "--out", tmp_path / "anchored", "--steps", 3, "--warmup-steps", 0,
-        "--threshold", 24, "--root", "teacher", "--high-noise", "teacher", *FAST)
+        "--threshold", 24, "--root", "teacher", "--high-noise", "plain-mdm", *FAST)
     cfg = json.loads((tmp_path / "anchored" / "config.json").read_text())
-    assert cfg["videomdm"]["high_noise"] == "teacher" and cfg["videomdm"]["losses"]["root"] == "teacher"
-    done = cli("train", "mdm", "--data", d2, "--out", tmp_path / "bad", "--high-noise", "teacher", "--no-multistep",
+    assert cfg["videomdm"]["high_noise"] == "plain-mdm" and cfg["videomdm"]["losses"]["root"] == "teacher"
+    done = cli("train", "mdm", "--data", d2, "--out", tmp_path / "bad", "--high-noise", "plain-mdm", "--no-multistep",
                check=False)
-    assert done.returncode != 0 and "high_noise 'teacher'" in done.stderr
+    assert done.returncode != 0 and "high_noise 'plain-mdm'" in done.stderr
     # the step: chains below t* take the 2D objective (with L_root), batches above it the plain MDM loss
-    config = VideoMDMConfig(warmup_steps=0, threshold=24, high_noise="teacher", losses=VideoMDMLossConfig(root="teacher"))
+    config = VideoMDMConfig(warmup_steps=0, threshold=24, high_noise="plain-mdm", losses=VideoMDMLossConfig(root="teacher"))
     run = mdm_run(d2, d2 / "teacher", MDMConfig.preset("small"), config, 4, torch.device("cpu"))
     outs = [run.step_fn(run.model, 10, torch.Generator().manual_seed(s)) for s in range(12)]
     chains = [o for o in outs if float(o["multistep"]) == 1.0]

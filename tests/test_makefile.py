@@ -44,7 +44,7 @@ def test_each_run_trains_once_then_is_evaluated_twice(demo):
     lines = dry_run(demo, "videomdm")
     trains = [i for i, line in enumerate(lines) if "train mdm" in line]
     assert len(trains) == 2 and not any("data teacher" in line for line in lines)
-    for run in ("teacher", "videomdm"):
+    for run in ("plain-mdm", "videomdm"):
         stamp = next(i for i, line in enumerate(lines) if line == f"touch {demo}/videomdm/{run}.trained")
         lift = next(i for i, line in enumerate(lines) if "eval lift" in line and f"{run}.lift.json" in line)
         t2m = next(i for i, line in enumerate(lines) if "eval t2m" in line and f"videomdm/{run}/last.pt" in line)
@@ -54,16 +54,16 @@ def test_each_run_trains_once_then_is_evaluated_twice(demo):
 
 def test_a_finished_run_is_not_trained_again_and_an_interrupted_one_is(demo):
     vm = demo / "videomdm"
-    (vm / "teacher").mkdir(parents=True)
-    (vm / "teacher" / "last.pt").touch()
-    (vm / "teacher.trained").touch()
-    later(vm / "teacher.trained", 2)  # finished after the teacher was built
+    (vm / "plain-mdm").mkdir(parents=True)
+    (vm / "plain-mdm" / "last.pt").touch()
+    (vm / "plain-mdm.trained").touch()
+    later(vm / "plain-mdm.trained", 2)  # finished after the teacher was built
     (vm / "videomdm").mkdir()
     (vm / "videomdm" / "last.pt").touch()  # a checkpoint, no stamp: interrupted
     lines = dry_run(demo, "videomdm")
     trains = [line for line in lines if "train mdm" in line]
     assert len(trains) == 1 and f"--out {vm}/videomdm " in trains[0]
-    assert any("eval lift" in line and "teacher.lift.json" in line for line in lines)
+    assert any("eval lift" in line and "plain-mdm.lift.json" in line for line in lines)
 
 
 STUB = """import os, sys
@@ -88,18 +88,18 @@ def test_an_interrupted_run_resumes_with_the_same_arguments_only(demo, tmp_path)
     def make(*extra, exit_code=0):
         env = {**os.environ, "STUB_LOG": str(log), "STUB_EXIT": str(exit_code)}
         return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT / "experiments"), f"DEMO={demo}",
-                               f"FM={sys.executable} {stub}", *extra, f"{vm}/teacher.trained"],
+                               f"FM={sys.executable} {stub}", *extra, f"{vm}/plain-mdm.trained"],
                               capture_output=True, text=True, env=env)
 
     assert make(exit_code=1).returncode != 0  # killed: no stamp, the run's arguments kept
-    assert not (vm / "teacher.trained").exists() and (vm / "teacher.interrupted").exists()
+    assert not (vm / "plain-mdm.trained").exists() and (vm / "plain-mdm.interrupted").exists()
     assert make("VIDEOMDM_SEED=3", exit_code=1).returncode != 0  # other arguments: started afresh
     done = make("VIDEOMDM_SEED=3")
     assert done.returncode == 0, done.stderr
     calls = log.read_text().splitlines()
     assert [c.endswith("--resume") for c in calls] == [False, False, True]
     assert "--seed 0" in calls[0] and "--seed 3" in calls[1] and "--seed 3" in calls[2]
-    assert (vm / "teacher.trained").exists() and not (vm / "teacher.interrupted").exists()
+    assert (vm / "plain-mdm.trained").exists() and not (vm / "plain-mdm.interrupted").exists()
     later(demo / "synth2d" / "teacher" / "report.json", 5)  # a new teacher: the finished run trains afresh
     assert make("VIDEOMDM_SEED=3").returncode == 0
     assert not log.read_text().splitlines()[-1].endswith("--resume")

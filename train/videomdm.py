@@ -2,7 +2,7 @@
 ../shared/papers/videomdm.txt), on the windows of `fastmotion.data.teacher_bank`.
 
 Modes: "videomdm" (warm-up on the teacher's 3D with the plain MDM loss, then the 2D objective with LIS-style
-multistep training at low noise) and "teacher" (the paper's baseline: plain MDM on the teacher's 3D as if it
+multistep training at low noise) and "plain-mdm" (the paper's baseline: plain MDM on the teacher's 3D as if it
 were ground truth, same model, same steps).
 """
 from __future__ import annotations
@@ -23,26 +23,28 @@ from .loop import Run
 
 @dataclass
 class VideoMDMConfig:
-    mode: str = "videomdm"  # "videomdm" | "teacher" (the baseline)
+    mode: str = "videomdm"  # "videomdm" | "plain-mdm" (the baseline: plain MDM on the teacher's 3D)
     warmup_steps: int = 500  # plain MDM loss on the teacher before the 2D objective
     diffusion_steps: int = 50
     multistep: bool = True
     threshold: int = 12
     buckets: int = 4
     multistep_start: str = "inside"  # "inside" | "above" (fastmotion.diffusion.multistep)
-    high_noise: str = "2d"  # "2d" (paper) | "teacher": batches above t* take the plain MDM loss on the teacher
+    high_noise: str = "2d"  # "2d" (paper) | "plain-mdm": batches above t* take the plain MDM loss on the teacher
     # weight of the whole 2D objective against the plain MDM loss. It matters where the two alternate (high_noise
-    # "teacher"): Adam's second moments are shared, so the batches with the larger gradients set every step's size
+    # "plain-mdm"): Adam's second moments are shared, so the batches with the larger gradients set every step's size
     lambda_2d: float = 1.0
     losses: VideoMDMLossConfig = field(default_factory=VideoMDMLossConfig)
 
     def __post_init__(self):
-        if self.high_noise not in ("2d", "teacher"):
-            raise ValueError(f"high_noise must be '2d' or 'teacher', got {self.high_noise!r}")
+        if self.mode not in ("videomdm", "plain-mdm"):
+            raise ValueError(f"mode must be 'videomdm' or 'plain-mdm', got {self.mode!r}")
+        if self.high_noise not in ("2d", "plain-mdm"):
+            raise ValueError(f"high_noise must be '2d' or 'plain-mdm', got {self.high_noise!r}")
         if not self.lambda_2d > 0:
             raise ValueError(f"lambda_2d must be > 0, got {self.lambda_2d}")
-        if self.high_noise == "teacher" and self.mode == "videomdm" and not (self.multistep and self.threshold):
-            raise ValueError("high_noise 'teacher' leaves the 2D objective only the multistep chains below t*: "
+        if self.high_noise == "plain-mdm" and self.mode == "videomdm" and not (self.multistep and self.threshold):
+            raise ValueError("high_noise 'plain-mdm' leaves the 2D objective only the multistep chains below t*: "
                              "it needs multistep on and a threshold above 0")
 
     def multistep_config(self) -> MultistepConfig:
@@ -70,9 +72,9 @@ def mdm_run(data, teacher, model_config: MDMConfig, config: VideoMDMConfig, batc
         text = model.text_features(texts, clip)
         drop = (torch.rand(len(texts), generator=generator) < model.mdm.config.cond_drop).to(device)
         noise = torch.randn(x0.shape, generator=generator).to(device)
-        times = None if config.mode == "teacher" or step < config.warmup_steps else \
+        times = None if config.mode == "plain-mdm" or step < config.warmup_steps else \
             [tt.to(device) for tt in draw_timesteps(multistep, len(texts), generator)]
-        if times is None or (len(times) == 1 and config.high_noise == "teacher"):
+        if times is None or (len(times) == 1 and config.high_noise == "plain-mdm"):
             tt = torch.randint(config.diffusion_steps, (len(texts),), generator=generator).to(device) \
                 if times is None else times[0]
             pred = model.mdm(diffusion.q_sample(x0, tt, noise), tt, text, mask, drop)

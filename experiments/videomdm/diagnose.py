@@ -1,9 +1,9 @@
 """Where a VideoMDM checkpoint loses FID: diagnostics on the held-out 3D of a synthetic 2D dataset.
 
-    python experiments/videomdm/diagnose.py shrink --data demo/synth2d demo/videomdm/teacher/last.pt \
+    python experiments/videomdm/diagnose.py shrink --data demo/synth2d demo/videomdm/plain-mdm/last.pt \
         demo/videomdm/videomdm/last.pt
     python experiments/videomdm/diagnose.py hybrid --data demo/synth2d --evaluator demo/evaluator/last.pt \
-        --high demo/videomdm/teacher/last.pt --low demo/videomdm/videomdm/last.pt --switch 5
+        --high demo/videomdm/plain-mdm/last.pt --low demo/videomdm/videomdm/last.pt --switch 5
 
 shrink: the TRUE test motions (eval3d/), noised at timestep t, denoised once by each checkpoint (text, guidance
 2.5); prints the predicted/true ratio of the frame-to-frame velocity per camera axis and of the skeleton's total
@@ -15,10 +15,10 @@ expert: a low-noise expert for hybrid's --low: a copy of --base fine-tuned only 
 with the anchored 2D objective in multistep chains (2d), the plain MDM loss on the teacher's 3D (plain: the
 comparison with the same extra steps), or both (mix).
 
-    python experiments/videomdm/diagnose.py expert --data demo/synth2d --base demo/videomdm/teacher/last.pt \
+    python experiments/videomdm/diagnose.py expert --data demo/synth2d --base demo/videomdm/plain-mdm/last.pt \
         --objective 2d --out demo/videomdm/expert-2d.pt
     python experiments/videomdm/diagnose.py hybrid --data demo/synth2d --evaluator demo/evaluator/last.pt \
-        --high demo/videomdm/teacher/last.pt --low demo/videomdm/expert-2d.pt --switch 24 --repeats 3 --lift
+        --high demo/videomdm/plain-mdm/last.pt --low demo/videomdm/expert-2d.pt --switch 24 --repeats 3 --lift
 floor: the FID of motion sets that no model generated, against the test split's true motions: the teacher's
 motions of the test clips and of as many training clips, and those training clips' true motions (same count,
 since FID's bias grows as the count falls). A model trained on the teacher's 3D tends to the teacher's figure;
@@ -28,7 +28,7 @@ grads: from training logs (log.jsonl), the median gradient norm (before clipping
 batches and of the plain-MDM batches while the learning rate is at its peak.
 
     python experiments/videomdm/diagnose.py floor --data demo/synth2d --evaluator demo/evaluator/last.pt \
-        --checkpoints demo/videomdm/teacher/last.pt demo/videomdm/videomdm/last.pt
+        --checkpoints demo/videomdm/plain-mdm/last.pt demo/videomdm/videomdm/last.pt
     python experiments/videomdm/diagnose.py grads demo/videomdm/videomdm/log.jsonl
 """
 from __future__ import annotations
@@ -158,7 +158,7 @@ def expert(args):
         return [torch.full((batch,), int(d), dtype=torch.long) for d in reversed(draws)]
 
     vm.draw_timesteps = chain
-    config = vm.VideoMDMConfig(warmup_steps=0, threshold=args.switch, buckets=args.buckets, high_noise="teacher",
+    config = vm.VideoMDMConfig(warmup_steps=0, threshold=args.switch, buckets=args.buckets, high_noise="plain-mdm",
                                losses=VideoMDMLossConfig(root="teacher"))
     teacher = args.data / "teacher"
     state = load_checkpoint(args.base, "VideoMDM")

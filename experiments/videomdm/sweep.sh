@@ -4,7 +4,7 @@
 # One summary line per variant (PA-MPJPE, FID ± 95% over repeats, R-precision top-3, Diversity) in OUT/summary.txt.
 #
 #   tar czf .sweep/teacher.tgz -C demo/synth2d teacher        # here, after `make demo` and the teacher
-#   OUT=/tmp/out bash experiments/videomdm/sweep.sh teacher="--mode teacher" videomdm="" lv10="--lambda-vel 10"
+#   OUT=/tmp/out bash experiments/videomdm/sweep.sh plain-mdm="--mode plain-mdm" videomdm="" lv10="--lambda-vel 10"
 #
 # Each NAME=FLAGS trains `fastmotion train mdm --config small --steps $STEPS FLAGS` (seeded: add --seed N for
 # replicates). Figures are comparable within one sweep only: the evaluator is retrained and the device's numerics

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 LABELS = {
-    "teacher": "MDM on the teacher's 3D (baseline)",
+    "plain-mdm": "MDM on the teacher's 3D (baseline)", "teacher": "MDM on the teacher's 3D (baseline)",
     "videomdm": "VideoMDM (anchored)",
     "paper": "VideoMDM, the paper's objective",
     "no-depth-weight": "anchored, no depth weighting",
