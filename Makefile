@@ -21,7 +21,7 @@ T2M_REPEATS ?= 3
 DEMO_PROMPTS := a_person_jumps_forward someone_waves_hello a_person_runs_forward
 
 # `make videomdm` (after `make demo`): VideoMDM's demo, the recipe of experiments/Makefile (VideoMDM against
-# the MDM trained on the teacher's 3D, same model and steps; anchored: README, "VideoMDM").
+# the MDM trained on the teacher's 3D, same model and steps; anchored: docs/methods/videomdm.md).
 ANCHORED := --root teacher --high-noise plain-mdm --threshold 24 --buckets 3
 VIDEOMDM_STEPS ?= 1500
 
@@ -42,7 +42,6 @@ help:
 	@echo "make demo        learn 3D from 2D on the synthetic corpus: data, prior, ML-RQ, evaluation, GIF"
 	@echo "make real        ML-RQ and VideoMDM on real mocap's 2D (REAL=folder, default ../shared/data/bandai2)"
 	@echo "make videomdm    after make demo: VideoMDM vs the MDM trained on the teacher's 3D (lifting, FID)"
-	@echo "make videomdm-ablations  the paper's objective and the four VideoMDM ablations, same run size"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -78,7 +77,7 @@ demo: install
 	$(FM) eval t2m --models $(DEMO) --evaluator $(DEMO)/evaluator/last.pt --data $(DEMO)/synth2d --split test \
 		--repeats $(T2M_REPEATS) --json $(DEMO)/t2m.json
 	$(FM) sample --models $(DEMO) --length 3s --out $(DEMO)/samples $(foreach p,$(DEMO_PROMPTS),--text "$(subst _, ,$(p))")
-	$(FM) render $(foreach p,$(DEMO_PROMPTS),$(DEMO)/samples/$(p)_0.npy --title "$(subst _, ,$(p))") \
+	$(FM) render $(foreach p,$(DEMO_PROMPTS),$(DEMO)/samples/$(p)_*_0.npy --title "$(subst _, ,$(p))") \
 		--out $(DEMO)/t2m.gif
 	@echo "demo: lifting figures in $(DEMO)/eval.json, animations (input 2D | lifted 3D | hidden truth) in $(DEMO)/lifted/"
 	@echo "      text-to-motion figures in $(DEMO)/t2m.json, samples in $(DEMO)/samples/, three prompts in $(DEMO)/t2m.gif"

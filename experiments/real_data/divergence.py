@@ -37,7 +37,7 @@ def main() -> None:
         Trainer(prior, config, f"{tmp}/prior", progress=False).fit()
         torch.manual_seed(0)
         run = mlrq_run(args.data, f"{tmp}/prior/last.pt", M.MotionVQConfig.preset("small", levels=6), 64, 32,
-                       torch.device("cpu"))
+                       torch.device("cpu"), rec_quantised=True)  # L_rec as measured then: through the codebook
         config = TrainConfig(steps=2500, lr=args.lr, warmup=50)
         optimizer = torch.optim.AdamW(run.model.parameters(), lr=config.lr)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, config.lr_factor)

@@ -1,4 +1,4 @@
-"""The README's VideoMDM tables from the JSON files that `make videomdm` writes.
+"""The VideoMDM tables of docs/methods/videomdm.md from the JSON files that `make videomdm` writes.
 
     python experiments/videomdm/table.py demo/videomdm teacher videomdm paper no-depth-weight no-multistep no-velocity no-ray
     python experiments/videomdm/table.py --seeds demo/videomdm demo/videomdm-seed1 demo/videomdm-seed2 -- teacher videomdm

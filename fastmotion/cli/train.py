@@ -140,8 +140,9 @@ def train_evaluator(data, out, preset, steps, batch_size, lr, seed, resume, ckpt
 @training_options(crop_length=False)
 @click.option("--teacher", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Teacher folder from `fastmotion data teacher` (default: DATA/teacher).")
-@click.option("--mode", type=click.Choice(["videomdm", "teacher"]), default="videomdm", show_default=True,
-              help="videomdm: the 2D objective after a warm-up; teacher: the baseline, plain MDM on the teacher's 3D.")
+@click.option("--mode", type=click.Choice(["videomdm", "plain-mdm"]), default="videomdm", show_default=True,
+              help="videomdm: the 2D objective after a warm-up; plain-mdm: the baseline, plain MDM on the teacher's "
+                   "3D.")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=None,
               help="Steps of plain MDM on the teacher before the 2D objective (default: 20% of --steps).")
 @click.option("--diffusion-steps", type=click.IntRange(min=2), default=50, show_default=True)
@@ -162,12 +163,12 @@ def train_evaluator(data, out, preset, steps, batch_size, lr, seed, resume, ckpt
                    "teacher: they see the teacher's root with the predicted pose, and the root channels regress "
                    "onto the teacher's (integrated root velocities drift by metres on a small model).")
 @click.option("--lambda-root", type=float, default=1.0, show_default=True, help="With --root teacher.")
-@click.option("--high-noise", type=click.Choice(["2d", "teacher"]), default="2d", show_default=True,
-              help="2d (the paper): batches above t* take the 2D objective too; teacher: they take the plain MDM "
+@click.option("--high-noise", type=click.Choice(["2d", "plain-mdm"]), default="2d", show_default=True,
+              help="2d (the paper): batches above t* take the 2D objective too; plain-mdm: they take the plain MDM "
                    "loss on the teacher's 3D, and the 2D objective trains only the multistep chains below t*.")
 @click.option("--lambda-2d", type=float, default=1.0, show_default=True,
               help="Weight of the whole 2D objective against the plain MDM loss on the teacher (warm-up, and with "
-                   "--high-noise teacher the batches above t*). Adam's second moments are shared, so where the two "
+                   "--high-noise plain-mdm the batches above t*). Adam's second moments are shared, so where the two "
                    "alternate the larger gradients set the step size of both.")
 @click.option("--no-multistep", is_flag=True, help="Ablation: every batch draws t uniformly, loss once.")
 @click.option("--no-ray", is_flag=True, help="Ablation: L_repr targets from the predicted joints, not their ray "
@@ -183,7 +184,7 @@ def train_mdm(data, out, preset, steps, batch_size, lr, seed, resume, ckpt_every
     \b
     Examples:
       fastmotion train mdm --data data/synth2d --out runs/mdm --config small
-      fastmotion train mdm --data data/synth2d --out runs/mdm-baseline --mode teacher
+      fastmotion train mdm --data data/synth2d --out runs/mdm-baseline --mode plain-mdm
       fastmotion train mdm --data data/synth2d --out runs/mdm-nodepth --depth-weight none
     """
     from fastmotion.losses.videomdm import VideoMDMLossConfig
