@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from fastmotion.motion.skeleton import SMPL22
+from fastmotion.render_text import title_font
 
 PANEL = 320
 LEFT_COLOUR, RIGHT_COLOUR, CENTRE_COLOUR = (220, 60, 60), (50, 110, 220), (40, 40, 40)
@@ -83,8 +84,9 @@ def _panel_2d(keypoints: np.ndarray, frame: int, title: str | None) -> Image.Ima
 
 
 def _caption(draw, title, frame, frames):
-    if title:
-        draw.text((6, 4), title[:48], fill=(0, 0, 0))
+    font = title_font(title[:48]) if title else None
+    if font is not None:
+        draw.text((6, 4), title[:48], fill=(0, 0, 0), font=font)
     draw.text((6, PANEL - 14), f"{frame + 1}/{frames}", fill=(90, 90, 90))
 
 

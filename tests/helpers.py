@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -124,3 +125,59 @@ def fastmotion_cli(*args, env=None, check=True):
     if check:
         assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+def minimal_bvh_positions(text: str) -> tuple[list[str], np.ndarray]:
+    """An independent minimal BVH reader for the tests (not fastmotion's): joint names and world positions
+    [T, J, 3] in the file's units, rotations applied in the order the CHANNELS line lists them."""
+    names, parents, offsets, channels, stack, pending = [], [], [], [], [], None
+    lines = iter(text.splitlines())
+    for line in lines:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] in ("ROOT", "JOINT"):
+            names.append(words[1])
+            parents.append(stack[-1] if stack else -1)
+            offsets.append(None)
+            channels.append([])
+            pending = len(names) - 1
+        elif words[0] == "End":
+            pending = "end"
+        elif words[0] == "{":
+            stack.append(pending)
+        elif words[0] == "}":
+            stack.pop()
+        elif words[0] == "OFFSET" and stack[-1] != "end":
+            offsets[stack[-1]] = np.array([float(w) for w in words[1:4]])
+        elif words[0] == "CHANNELS":
+            channels[stack[-1]] = words[2:]
+        elif words[0] == "MOTION":
+            break
+    frames = int(next(lines).split(":")[1])
+    next(lines)  # Frame Time
+    motion = np.array([[float(w) for w in next(lines).split()] for _ in range(frames)])
+
+    def axis_rotation(axis, degrees):
+        c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+        return {"X": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]), "Y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
+                "Z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])}[axis]
+
+    out = np.zeros((frames, len(names), 3))
+    for t in range(frames):
+        column, world = 0, [None] * len(names)
+        for j in range(len(names)):
+            R, position = np.eye(3), offsets[j].copy()
+            for name in channels[j]:
+                value = motion[t, column]
+                column += 1
+                if name.endswith("position"):
+                    position["XYZ".index(name[0])] = value
+                else:
+                    R = R @ axis_rotation(name[0], value)
+            if parents[j] < 0:
+                world[j], out[t, j] = R, position
+            else:
+                world[j] = world[parents[j]] @ R
+                out[t, j] = out[t, parents[j]] + world[parents[j]] @ position
+    return names, out

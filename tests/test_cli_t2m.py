@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from fastmotion.models.mlrq import MLRQ, MotionVQConfig
-
 from fastmotion.checkpoint import save_checkpoint
+from fastmotion.data.bvh import read_bvh
+from fastmotion.models.mlrq import MLRQ, MotionVQConfig
 from helpers import fastmotion_cli as cli
 
 pytestmark = pytest.mark.slow  # trains models through the CLI (`make test-fast` skips it)
@@ -40,16 +40,18 @@ def test_sample_writes_npy_bvh_gif(runs, tmp_path):
     done = cli("sample", "--models", runs, "--text", "a person jumps forward", "--length", "2s", "--num", 2,
                "--seed", 0, "--out", out)
     assert "wrote 2 motion(s)" in done.stdout
-    for k in range(2):
-        joints = np.load(out / f"a_person_jumps_forward_{k}.npy")
+    stems = sorted(json.loads((out / "prompts.json").read_text()))
+    assert len(stems) == 2 and all(s.startswith("a_person_jumps_forward_") for s in stems)
+    for stem in stems:
+        joints = np.load(out / f"{stem}.npy")
         assert joints.shape == (40, 22, 3) and np.isfinite(joints).all()
         assert abs(joints[..., 1].min()) < 1e-5  # feet on the floor, y up
-        assert (out / f"a_person_jumps_forward_{k}.bvh").read_text().startswith("HIERARCHY")
-        assert (out / f"a_person_jumps_forward_{k}.gif").stat().st_size > 0
+        np.testing.assert_allclose(read_bvh(out / f"{stem}.bvh", fps=20), joints, atol=1e-3)  # one motion
+        assert (out / f"{stem}.gif").stat().st_size > 0
     again = tmp_path / "again"
     cli("sample", "--models", runs, "--text", "a person jumps forward", "--length", "2s", "--num", 2, "--seed", 0,
         "--out", again, "--no-gif", "--no-bvh")
-    assert np.array_equal(np.load(again / "a_person_jumps_forward_1.npy"), np.load(out / "a_person_jumps_forward_1.npy"))
+    assert np.array_equal(np.load(again / f"{stems[1]}.npy"), np.load(out / f"{stems[1]}.npy"))
     assert not list(again.glob("*.gif")) and not list(again.glob("*.bvh"))
 
 
@@ -58,7 +60,9 @@ def test_sample_batched_prompts_with_predicted_lengths(runs, tmp_path):
     prompts.write_text("a person walks forward\n\nsomeone waves hello\n")
     cli("sample", "--models", runs, "--texts", prompts, "--out", tmp_path / "s", "--no-gif", "--steps", 3)
     lo, hi = json.loads((runs / "mask" / "config.json").read_text())["token_range"]
-    for stem in ("a_person_walks_forward_0", "someone_waves_hello_0"):
+    listed = json.loads((tmp_path / "s" / "prompts.json").read_text())
+    assert sorted(v["prompt"] for v in listed.values()) == ["a person walks forward", "someone waves hello"]
+    for stem in listed:
         frames = np.load(tmp_path / "s" / f"{stem}.npy").shape[0]
         assert 4 * lo <= frames <= 4 * hi and frames % 4 == 0
 
@@ -116,7 +120,8 @@ def test_clip_text_features_path(runs, clip_file, tmp_path):
     assert not any(k.startswith("text.") for k in state["model"])  # CLIP stays out of the checkpoint
     cli("sample", "--models", tmp_path / "clip", "--text", "a person walks", "--length", "40", "--out",
         tmp_path / "s", "--no-gif", "--clip-weights", clip_path)
-    assert np.load(tmp_path / "s" / "a_person_walks_0.npy").shape == (40, 22, 3)
+    (stem,) = json.loads((tmp_path / "s" / "prompts.json").read_text())
+    assert np.load(tmp_path / "s" / f"{stem}.npy").shape == (40, 22, 3)
     done = cli("sample", "--models", tmp_path / "clip", "--text", "a person walks", "--out", tmp_path / "s2",
                "--clip-weights", tmp_path / "gone.pt", check=False)
     assert done.returncode != 0 and "--clip-weights" in done.stderr

@@ -45,7 +45,8 @@ def test_sample_and_lift_with_mdm(mdm_runs, tmp_path):
     ckpt = mdm_runs / "mdm" / "last.pt"
     cli("sample", "--model", "mdm", "--checkpoint", ckpt, "--text", "a person walks forward", "--length", "40",
         "--num", 2, "--out", tmp_path / "s", "--no-gif")
-    joints = np.load(tmp_path / "s" / "a_person_walks_forward_1.npy")
+    stems = sorted(json.loads((tmp_path / "s" / "prompts.json").read_text()))
+    joints = np.load(tmp_path / "s" / f"{stems[1]}.npy")
     assert joints.shape == (40, 22, 3) and np.isfinite(joints).all()
     done = cli("sample", "--model", "mdm", "--checkpoint", ckpt, "--text", "a person walks", "--length", "60s",
                "--out", tmp_path / "x", check=False)

@@ -12,7 +12,6 @@ from PIL import Image
 
 from fastmotion.data import Keypoints2DDataset, build_synthetic, render_2d
 from fastmotion.data import humanml3d as hml
-from fastmotion.data.bvh import parse_bvh, read_bvh, write_bvh
 from fastmotion.data.clips import split_clips
 from fastmotion.data.keypoints import complete_smpl22, read_coco_json, read_keypoints_npy
 from fastmotion.data.synth import synth_clip
@@ -127,30 +126,6 @@ def test_humanml3d_io_errors_name_the_file(tmp_path):
     (tmp_path / "empty" / "train.txt").write_text("\n")
     with pytest.raises(ValueError, match="train.txt: the split is empty"):
         hml.read_split(tmp_path / "empty", "train")
-
-
-@pytest.mark.skipif(CMU is None, reason="../shared/data/cmu not found (set FASTMOTION_SHARED)")
-def test_bvh_reads_cmu_and_round_trips(tmp_path):
-    joints = read_bvh(CMU / "131_01.bvh")
-    assert joints.shape == (166, 22, 3)  # 994 frames at 120 fps -> 20 fps
-    span = joints[..., 1].max() - joints[..., 1].min()
-    assert 1.3 < span < 1.6  # the README's 1.49 m includes end sites
-    head, feet = joints[:, SMPL22.index("head"), 1], joints[:, list(SMPL22.feet), 1]
-    assert (head > feet.max(1)).all()  # upright
-    walked = np.linalg.norm(joints[-1, 0, [0, 2]] - joints[0, 0, [0, 2]])
-    assert walked > 1.0
-    write_bvh(tmp_path / "cmu.bvh", joints)
-    np.testing.assert_allclose(read_bvh(tmp_path / "cmu.bvh", scale=1.0), joints, atol=2e-3)
-    synthetic = synth_clip(np.random.default_rng(2))[0]
-    write_bvh(tmp_path / "synth.bvh", synthetic)
-    np.testing.assert_allclose(read_bvh(tmp_path / "synth.bvh", scale=1.0), synthetic, atol=1e-4)
-    text = (CMU / "131_03.bvh").read_text().splitlines()
-    (tmp_path / "cut.bvh").write_text("\n".join(text[:len(text) // 2]))
-    with pytest.raises(ValueError, match=r"cut.bvh: truncated: the header promises 1102 frames"):
-        parse_bvh(tmp_path / "cut.bvh")
-    (tmp_path / "nohier.bvh").write_text("MOTION\nFrames: 1\nFrame Time: 0.1\n0 0 0\n")
-    with pytest.raises(ValueError, match="no HIERARCHY"):
-        parse_bvh(tmp_path / "nohier.bvh")
 
 
 def test_keypoint_files(tmp_path):

@@ -2,6 +2,8 @@
 the sampling options `fastmotion eval t2m` shares."""
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -82,8 +84,16 @@ def parse_length(text: str | None) -> int | None:
     return int(value)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:48] or "prompt"
+def output_stems(prompts: list[str]) -> list[str]:
+    """A distinct file stem per generated motion: the prompt's ASCII words, a hash of the exact prompt (prompts
+    that differ only in case, punctuation or script get different files), and the sample's index."""
+    stems, seen = [], {}
+    for prompt in prompts:
+        words = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:40]
+        key = f"{words + '_' if words else ''}{hashlib.sha1(prompt.encode()).hexdigest()[:6]}"
+        seen[key] = seen.get(key, -1) + 1
+        stems.append(f"{key}_{seen[key]}")
+    return stems
 
 
 @click.command("sample")
@@ -94,7 +104,9 @@ def _slug(text: str) -> str:
                                              "predicted from the text.")
 @click.option("--num", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per prompt.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for PROMPT_k.npy (3D joints [T, 22, 3], metres, y up), .bvh and .gif.")
+              help="Folder for STEM.npy (3D joints [T, 22, 3], metres, y up), .bvh and .gif per motion, STEM = the "
+                   "prompt's ASCII words, a hash of the prompt and the sample's index; prompts.json maps each "
+                   "STEM to its prompt.")
 @click.option("--no-bvh", is_flag=True, help="Skip the .bvh files.")
 @click.option("--no-gif", is_flag=True, help="Skip the animations.")
 @click.option("--model", "model_kind", type=click.Choice(["momask", "mdm"]), default="momask", show_default=True,
@@ -148,18 +160,25 @@ def sample(texts, texts_file, length, num, out, no_bvh, no_gif, model_kind, chec
         motions = [upright(m) for m in t2m.generate(all_prompts, tokens, sampling_config(steps, guidance, res_guidance,
                                                                                     temperature, top_k), generator)]
     out.mkdir(parents=True, exist_ok=True)
-    from fastmotion.data.bvh import write_bvh
+    from fastmotion.data.bvh import bvh_text, held_joints
     from fastmotion.render import render_frames, save_animation
 
-    with click.progressbar(list(zip(all_prompts, motions)), label="writing", file=click.get_text_stream("stderr")) as bar:
-        for i, (prompt, motion) in enumerate(bar):
-            stem = out / f"{_slug(prompt)}_{i % num}"
-            joints = motion.numpy().astype(np.float32)
-            np.save(stem.with_suffix(".npy"), joints)
+    stems = output_stems(all_prompts)
+    with click.progressbar(list(zip(stems, all_prompts, motions)), label="writing",
+                           file=click.get_text_stream("stderr")) as bar:
+        for stem, prompt, motion in bar:
+            joints = held_joints(bvh_text(motion.numpy()))  # each bone at its mean length: what a BVH holds
+            joints[..., 1] -= joints[..., 1].min()  # feet back on the floor
+            text = bvh_text(joints)  # the .npy and the .bvh hold the same motion
             if not no_bvh:
-                write_bvh(stem.with_suffix(".bvh"), joints)
+                (out / f"{stem}.bvh").write_text(text)
+            np.save(out / f"{stem}.npy", joints)
             if not no_gif:
-                save_animation(render_frames([joints], [prompt]), stem.with_suffix(".gif"))
+                save_animation(render_frames([joints], [prompt]), out / f"{stem}.gif")
+    index = out / "prompts.json"
+    listed = json.loads(index.read_text()) if index.exists() else {}
+    listed.update({stem: {"prompt": prompt, "seed": seed, "model": model_kind} for stem, prompt in zip(stems, all_prompts)})
+    index.write_text(json.dumps(listed, indent=2, ensure_ascii=False) + "\n")
     click.echo(f"wrote {len(motions)} motion(s) ({', '.join(f'{len(m)}' for m in motions[:8])}"
                f"{'...' if len(motions) > 8 else ''} frames) into {out}")
 

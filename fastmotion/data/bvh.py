@@ -1,17 +1,27 @@
 """BVH motion files: read (forward kinematics to joint positions, mapped to SMPL-22 by joint name, resampled to
-20 fps, scaled to metres) and write (SMPL-22 joint positions -> a BVH with offsets from the rest skeleton and
-per-bone rotations solved from the positions), Y up, channels Zrotation Yrotation Xrotation."""
+20 fps, converted to metres) and write (SMPL-22 joint positions -> a BVH whose offsets are the motion's own bones
+and whose per-bone rotations are solved from the positions), Y up, channels Zrotation Yrotation Xrotation.
+
+Units: BVH files do not say theirs. `read_bvh(units="auto")` picks the unit that gives the skeleton an adult's
+size (its ankle-to-head chain, which does not depend on the pose); fastmotion writes metres, which "auto" reads
+back as metres. Give `units` ("m", "cm", "mm", "inch", "cmu" or metres per file unit) when the subject is not an
+adult-sized human.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from fastmotion.motion.skeleton import SMPL22, SMPL22_REST_OFFSETS, bvh_joint_map
+from fastmotion.motion.skeleton import SMPL22, SMPL22_REST_OFFSETS, bvh_joint_map, rest_pose
 
 CMU_TO_METRES = 0.056444  # 2.54 / 100 / 0.45: the CMU FAQ's factor for its BVH units
+UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "cmu": CMU_TO_METRES}  # metres per file unit
 _AXES = {"X": 0, "Y": 1, "Z": 2}
+_SPINE = ("spine1", "spine2", "spine3")
+_CHAIN = ("left_ankle", "left_knee", "left_hip", "pelvis", "spine1", "spine2", "spine3", "neck", "head")
 
 
 @dataclass
@@ -61,11 +71,16 @@ def _axis_rotation(axis: int, angle: np.ndarray) -> np.ndarray:
 
 
 def parse_bvh(path) -> BVH:
-    """Parse a BVH file; errors name the file and the line."""
+    """Parse a BVH file; errors name the file and the line (FileNotFoundError, ValueError)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such BVH file")
-    lines = path.read_text(errors="replace").splitlines()
+    return parse_bvh_text(path.read_text(errors="replace"), path)
+
+
+def parse_bvh_text(text: str, path="<bvh>") -> BVH:
+    """Parse BVH text; `path` names it in errors (ValueError)."""
+    lines = text.splitlines()
     names, parents, offsets, channels, stack = [], [], [], [], []
     i, in_end_site, pending = 0, 0, -1
     while i < len(lines):
@@ -127,9 +142,10 @@ def _floats(path, line, words, count):
 
 
 def resample(positions: np.ndarray, source_fps: float, target_fps: float = 20.0) -> np.ndarray:
-    """Linear resampling along time of [T, ...] arrays."""
+    """Linear resampling along time of [T, ...] arrays. Rates within 0.01% count as equal: a file's frame time
+    is rounded (1/30 s written as 0.033333), and resampling by that rounding would drop or blur frames."""
     T = positions.shape[0]
-    if T < 2 or abs(source_fps - target_fps) < 1e-9:
+    if T < 2 or abs(source_fps - target_fps) <= 1e-4 * target_fps:
         return positions
     duration = (T - 1) / source_fps
     times = np.arange(0, duration + 1e-9, 1 / target_fps) * source_fps
@@ -139,32 +155,135 @@ def resample(positions: np.ndarray, source_fps: float, target_fps: float = 20.0)
     return positions[lo] * (1 - w) + positions[hi] * w
 
 
-def read_bvh(path, scale: float = CMU_TO_METRES, fps: float = 20.0, table: dict | None = None) -> np.ndarray:
-    """A BVH file -> SMPL-22 joints [T, 22, 3] in metres at `fps` (joints matched by name, see
-    fastmotion.motion.BVH_TO_SMPL22). `scale` converts the file's units to metres (default: CMU's)."""
+def _chain_length(joints: np.ndarray) -> float:
+    """Ankle-to-head bone chain of SMPL-22 joints [22, 3] (any pose: a sum of bone lengths)."""
+    idx = [SMPL22.index(n) for n in _CHAIN]
+    return float(np.linalg.norm(np.diff(joints[idx], axis=0), axis=-1).sum())
+
+
+ADULT_CHAIN = _chain_length(rest_pose())  # metres, the rest pose of an average adult (about 1.5)
+
+
+def guess_units(joints: np.ndarray) -> tuple[str, float]:
+    """The unit of SMPL-22 joints [T, 22, 3] in a file's units: (name, metres per unit) of UNITS whose skeleton
+    is nearest an adult's in size (log ratio of the ankle-to-head chain of the first frame)."""
+    chain = _chain_length(joints[0])
+    if not chain > 0:
+        raise ValueError("the skeleton has no size (every joint at one point)")
+    return min(UNITS.items(), key=lambda kv: abs(math.log(chain * kv[1] / ADULT_CHAIN)))
+
+
+def _spine_by_arc_length(bvh: BVH, positions: np.ndarray, index: list) -> np.ndarray:
+    """SMPL's spine1-3 [T, 3, 3] for files whose spine has other joints: placed along the file's own joints
+    from the pelvis to the neck at the arc-length fractions of SMPL's rest spine."""
+    pelvis, neck = index[SMPL22.index("pelvis")], index[SMPL22.index("neck")]
+    chain = [neck]
+    while chain[-1] != pelvis:
+        if bvh.parents[chain[-1]] < 0:
+            raise ValueError(f"the file's neck joint {bvh.names[neck]!r} is not below its pelvis "
+                             f"{bvh.names[pelvis]!r}")
+        chain.append(bvh.parents[chain[-1]])
+    points = positions[:, chain[::-1]]  # [T, C, 3] pelvis ... neck
+    arc = np.concatenate([np.zeros((len(points), 1)),
+                          np.cumsum(np.linalg.norm(np.diff(points, axis=1), axis=-1), axis=1)], axis=1)
+    rest = rest_pose()[[SMPL22.index(n) for n in ("pelvis", *_SPINE, "neck")]]
+    rest_arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(rest, axis=0), axis=-1))])
+    out = np.zeros((len(points), 3, 3))
+    for k, fraction in enumerate(rest_arc[1:4] / rest_arc[-1]):
+        for t in range(len(points)):
+            target = fraction * arc[t, -1]
+            for c in range(3):
+                out[t, k, c] = np.interp(target, arc[t], points[t, :, c])
+    return out
+
+
+def bvh_to_smpl22(bvh: BVH, positions: np.ndarray, table: dict | None = None) -> np.ndarray:
+    """SMPL-22 joints [T, 22, 3] from a parsed file's joint positions [T, J, 3], matched by name
+    (fastmotion.motion.BVH_TO_SMPL22 or `table`); a spine with other joints than SMPL's three (CMU's LowerBack,
+    Spine, Spine1 and Neck, Neck1) is resampled along its length. Raises ValueError naming a missing joint."""
+    index = bvh_joint_map(bvh.names, table, optional=_SPINE)
+    out = np.zeros((positions.shape[0], 22, 3))
+    for j, i in enumerate(index):
+        if i is not None:
+            out[:, j] = positions[:, i]
+    if any(index[SMPL22.index(n)] is None for n in _SPINE):
+        out[:, [SMPL22.index(n) for n in _SPINE]] = _spine_by_arc_length(bvh, positions, index)
+    return out
+
+
+def read_bvh(path, units: str | float = "auto", fps: float = 20.0, table: dict | None = None) -> np.ndarray:
+    """A BVH file -> SMPL-22 joints [T, 22, 3] in metres at `fps` (linear resampling from the file's frame
+    time). units: "auto" (module docstring), a name of UNITS, or metres per file unit.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: a malformed file (file and line named), a joint that cannot
+            be matched, or an unknown unit.
+    """
     bvh = parse_bvh(path)
-    positions = bvh.positions()[:, bvh_joint_map(bvh.names, table)] * scale
-    return resample(positions, 1.0 / bvh.frame_time, fps).astype(np.float32)
+    joints = bvh_to_smpl22(bvh, bvh.positions(), table)
+    if units == "auto":
+        _, scale = guess_units(joints)
+    elif isinstance(units, str):
+        if units not in UNITS:
+            raise ValueError(f"units must be 'auto', one of {', '.join(UNITS)} or a number, got {units!r}")
+        scale = UNITS[units]
+    else:
+        scale = float(units)
+    return resample(joints * scale, 1.0 / bvh.frame_time, fps).astype(np.float32)
 
 
 # ---- writing ----------------------------------------------------------------------------------------------------
-def _best_rotation(rest: np.ndarray, current: np.ndarray) -> np.ndarray:
+def _best_rotation(rest: np.ndarray, current: np.ndarray) -> np.ndarray | None:
     """Per frame, the rotation [T, 3, 3] taking rest vectors [C, 3] onto current vectors [T, C, 3]: Kabsch for
-    two or more children, the shortest arc for one."""
+    two or more children, the shortest arc for one. None where it is undefined: every vector of zero length
+    (a degenerate bone keeps its parent's rotation)."""
     if rest.shape[0] == 1:
-        a = rest[0] / np.linalg.norm(rest[0])
-        b = current[:, 0] / np.linalg.norm(current[:, 0], axis=-1, keepdims=True)
-        v, c = np.cross(a, b), (b @ a)
+        a_len, b_len = np.linalg.norm(rest[0]), np.linalg.norm(current[:, 0], axis=-1)
+        if a_len < 1e-9:
+            return None
+        a = rest[0] / a_len
+        b = current[:, 0] / np.maximum(b_len, 1e-12)[:, None]
+        R = np.empty(b.shape[:-1] + (3, 3))
+        c = b @ a
+        v = np.cross(a, b)
         vx = np.zeros(v.shape[:-1] + (3, 3))
         vx[..., 0, 1], vx[..., 0, 2], vx[..., 1, 2] = -v[..., 2], v[..., 1], -v[..., 0]
         vx = vx - np.swapaxes(vx, -1, -2)
-        return np.eye(3) + vx + vx @ vx / (1 + c).clip(1e-9)[..., None, None]
+        R[:] = np.eye(3) + vx + vx @ vx / np.maximum(1 + c, 1e-12)[..., None, None]
+        flip = c < -1 + 1e-9  # opposite directions: half a turn about any axis across a
+        if flip.any():
+            axis = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
+            axis /= np.linalg.norm(axis)
+            R[flip] = 2 * np.outer(axis, axis) - np.eye(3)
+        R[b_len < 1e-9] = np.nan  # the bone vanished in these frames: marked for the caller
+        return R
     H = np.einsum("ci,tcj->tij", rest, current)
     U, _, Vt = np.linalg.svd(H)
     d = np.sign(np.linalg.det(np.swapaxes(Vt, -1, -2) @ np.swapaxes(U, -1, -2)))
     D = np.zeros_like(H)
     D[:, 0, 0], D[:, 1, 1], D[:, 2, 2] = 1, 1, d
     return np.swapaxes(Vt, -1, -2) @ D @ np.swapaxes(U, -1, -2)
+
+
+def _rest_offsets(joints: np.ndarray) -> np.ndarray:
+    """Rest offsets [22, 3] from the motion's own bones: each bone's mean length; single bones along SMPL's
+    rest direction; the bones that share a parent (hips and spine at the pelvis, neck and collars at spine3) as
+    they sit in the first frame, turned as near SMPL's rest as they go, so that rigid siblings are reproduced
+    exactly (a fixed SMPL triangle cannot fit broader hips)."""
+    parents = SMPL22.parents
+    bones = joints[:, 1:] - joints[:, list(parents[1:])]
+    lengths = np.linalg.norm(bones, axis=-1).mean(0)
+    smpl = SMPL22_REST_OFFSETS[1:]
+    directions = smpl / np.linalg.norm(smpl, axis=-1, keepdims=True)
+    offsets = np.vstack([[0.0, 0.0, 0.0], directions * lengths[:, None]])
+    for j in range(22):
+        children = [c for c, p in enumerate(parents) if p == j]
+        if len(children) < 2:
+            continue
+        first = joints[0, children] - joints[0, j]  # [C, 3]
+        R = _best_rotation(offsets[children], first[None])[0]  # SMPL's siblings -> the motion's
+        offsets[children] = first @ R  # the motion's siblings, turned back by R^T
+    return offsets
 
 
 def _zyx_degrees(R: np.ndarray) -> np.ndarray:
@@ -175,30 +294,34 @@ def _zyx_degrees(R: np.ndarray) -> np.ndarray:
     return np.rad2deg(np.stack([z, y, x], -1))
 
 
-def write_bvh(path, joints: np.ndarray, fps: float = 20.0, offsets: np.ndarray | None = None,
-              scale: float = 1.0) -> None:
-    """SMPL-22 joints [T, 22, 3] (metres) -> a BVH file (in metres / `scale`). Offsets: the SMPL rest pose's
-    directions with the clip's mean bone lengths, unless given [22, 3]. Each joint's rotation maps its
-    children's rest offsets onto their positions in each frame; leaf joints keep their parent's rotation."""
+def bvh_text(joints: np.ndarray, fps: float = 20.0, offsets: np.ndarray | None = None, scale: float = 1.0) -> str:
+    """SMPL-22 joints [T, 22, 3] (metres) -> the text of a BVH file in metres / `scale`. Offsets: the motion's
+    own bones (`_rest_offsets`), unless given [22, 3]. Each joint's rotation maps its children's rest offsets
+    onto their positions in each frame; leaf joints, and joints whose only bone has zero length (a foot at its
+    ankle), keep their parent's rotation.
+
+    Raises:
+        ValueError: joints not finite [T, 22, 3], or fps / scale not positive.
+    """
     joints = np.asarray(joints, dtype=np.float64)
     if joints.ndim != 3 or joints.shape[1:] != (22, 3) or not np.isfinite(joints).all():
         raise ValueError(f"write_bvh: joints must be finite [T, 22, 3], got {list(joints.shape)}")
+    if not (fps > 0 and scale > 0):
+        raise ValueError(f"write_bvh: fps and scale must be > 0, got {fps}, {scale}")
     parents = SMPL22.parents
     if offsets is None:
-        lengths = np.linalg.norm(joints[:, 1:] - joints[:, list(parents[1:])], axis=-1).mean(0)
-        directions = SMPL22_REST_OFFSETS[1:] / np.linalg.norm(SMPL22_REST_OFFSETS[1:], axis=-1, keepdims=True)
-        offsets = np.vstack([[0.0, 0.0, 0.0], directions * lengths[:, None]])
+        offsets = _rest_offsets(joints)
     children = [[c for c, p in enumerate(parents) if p == j] for j in range(22)]
     T = joints.shape[0]
     world = np.zeros((T, 22, 3, 3))
     local = np.zeros((T, 22, 3, 3))
     for j in range(22):
         parent_world = world[:, parents[j]] if parents[j] >= 0 else np.broadcast_to(np.eye(3), (T, 3, 3))
-        if children[j]:
-            current = joints[:, children[j]] - joints[:, j:j + 1]
-            world[:, j] = _best_rotation(offsets[children[j]], current)
-        else:
-            world[:, j] = parent_world
+        R = _best_rotation(offsets[children[j]], joints[:, children[j]] - joints[:, j:j + 1]) if children[j] else None
+        world[:, j] = parent_world
+        if R is not None:
+            defined = np.isfinite(R).all((-1, -2))
+            world[defined, j] = R[defined]
         local[:, j] = np.swapaxes(parent_world, -1, -2) @ world[:, j]
     lines = ["HIERARCHY"]
 
@@ -228,10 +351,26 @@ def write_bvh(path, joints: np.ndarray, fps: float = 20.0, offsets: np.ndarray |
     collect(0)
     columns = [joints[:, 0] / scale] + [_zyx_degrees(local[:, j]) for j in order]
     motion = np.concatenate(columns, axis=-1)
-    lines += ["MOTION", f"Frames: {T}", f"Frame Time: {1.0 / fps:.6f}"]
+    lines += ["MOTION", f"Frames: {T}", f"Frame Time: {1.0 / fps:.9f}"]
     lines += [" ".join(f"{v:.6f}" for v in row) for row in motion]
+    return "\n".join(lines) + "\n"
+
+
+def held_joints(text: str, scale: float = 1.0) -> np.ndarray:
+    """The SMPL-22 joints [T, 22, 3] (metres) that BVH text written by `bvh_text` holds."""
+    bvh = parse_bvh_text(text)
+    return (bvh.positions()[:, bvh_joint_map(bvh.names)] * scale).astype(np.float32)
+
+
+def write_bvh(path, joints: np.ndarray, fps: float = 20.0, offsets: np.ndarray | None = None,
+              scale: float = 1.0) -> np.ndarray:
+    """Write `bvh_text(joints, ...)` to `path` (atomically) and return the joints [T, 22, 3] (metres) the file
+    holds: the given ones for a rigid skeleton (a real body); bones that change length are held at their mean.
+    `read_bvh(path)` reads them back. Raises ValueError (see `bvh_text`)."""
+    text = bvh_text(joints, fps, offsets, scale)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
+    tmp.write_text(text)
     tmp.replace(path)
+    return held_joints(text, scale)

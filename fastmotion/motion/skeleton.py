@@ -151,10 +151,11 @@ BVH_TO_SMPL22 = {
 }
 
 
-def bvh_joint_map(bvh_names, table: dict | None = None) -> list[int]:
+def bvh_joint_map(bvh_names, table: dict | None = None, optional=()) -> list:
     """For each SMPL-22 joint, the index of its BVH joint: the first candidate of `table` that the file has and
     that no earlier SMPL joint took (so Mixamo's LeftShoulder becomes the collar and LeftArm the shoulder, while
-    CMU's LeftCollar takes the collar and leaves LeftShoulder to the shoulder)."""
+    CMU's LeftCollar takes the collar and leaves LeftShoulder to the shoulder). Joints named in `optional` are
+    None when missing, or when their candidates are taken; the others raise ValueError."""
     table = table or BVH_TO_SMPL22
     bvh_names = list(bvh_names)
     taken, out = set(), []
@@ -162,9 +163,10 @@ def bvh_joint_map(bvh_names, table: dict | None = None) -> list[int]:
         candidates = (name,) + tuple(table.get(name, ()))  # SMPL's own names first (files this project writes)
         found = next((bvh_names.index(c) for c in candidates
                       if c in bvh_names and bvh_names.index(c) not in taken), None)
-        if found is None:
+        if found is None and name not in optional:
             raise ValueError(f"no BVH joint for SMPL joint {name!r}: tried {', '.join(table.get(name, ()))}; "
                              f"the file has {', '.join(bvh_names)} (extend fastmotion.motion.BVH_TO_SMPL22)")
-        taken.add(found)
+        if found is not None:
+            taken.add(found)
         out.append(found)
     return out
