@@ -1,9 +1,13 @@
 """The `fastmotion` command, run as a real subprocess."""
 import json
+import re
+from pathlib import Path
 
+import numpy as np
 import pytest
-
 from helpers import fastmotion_cli as fastmotion
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def test_help_teaches():
@@ -47,3 +51,32 @@ def test_bench_train_times_fused_against_torch(model):
     assert [r.backend for r in rows] == ["torch", "fused"] and rows[0].op == f"train {model}"
     assert all(r.median_ms > 0 and float(r.extra["steps/s"]) > 0 for r in rows)
     assert rows[0].speedup_vs_torch == 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=12))
+def test_every_motion_sample_writes_gets_its_own_file_name(prompts):
+    from fastmotion.cli.sample import output_stems
+
+    stems = output_stems(prompts)
+    assert len(set(stems)) == len(prompts)  # the same prompt twice: two samples, two names
+    assert all(re.fullmatch(r"[a-z0-9_]+", s) for s in stems)  # safe on every file system
+    for a, b in zip(prompts, stems):  # distinct prompts never share a stem (without the sample index)
+        for c, d in zip(prompts, stems):
+            if a != c:
+                assert b.rsplit("_", 1)[0] != d.rsplit("_", 1)[0]
+
+
+def test_the_cases_prompts_give_four_file_names():
+    from fastmotion.cli.sample import output_stems
+
+    prompts = (Path(__file__).parent / "data" / "cases" / "prompts.txt").read_text().splitlines()
+    assert len(prompts) == 4 and len(set(output_stems(prompts))) == 4  # once 2 names for 4 prompts
+
+
+def test_a_keypoint_file_of_unknown_layout_names_the_option(tmp_path):
+    np.save(tmp_path / "k25.npy", np.random.default_rng(0).random((10, 25, 3)))  # OpenPose BODY_25
+    done = fastmotion("lift", "--checkpoint", tmp_path / "none.pt", "--keypoints", tmp_path / "k25.npy", "--out",
+                      tmp_path / "o", check=False)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "k25.npy: cannot tell the layout of 25 keypoints" in done.stderr and "--layout" in done.stderr

@@ -1,5 +1,5 @@
-"""fastmotion.data: synthetic corpus, HumanML3D IO, 2D rendering, dataset, BVH, keypoint files, clips, render;
-the CLI through real subprocesses."""
+"""fastmotion.data: synthetic corpus, HumanML3D IO, 2D rendering (input checked at the door: orientation,
+captions), dataset, keypoint files, clips, render; the CLI through real subprocesses."""
 import json
 import shutil
 import subprocess
@@ -8,10 +8,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from fastmotion.data import Keypoints2DDataset, build_synthetic, render_2d
 from fastmotion.data import humanml3d as hml
+from fastmotion.data.build import height_axis
 from fastmotion.data.clips import split_clips
 from fastmotion.data.keypoints import complete_smpl22, read_coco_json, read_keypoints_npy
 from fastmotion.data.synth import synth_clip
@@ -197,3 +200,52 @@ def test_cli_builds_renders_and_draws(tmp_path):
     assert done.returncode == 0 and "Example" in done.stdout
     if shutil.which("ffmpeg"):
         assert run("render", str(joints), "--out", str(tmp_path / "clip.mp4")).returncode == 0
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "fastmotion.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_z_up_data_is_refused_with_the_fix_and_renders_with_it(tmp_path):
+    build_synthetic(tmp_path / "y", num=8, seed=3)
+    shutil.copytree(tmp_path / "y", tmp_path / "z")
+    for path in (tmp_path / "z" / "new_joints").glob("*.npy"):  # stored z-up, as AMASS stores it
+        np.save(path, np.load(path) @ np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]).T)
+    done = _cli("data", "render", "--from", tmp_path / "z", "--out", tmp_path / "z2d")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "new_joints" in done.stderr and "runs along +z" in done.stderr and "--up z" in done.stderr
+    assert not (tmp_path / "z2d").exists()
+    render_2d(tmp_path / "y", tmp_path / "y2d", seed=5)
+    render_2d(tmp_path / "z", tmp_path / "z2d", seed=5, up="z")
+    name = hml.read_split(tmp_path / "y2d", "train")[0]
+    np.testing.assert_allclose(np.load(tmp_path / "z2d" / "keypoints" / f"{name}.npy"),
+                               np.load(tmp_path / "y2d" / "keypoints" / f"{name}.npy"), atol=1e-3)
+
+
+@settings(max_examples=20, deadline=None)
+@given(perm=st.permutations([0, 1, 2]), signs=st.tuples(*[st.sampled_from([-1.0, 1.0])] * 3))
+def test_only_bodies_that_stand_along_y_pass_the_orientation_check(perm, signs):
+    joints = synth_clip(np.random.default_rng(0))[0].astype(np.float64)
+    turned = joints[..., list(perm)] * np.array(signs)
+    axis = height_axis(turned)
+    assert axis == ("+" if signs[perm.index(1)] > 0 else "-") + "xyz"[perm.index(1)]  # where y went
+
+
+def test_cli_errors_are_one_line_naming_the_problem(tmp_path):
+    build_synthetic(tmp_path / "src", num=4, seed=0)
+    for path in (tmp_path / "src" / "new_joints").glob("*.npy"):
+        np.save(path, np.full((5, 22, 3), np.nan))
+    done = _cli("data", "render", "--from", tmp_path / "src", "--out", tmp_path / "out")
+    assert done.returncode != 0 and "Traceback" not in done.stderr and "no clip could be read" in done.stderr
+
+
+def test_a_caption_too_long_for_the_text_encoders_is_named_before_training(tmp_path):
+    build_synthetic(tmp_path / "src", num=30, seed=0)
+    name = hml.read_split(tmp_path / "src", "train")[0]
+    (tmp_path / "src" / "texts" / f"{name}.txt").write_text(" ".join(["walk"] * 90) + "#walk/VERB#0.0#0.0\n")
+    done = _cli("data", "render", "--from", tmp_path / "src", "--out", tmp_path / "d2")
+    assert done.returncode == 0 and f"{name}_v0.txt" in done.stderr and "75 BPE tokens" in done.stderr
+    done = _cli("train", "evaluator", "--data", tmp_path / "d2", "--out", tmp_path / "ev", "--steps", 2)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"{name}_v0.txt" in done.stderr and "at most 75 fit" in done.stderr
+    assert not (tmp_path / "ev" / "last.pt").exists()

@@ -1,10 +1,14 @@
 """Text encoders: prompts checked, the small encoder tells captions apart, CLIP from a local file only."""
 
+from pathlib import Path
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from fastmotion.models.text import ClipTextEncoder, PromptError, SmallTextEncoder, Tokenizer
-
+from fastmotion.errors import DatasetError
+from fastmotion.models.text import ClipTextEncoder, PromptError, SmallTextEncoder, Tokenizer, check_captions
 
 # ---- metrics -------------------------------------------------------------------------------------------------
 
@@ -55,3 +59,16 @@ def test_clip_text_encoder_bad_files(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a CLIP checkpoint"):
         ClipTextEncoder(bad)
+
+
+@settings(max_examples=30, deadline=None)
+@given(words=st.integers(1, 120))
+def test_captions_are_refused_exactly_when_the_encoders_cannot_take_them(words):
+    tokenizer = Tokenizer()
+    caption = " ".join(["walk"] * words)  # one BPE token per word
+    files = {Path("texts/clip.txt"): ["a person runs", caption]}
+    if words <= 75:
+        check_captions(files, tokenizer)
+    else:
+        with pytest.raises(DatasetError, match=r"texts/clip.txt: .* at most 75 fit"):
+            check_captions(files, tokenizer)

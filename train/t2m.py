@@ -15,7 +15,7 @@ from fastmotion.metrics import generation as gm
 from fastmotion.metrics.evaluator import EvaluatorConfig, TextMotionEvaluator
 from fastmotion.models.mlrq import MLRQ, motion_features
 from fastmotion.models.t2m import T2MConfig, T2MModel
-from fastmotion.models.text import load_clip_encoder
+from fastmotion.models.text import check_captions, load_clip_encoder
 from fastmotion.pipelines.free3d import load_mlrq
 from fastmotion.pipelines.t2m import MotionTextBank, pad_features, pick_crops
 
@@ -47,6 +47,7 @@ class CodeBank:
         self.num_codes, self.num_levels = state["num_codes"], state["num_levels"]
         if not self.names:
             raise DatasetError(f"{data}: no clip of the {split} split has a caption (texts/NAME.txt)")
+        check_captions({Path(data) / "texts" / f"{n}.txt": c for n, c in zip(self.names, self.captions)})
         self.lengths = torch.tensor([len(c) for c in self.codes])
 
     @staticmethod

@@ -16,7 +16,7 @@ from fastmotion.data.teacher_bank import TeacherBank
 from fastmotion.diffusion import GaussianDiffusion, MultistepConfig, draw_timesteps
 from fastmotion.losses.videomdm import VideoMDMLossConfig, masked_mse, videomdm_losses
 from fastmotion.models.mdm import MDMConfig, VideoMDMModel
-from fastmotion.models.text import load_clip_encoder
+from fastmotion.models.text import check_captions, load_clip_encoder
 
 from .loop import Run
 
@@ -56,6 +56,8 @@ def mdm_run(data, teacher, model_config: MDMConfig, config: VideoMDMConfig, batc
             clip_weights=None) -> Run:
     train = TeacherBank(data, teacher, "train", model_config.max_frames)
     val = TeacherBank(data, teacher, "val", model_config.max_frames)
+    check_captions({Path(data) / "texts" / f"{w.name}.txt": [c for c in w.captions if c]
+                    for w in train.windows + val.windows})
     clip = load_clip_encoder(clip_weights, device)
     model = VideoMDMModel(model_config, "clip" if clip else "small")
     mean, std = train.stats()

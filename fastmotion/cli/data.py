@@ -36,7 +36,7 @@ def data_synth(out, num, seed):
     """
     from fastmotion.data import build_synthetic
 
-    with _progress("synthesising", num) as bar:
+    with user_errors(), _progress("synthesising", num) as bar:
         summary = build_synthetic(out, num, seed, progress=bar.update)
     click.echo(f"wrote {summary['clips']} clips ({len(summary['actions'])} action combinations) to {out}")
 
@@ -51,8 +51,12 @@ def data_synth(out, num, seed):
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--min-depth", default=3.0, show_default=True, type=click.FloatRange(min=0.0),
               help="The closest joint stays at least this far (metres) in front of the camera.")
-@click.option("--focal", default=1000.0, show_default=True, type=click.FloatRange(min=1e-6), help="Focal length in pixels.")
-def data_render(src, out, views, seed, min_depth, focal):
+@click.option("--focal", default=1000.0, show_default=True, type=click.FloatRange(min=1e-6),
+              help="Focal length in pixels.")
+@click.option("--up", type=click.Choice(["y", "z"]), default="y", show_default=True,
+              help="The axis the source's bodies stand along: z for z-up data (AMASS, SMPL in Blender); it is "
+                   "turned to fastmotion's y up.")
+def data_render(src, out, views, seed, min_depth, focal, up):
     """Turn a 3D dataset into a 2D-only one: keypoints, camera and captions per clip.
 
     Cameras as VideoMDM samples them: azimuth uniform in [0, 360), elevation in [0, 30] degrees, aimed at the
@@ -69,13 +73,31 @@ def data_render(src, out, views, seed, min_depth, focal):
     if not src.is_dir():
         raise click.BadParameter(f"{src} is not a folder", param_hint="--from")
     total = sum(len(hml.read_split(src, s)) for s in hml.SPLITS if (src / f"{s}.txt").exists())
-    with _progress("rendering", total) as bar:
+    with user_errors(), _progress("rendering", total) as bar:
         summary = render_2d(src, out, views=views, seed=seed, min_depth=min_depth, focal=focal,
-                            progress=bar.update)
+                            progress=bar.update, up=up)
     clips = ", ".join(f"{n} {s}" for s, n in summary["clips"].items())
     click.echo(f"wrote {clips} 2D clips to {out}; skipped {summary['skipped']} bad clip(s)")
     for reason in summary["skipped_reasons"][:10]:
         click.echo(f"  skipped: {reason}", err=True)
+    _warn_about_captions(out)
+
+
+def _warn_about_captions(root: Path) -> None:
+    """Name the caption files the text encoders cannot take (text-to-motion training would refuse them)."""
+    from fastmotion.data import humanml3d as hml
+    from fastmotion.errors import DatasetError
+    from fastmotion.models.text import CONTEXT, Tokenizer, check_captions
+
+    tokenizer, bad = Tokenizer(), []
+    for path in sorted((root / "texts").glob("*.txt")):
+        try:
+            check_captions({path: [c.text for c in hml.parse_captions(path)]}, tokenizer)
+        except DatasetError as err:
+            bad.append(str(err))
+    if bad:
+        click.echo(f"warning: {len(bad)} caption file(s) have a caption longer than the text encoders' "
+                   f"{CONTEXT - 2} BPE tokens (text-to-motion training will refuse them); first: {bad[0]}", err=True)
 
 
 @data.command("teacher")

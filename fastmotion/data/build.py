@@ -25,8 +25,45 @@ from fastmotion.motion import camera as cameras
 from fastmotion.motion.free3d import Normalizer, to_features
 from fastmotion.ops.reference import normalized_keypoints
 
+from fastmotion.motion.skeleton import SMPL22
+
 from . import humanml3d as hml
 from .synth import FPS, synth_clip
+
+UP_AXES = {"y": np.eye(3), "z": np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])}  # z-up -> y-up: (x, y, z) -> (x, z, -y)
+CHECKED_CLIPS = 20  # clips whose orientation is checked before anything is rendered
+
+
+def height_axis(joints: np.ndarray) -> str:
+    """Which axis the body's height runs along in joints [T, 22, 3] ('+y', '-z', ...): the largest component
+    of the median head-above-ankles vector."""
+    ankles = joints[:, [SMPL22.index("left_ankle"), SMPL22.index("right_ankle")]].mean(1)
+    up = np.median(joints[:, SMPL22.index("head")] - ankles, axis=0)
+    axis = int(np.argmax(np.abs(up)))
+    return ("+" if up[axis] > 0 else "-") + "xyz"[axis]
+
+
+def check_orientation(src: Path, names: list[str], up: str) -> None:
+    """Refuse a dataset whose bodies do not stand along +y once turned by `up`: most of its first
+    CHECKED_CLIPS readable clips must (one clip lying down is motion, most of them is a convention).
+
+    Raises:
+        ValueError: naming a clip and the fix (`--up z` for z-up data such as AMASS).
+    """
+    votes = []
+    for name in names[:CHECKED_CLIPS]:
+        try:
+            joints = hml.load_joints(src / "new_joints" / f"{name}.npy") @ UP_AXES[up].T
+        except (OSError, ValueError):
+            continue
+        votes.append((name, height_axis(joints)))
+    wrong = [(n, a) for n, a in votes if a != "+y"]
+    if votes and len(wrong) > len(votes) / 2:
+        name, axis = wrong[0]
+        fix = "pass --up z (z-up data, as AMASS and SMPL in Blender store it)" if axis == "+z" else \
+            "turn the data so that y points up (fastmotion's convention: metres, y up)"
+        raise ValueError(f"{src / 'new_joints' / (name + '.npy')}: the body's height runs along {axis}, not +y, in "
+                         f"{len(wrong)} of the first {len(votes)} clips; {fix}")
 
 
 def build_synthetic(out, num: int = 2000, seed: int = 0, progress=None) -> dict:
@@ -53,8 +90,16 @@ def build_synthetic(out, num: int = 2000, seed: int = 0, progress=None) -> dict:
 
 
 def render_2d(src, out, views: int = 1, seed: int = 0, min_depth: float = 3.0, focal: float = 1000.0,
-              image_size=(1000, 1000), elevation_deg=(0.0, 30.0), progress=None) -> dict:
-    """Project every clip of the 3D dataset `src` into `views` sampled cameras; see the module docstring."""
+              image_size=(1000, 1000), elevation_deg=(0.0, 30.0), progress=None, up: str = "y") -> dict:
+    """Project every clip of the 3D dataset `src` (metres; `up`: the axis its bodies stand along, "y" or "z")
+    into `views` sampled cameras; see the module docstring.
+
+    Raises:
+        FileNotFoundError: no folder or no split files. ValueError: bad arguments, bodies that do not stand
+            along `up` (`check_orientation`), or no readable clip.
+    """
+    if up not in UP_AXES:
+        raise ValueError(f"up must be 'y' or 'z', got {up!r}")
     src = Path(src)
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: no such dataset folder")
@@ -63,6 +108,7 @@ def render_2d(src, out, views: int = 1, seed: int = 0, min_depth: float = 3.0, f
     splits = {s: hml.read_split(src, s) for s in hml.SPLITS if (src / f"{s}.txt").exists()}
     if not splits:
         raise FileNotFoundError(f"{src}: no split files ({', '.join(s + '.txt' for s in hml.SPLITS)})")
+    check_orientation(src, [n for names in splits.values() for n in names], up)
     generator = torch.Generator().manual_seed(seed)
     skipped: list[str] = []
     train_features = []
@@ -75,7 +121,7 @@ def render_2d(src, out, views: int = 1, seed: int = 0, min_depth: float = 3.0, f
                 if progress:
                     progress(1)
                 try:
-                    joints = hml.load_joints(src / "new_joints" / f"{name}.npy")
+                    joints = (hml.load_joints(src / "new_joints" / f"{name}.npy") @ UP_AXES[up].T).astype(np.float32)
                     text_path = src / "texts" / f"{name}.txt"
                     captions = hml.parse_captions(text_path) if text_path.exists() else []
                 except (OSError, ValueError) as err:
@@ -104,7 +150,7 @@ def render_2d(src, out, views: int = 1, seed: int = 0, min_depth: float = 3.0, f
             (tmp / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
         if train_features:
             Normalizer.fit(train_features).save(tmp / "stats_free3d_2d.npz")
-        summary = {"source": str(src.resolve()), "views": views, "seed": seed, "min_depth": min_depth,
+        summary = {"source": str(src.resolve()), "up": up, "views": views, "seed": seed, "min_depth": min_depth,
                    "focal": focal, "image_size": list(image_size), "elevation_deg": list(elevation_deg),
                    "clips": {s: len(n) for s, n in written.items()}, "skipped": len(skipped),
                    "skipped_reasons": skipped[:50]}

@@ -25,8 +25,8 @@ def read_keypoints_npy(path, layout: str | None = None) -> tuple[np.ndarray, np.
                          f"{list(data.shape)}")
     layout = layout or _LAYOUT_BY_COUNT.get(data.shape[1])
     if layout is None:
-        raise ValueError(f"{path}: cannot tell the layout of {data.shape[1]} keypoints; pass layout= "
-                         "('smpl22', 'coco17' or 'h36m17')")
+        raise ValueError(f"{path}: cannot tell the layout of {data.shape[1]} keypoints; give it (`fastmotion lift "
+                         "--layout`, or layout= in Python): smpl22, coco17 or h36m17")
     confidence = data[..., 2] if data.shape[-1] == 3 else None
     xy = data[..., :2].astype(np.float64)
     if layout == "smpl22":

@@ -154,6 +154,26 @@ class TextConditioned(nn.Module):
         return clip(texts)
 
 
+def check_captions(files: dict, tokenizer: "Tokenizer | None" = None) -> None:
+    """Check every caption a text encoder will see before training starts. files: {path of the captions file:
+    its captions}.
+
+    Raises:
+        DatasetError: naming the first file whose caption is empty or longer than the encoders' context
+            (CONTEXT - 2 BPE tokens), and the limit.
+    """
+    from fastmotion.errors import DatasetError
+
+    tokenizer = tokenizer or Tokenizer()
+    for path, captions in files.items():
+        for caption in captions:
+            try:
+                tokenizer.ids(caption)
+            except PromptError as err:
+                raise DatasetError(f"{path}: a caption the text encoders cannot take: {err}; shorten or remove it "
+                                   "and build the dataset again") from None
+
+
 def load_clip_encoder(weights, device="cpu") -> ClipTextEncoder | None:
     """The frozen CLIP text encoder from local weights, or None when `weights` is None or empty (the models
     then use their own small encoder). Raises FileNotFoundError or ValueError for a missing or bad file."""

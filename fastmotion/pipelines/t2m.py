@@ -19,7 +19,7 @@ from fastmotion.metrics import generation as gm
 from fastmotion.metrics.evaluator import EvaluatorConfig, TextMotionEvaluator, evaluation_features
 from fastmotion.models.mlrq import features_to_joints
 from fastmotion.models.t2m import SamplingConfig, T2MConfig, T2MModel, generate_codes, predict_lengths
-from fastmotion.models.text import load_clip_encoder
+from fastmotion.models.text import check_captions, load_clip_encoder
 
 from .free3d import load_mlrq
 
@@ -80,6 +80,7 @@ class MotionTextBank:
             self.frames.append(len(world))
         if not self.names:
             raise DatasetError(f"{root}: the {split} split has no captioned clip")
+        check_captions({root / "texts" / f"{n}.txt": c for n, c in zip(self.names, self.captions)})
 
     def batch(self, size: int, generator: torch.Generator):
         feats, texts = pick_crops(self.features, self.captions, size, MAX_EVAL_FRAMES, generator)
