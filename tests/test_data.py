@@ -16,7 +16,6 @@ from fastmotion.data import Keypoints2DDataset, build_synthetic, render_2d
 from fastmotion.data import humanml3d as hml
 from fastmotion.data.build import height_axis
 from fastmotion.data.clips import split_clips
-from fastmotion.data.keypoints import complete_smpl22, read_coco_json, read_keypoints_npy
 from fastmotion.data.synth import synth_clip
 from fastmotion.motion import SMPL22
 from fastmotion.motion.camera import Cameras, project
@@ -129,36 +128,6 @@ def test_humanml3d_io_errors_name_the_file(tmp_path):
     (tmp_path / "empty" / "train.txt").write_text("\n")
     with pytest.raises(ValueError, match="train.txt: the split is empty"):
         hml.read_split(tmp_path / "empty", "train")
-
-
-def test_keypoint_files(tmp_path):
-    frames = [{"keypoints": list(np.arange(51, dtype=float))}, [], {"keypoints": [1.0] * 51}]
-    (tmp_path / "k.json").write_text(json.dumps(frames))
-    keypoints, mask = read_coco_json(tmp_path / "k.json")
-    assert keypoints.shape == (3, 22, 2) and mask[0].sum() == 14 and not mask[1].any()
-    (tmp_path / "bad.json").write_text(json.dumps([{"bbox": [0, 0, 1, 1]}]))
-    with pytest.raises(ValueError, match="bad.json: frame 0 has no 'keypoints'"):
-        read_coco_json(tmp_path / "bad.json")
-    np.save(tmp_path / "k.npy", np.random.default_rng(0).normal(size=(5, 22, 2)))
-    keypoints, mask = read_keypoints_npy(tmp_path / "k.npy")
-    assert mask.all() and keypoints.shape == (5, 22, 2)
-    # completion: a COCO clip made from SMPL-22 keypoints gets its spine, neck, collars and feet back nearby
-    smpl = synth_clip(np.random.default_rng(4))[0][..., [0, 1]] * np.array([1.0, -1.0])  # a frontal 2D view
-    coco_names = ("head", None, None, None, None, "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-                  "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-                  "right_ankle")
-    coco = np.stack([smpl[:, SMPL22.index(n)] if n else np.full((len(smpl), 2), np.nan) for n in coco_names], 1)
-    from fastmotion.motion import keypoints_to_smpl22
-    partial, seen = keypoints_to_smpl22(coco, "coco17")
-    done, estimated = complete_smpl22(partial, seen)
-    assert np.isfinite(done).all() and estimated[:, SMPL22.index("spine2")].all() and not estimated[:, 0].any()
-    error = np.linalg.norm(done - smpl, axis=-1)
-    assert error[:, [SMPL22.index(n) for n in ("neck", "spine1", "spine2", "spine3")]].max() < 0.12  # metres
-    with pytest.raises(ValueError, match="left_shoulder, right_shoulder never visible"):
-        complete_smpl22(partial, seen & ~np.isin(np.arange(22), [16, 17])[None])
-    np.save(tmp_path / "odd.npy", np.zeros((5, 9, 2)))
-    with pytest.raises(ValueError, match="cannot tell the layout of 9 keypoints"):
-        read_keypoints_npy(tmp_path / "odd.npy")
 
 
 def test_clip_extraction_cuts_at_calm_frames():

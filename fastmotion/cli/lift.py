@@ -22,7 +22,10 @@ from ._common import announce, resolve_device, user_errors
 @click.option("--keypoints", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="... or one keypoint file: .npy [T, 22|17, 2|3] or COCO-style .json (pixels).")
 @click.option("--layout", type=click.Choice(["smpl22", "coco17", "h36m17"]), default=None,
-              help="Joint layout of a --keypoints .npy file (default: from its joint count: 22 smpl22, 17 coco17).")
+              help="Joint order of --keypoints (default: coco17 for .json; from the joint count for .npy: 22 "
+                   "smpl22, 17 coco17). A file whose skeleton does not fit it is refused.")
+@click.option("--track", default=None, help="The person (track_id) of a --keypoints .json with several (default: "
+                                            "the one seen in the most frames).")
 @click.option("--intrinsics", default=None, help="fx,fy,cx,cy of the camera for --keypoints (pixels); default: "
                                                  "focal 1000 at the keypoints' bounding-box centre.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -31,7 +34,8 @@ from ._common import announce, resolve_device, user_errors
                                             "--data, the held-out true 3D from eval3d/ when it is there).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Lift at most this many clips of --data.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
-def lift(checkpoint, model_kind, teacher, data, split, keypoints, layout, intrinsics, out, render, limit, device):
+def lift(checkpoint, model_kind, teacher, data, split, keypoints, layout, track, intrinsics, out, render, limit,
+         device):
     """Lift 2D keypoint sequences to 3D motion with a trained ML-RQ (or a VideoMDM, --model mdm).
 
     \b
@@ -57,7 +61,7 @@ def lift(checkpoint, model_kind, teacher, data, split, keypoints, layout, intrin
             raise click.BadParameter("expected fx,fy,cx,cy", param_hint="--intrinsics") from None
     with user_errors():
         clips = (dataset_clips(data, split, limit) if data is not None else  # the input first: checked up front
-                 [read_keypoint_file(keypoints, intrinsics, layout)])
+                 [read_keypoint_file(keypoints, intrinsics, layout, _track_id(track))])
         announce(checkpoint)
         options = {"data": data, "split": split, "teacher": teacher} if model_kind == "mdm" else {}
         lifter = load_lifter(model_kind, checkpoint, resolve_device(device), **options)
@@ -81,3 +85,10 @@ def lift(checkpoint, model_kind, teacher, data, split, keypoints, layout, intrin
                 titles.append("hidden true 3D")
             save_animation(render_frames(panels, titles), out / f"{clip.name}.gif")
     click.echo(f"lifted {len(lifted)} clip(s) into {out}")
+
+
+def _track_id(text: str | None):
+    """--track as the file has it: a number when it reads as one, else a name."""
+    if text is None:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else text

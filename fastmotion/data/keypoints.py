@@ -3,21 +3,29 @@ mapped to SMPL-22 with a mask of missing joints."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 
 from fastmotion.data.humanml3d import load_npy
-from fastmotion.motion.skeleton import COCO17_NAMES, H36M17_NAMES, SMPL22, keypoints_to_smpl22
+from fastmotion.motion.skeleton import COCO17_NAMES, LAYOUTS, SMPL22, keypoints_to_smpl22
 
 _LAYOUT_BY_COUNT = {len(COCO17_NAMES): "coco17", len(SMPL22.names): "smpl22"}
 
 
 def read_keypoints_npy(path, layout: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """[T, K, 2] (or [T, K, 3] with confidences) keypoints -> SMPL-22 keypoints [T, 22, 2] and mask [T, 22].
+    """[T, K, 2] (or [T, K, 3] with confidences in [0, 1]) keypoints in pixels -> SMPL-22 keypoints [T, 22, 2]
+    (NaN where missing) and mask [T, 22].
 
     layout: "smpl22", "coco17" or "h36m17"; guessed from K when omitted (17 is taken as COCO). NaN keypoints
-    are missing (mask False)."""
+    are missing.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: naming the file: another shape, a joint count that does
+            not fit the layout, a third column outside [0, 1] (3D joints are not keypoints), or a skeleton that
+            does not fit the layout (`check_layout`).
+    """
     path = Path(path)
     data = load_npy(path, "keypoints")
     if data.ndim != 3 or data.shape[-1] not in (2, 3) or data.shape[0] == 0:
@@ -27,60 +35,176 @@ def read_keypoints_npy(path, layout: str | None = None) -> tuple[np.ndarray, np.
     if layout is None:
         raise ValueError(f"{path}: cannot tell the layout of {data.shape[1]} keypoints; give it (`fastmotion lift "
                          "--layout`, or layout= in Python): smpl22, coco17 or h36m17")
-    confidence = data[..., 2] if data.shape[-1] == 3 else None
+    if layout != "smpl22" and layout not in LAYOUTS:
+        raise ValueError(f"layout must be smpl22 or one of {', '.join(LAYOUTS)}, got {layout!r}")
+    confidence = data[..., 2].astype(np.float64) if data.shape[-1] == 3 else None
+    if confidence is not None and np.nanmax(np.abs(confidence - 0.5)) > 0.5 + 1e-6:
+        raise ValueError(f"{path}: the third column is not a confidence in [0, 1] (range {np.nanmin(confidence):.3g} "
+                         f"to {np.nanmax(confidence):.3g}): 3D joints are not keypoints; give pixels [T, K, 2]")
     xy = data[..., :2].astype(np.float64)
-    if layout == "smpl22":
-        if xy.shape[1] != 22:
-            raise ValueError(f"{path}: smpl22 keypoints need 22 joints, got {xy.shape[1]}")
-        mask = np.isfinite(xy).all(-1) & (confidence > 0 if confidence is not None else True)
-        return np.where(mask[..., None], xy, np.nan), mask
-    expected = {"coco17": len(COCO17_NAMES), "h36m17": len(H36M17_NAMES)}.get(layout)
-    if expected is not None and xy.shape[1] != expected:
+    expected = 22 if layout == "smpl22" else len(LAYOUTS[layout][0])
+    if xy.shape[1] != expected:
         raise ValueError(f"{path}: {layout} keypoints need {expected} joints, got {xy.shape[1]}")
-    return keypoints_to_smpl22(xy, layout, confidence)
+    if layout == "smpl22":
+        mask = np.isfinite(xy).all(-1) & (confidence > 0 if confidence is not None else True)
+        keypoints = np.where(mask[..., None], xy, np.nan)
+    else:
+        keypoints, mask = keypoints_to_smpl22(xy, layout, confidence)
+    check_layout(keypoints, mask, path, layout)
+    return keypoints, mask
 
 
-def read_coco_json(path, track: int | None = None, min_confidence: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """COCO-style keypoint JSON -> SMPL-22 keypoints [T, 22, 2] and mask [T, 22].
+def _frame_index(value, path, where) -> int:
+    """An image_id as a frame index: an integer, or the last number in a file name ('frame_000012.jpg')."""
+    if isinstance(value, bool):
+        raise ValueError(f"{path}: {where}: image_id {value!r} is not a frame number")
+    if isinstance(value, (int, np.integer)) or (isinstance(value, float) and float(value).is_integer()):
+        return int(value)
+    if isinstance(value, str):
+        digits = re.findall(r"\d+", value)
+        if digits:
+            return int(digits[-1])
+    raise ValueError(f"{path}: {where}: image_id {value!r} is not a frame number")
 
-    Accepted shapes: a list of frames, each `{"keypoints": [x1, y1, c1, ...]}` (or a list of such people; the
-    first, or the one with `"track_id" == track`, is used), or `{"annotations": [...]}` with `image_id` as the
-    frame index. A frame without a person is all missing. Keypoints with confidence <= min_confidence are
-    missing."""
+
+def _people_by_frame(data, path) -> dict[int, list[dict]]:
+    """The detections of a COCO-style JSON by frame: a list of frames (the list index is the frame; a frame is
+    one person's dict or a list of them), or detections that carry `image_id` (a COCO dict's "annotations", or
+    a flat list of detector/tracker results), `image_id` being the frame."""
+    if isinstance(data, dict) and "annotations" in data:
+        data = data["annotations"]
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: 'annotations' must be a list of detections")
+        flat = True
+    else:
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: expected a list of frames, a list of detections or a COCO dict with "
+                             "'annotations'")
+        flat = bool(data) and all(isinstance(d, dict) and "image_id" in d for d in data)
+    frames: dict[int, list[dict]] = {}
+    if flat:
+        for i, det in enumerate(data):
+            if not isinstance(det, dict) or "image_id" not in det:
+                raise ValueError(f"{path}: detection {i} has no 'image_id' (the frame it belongs to)")
+            frames.setdefault(_frame_index(det["image_id"], path, f"detection {i}"), []).append(det)
+        return frames
+    for index, frame in enumerate(data):
+        people = frame if isinstance(frame, list) else [frame]
+        frames[index] = [p for p in people if isinstance(p, dict)]
+    return frames
+
+
+def _track_key(det: dict, path):
+    key = det.get("track_id", det.get("idx"))
+    if key is not None and not isinstance(key, (int, str)):
+        raise ValueError(f"{path}: a track_id must be a number or a name, got {key!r}")
+    return key
+
+
+def _score(det: dict, path, frame) -> float:
+    try:
+        return float(det.get("score", 0.0))
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: frame {frame}: score {det.get('score')!r} is not a number") from None
+
+
+MAX_FRAMES = 1_000_000  # image ids spanning more frames than this are not a video's frame numbers
+
+
+def read_coco_json(path, track: int | None = None, min_confidence: float = 0.0,
+                   layout: str = "coco17") -> tuple[np.ndarray, np.ndarray]:
+    """COCO-style keypoint JSON -> SMPL-22 keypoints [T, 22, 2] (pixels; NaN where missing) and mask [T, 22].
+
+    The time axis is the file's: the list index for a list of frames, else each detection's `image_id` (frames
+    between the first and last id without a detection are all missing). The person: `track` (a `track_id`),
+    else the track seen in the most frames; detections without track ids are one person, the best-scoring one
+    per frame. Keypoints with confidence <= min_confidence are missing. layout: the keypoints' order (coco17
+    as detectors write it; h36m17).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: naming the file (and the detection or frame): invalid JSON,
+            no detections, no such track, a keypoint count that does not fit the layout, two detections of one
+            track in one frame, confidences outside [0, 1] (3D joints given as keypoints?), or a skeleton that
+            does not fit the layout (`check_layout`).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such JSON file")
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
-    if isinstance(data, dict) and "annotations" in data:
-        frames: dict[int, list] = {}
-        for ann in data["annotations"]:
-            frames.setdefault(int(ann.get("image_id", 0)), []).append(ann)
-        order = sorted(frames)
-        data = [frames[k] for k in range(order[0], order[-1] + 1)] if order else []
-    if not isinstance(data, list) or not data:
-        raise ValueError(f"{path}: expected a non-empty list of frames or a COCO dict with 'annotations'")
-    rows = []
-    for index, frame in enumerate(data):
-        people = frame if isinstance(frame, list) else [frame]
-        people = [p for p in people if isinstance(p, dict)]
-        if track is not None:
-            people = [p for p in people if p.get("track_id") == track]
+    frames = _people_by_frame(data, path)
+    if not any(frames.values()):
+        raise ValueError(f"{path}: no detection in any frame")
+    tracks: dict = {}
+    for frame, people in frames.items():
+        for det in people:
+            tracks.setdefault(_track_key(det, path), []).append(frame)
+    if track is not None:
+        if track not in tracks:
+            raise ValueError(f"{path}: no track {track!r}; the file has {', '.join(map(str, tracks))}")
+        chosen = track
+    else:
+        # the most frames; on a tie the one seen first, then the lowest id (never the file's order)
+        chosen = min(tracks, key=lambda k: (-len(set(tracks[k])), min(tracks[k]), str(k)))
+    names = LAYOUTS[layout][0] if layout in LAYOUTS else None
+    if names is None:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    count = len(names)
+    first, last = min(frames), max(frames)
+    if last - first >= MAX_FRAMES:
+        raise ValueError(f"{path}: image ids from {first} to {last} are not frame numbers of one video")
+    rows = np.full((last - first + 1, count, 3), np.nan)
+    for frame in sorted(frames):
+        people = [d for d in frames[frame] if _track_key(d, path) == chosen]
         if not people:
-            rows.append(np.full((17, 3), np.nan))
             continue
+        if len(people) > 1:
+            if chosen is not None:
+                raise ValueError(f"{path}: frame {frame} has {len(people)} detections of track {chosen}")
+            people = [max(people, key=lambda d: _score(d, path, frame))]
         if "keypoints" not in people[0]:
-            raise ValueError(f"{path}: frame {index} has no 'keypoints' (keys: {', '.join(people[0])})")
-        flat = np.asarray(people[0]["keypoints"], dtype=np.float64)
-        if flat.size != 17 * 3:
-            raise ValueError(f"{path}: frame {index} has {flat.size} keypoint values, COCO-17 needs 51 "
-                             "(x, y, confidence for 17 joints)")
-        rows.append(flat.reshape(17, 3))
-    stacked = np.stack(rows)
-    confidence = np.nan_to_num(stacked[..., 2], nan=0.0)
-    return keypoints_to_smpl22(stacked[..., :2], "coco17", confidence, min_confidence)
+            raise ValueError(f"{path}: frame {frame} has no 'keypoints' (keys: {', '.join(people[0])})")
+        try:
+            flat = np.asarray(people[0]["keypoints"], dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: frame {frame}: the keypoints are not a list of numbers") from None
+        if flat.size != count * 3:
+            raise ValueError(f"{path}: frame {frame} has {flat.size} keypoint values, {layout} needs {count * 3} "
+                             f"(x, y, confidence for {count} joints)")
+        rows[frame - first] = flat.reshape(count, 3)
+    confidence = rows[..., 2]
+    if not np.isfinite(rows).any():
+        raise ValueError(f"{path}: track {chosen!r} has no keypoint in any frame")
+    if np.nanmax(np.abs(confidence - 0.5)) > 0.5 + 1e-6:
+        raise ValueError(f"{path}: confidences outside [0, 1] (max {np.nanmax(confidence):.3g}): are these 3D "
+                         "joints rather than keypoints with confidences?")
+    keypoints, mask = keypoints_to_smpl22(rows[..., :2], layout, np.nan_to_num(confidence, nan=0.0), min_confidence)
+    check_layout(keypoints, mask, path, layout)
+    return keypoints, mask
+
+
+def check_layout(keypoints: np.ndarray, mask: np.ndarray, path, layout: str) -> None:
+    """Refuse 2D keypoints (SMPL-22 [T, 22, 2], image y down) whose skeleton does not fit their declared layout:
+    in most frames where they are seen, the head is above the pelvis and the shoulders above the hips (a
+    Human3.6M file read as COCO puts the head below the pelvis). People upside down for a whole clip are rare;
+    a handstand clip can be lifted with its layout given explicitly.
+
+    Raises:
+        ValueError: naming the file and the layout.
+    """
+    idx = SMPL22.index
+    checks = [("head", "pelvis"), ("left_shoulder", "left_hip"), ("right_shoulder", "right_hip")]
+    above, seen = 0, 0
+    for top, bottom in checks:
+        both = mask[:, idx(top)] & mask[:, idx(bottom)]
+        above += int((keypoints[both, idx(top), 1] < keypoints[both, idx(bottom), 1]).sum())
+        seen += int(both.sum())
+    if seen and above < 0.5 * seen:
+        raise ValueError(f"{path}: read as {layout}, the head and shoulders are below the pelvis and hips in "
+                         f"{seen - above} of {seen} checks: is the keypoint order another layout? (--layout "
+                         f"{' / '.join(n for n in ('smpl22', *LAYOUTS) if n != layout)})")
 
 
 # Where joints that 2D detectors do not report sit between ones they do (fractions from the SMPL rest pose).

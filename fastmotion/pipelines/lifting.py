@@ -135,12 +135,13 @@ def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | Non
 
 
 def read_keypoint_file(path, intrinsics: tuple[float, float, float, float] | None = None,
-                       layout: str | None = None) -> Clip2D:
+                       layout: str | None = None, track=None) -> Clip2D:
     """One detector keypoint file as a clip to lift: .npy [T, 22|17, 2|3] or a COCO-style .json (pixels; see
     `fastmotion.data.keypoints`); joints a detector does not give are estimated from those it does
     (`complete_smpl22`). intrinsics: (fx, fy, cx, cy) pixels; default: focal 1000 at the keypoints' bounding-box
-    centre. layout: of a .npy file (`fastmotion.data.keypoints.read_keypoints_npy`; default: from its joint
-    count). The clip has no camera pose.
+    centre. layout: the keypoints' order (default: COCO-17 for .json, from the joint count for .npy); track:
+    which person of a .json (default: the one seen longest; `fastmotion.data.keypoints.read_coco_json`). The
+    clip has no camera pose.
 
     Raises:
         ValueError: the file is malformed or shows no keypoint. FileNotFoundError: no such file.
@@ -149,7 +150,10 @@ def read_keypoint_file(path, intrinsics: tuple[float, float, float, float] | Non
     from fastmotion.ops.reference import normalized_keypoints
 
     path = Path(path)
-    k, mask = read_coco_json(path) if path.suffix.lower() == ".json" else read_keypoints_npy(path, layout)
+    if path.suffix.lower() == ".json":
+        k, mask = read_coco_json(path, track=track, layout=layout or "coco17")
+    else:
+        k, mask = read_keypoints_npy(path, layout)
     if not mask.any():
         raise ValueError(f"{path}: no keypoint is visible")
     k, _ = complete_smpl22(k, mask)
