@@ -181,3 +181,26 @@ def minimal_bvh_positions(text: str) -> tuple[list[str], np.ndarray]:
                 world[j] = world[parents[j]] @ R
                 out[t, j] = out[t, parents[j]] + world[parents[j]] @ position
     return names, out
+
+
+def synthetic_clip(seed=0, frames=12) -> torch.Tensor:
+    """A synthetic clip's joints [frames, 22, 3] (metres, y up), float64."""
+    from fastmotion.data.synth import synth_clip
+
+    joints, _, _ = synth_clip(np.random.default_rng(seed))
+    return torch.from_numpy(joints[:frames]).double()
+
+
+def front_camera(distance=5.0):
+    """(K, R, t): looking at the origin from +z at `distance` (a half turn about x: y down), x_cam = R x + t."""
+    R = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
+    t = torch.tensor([0.0, 1.0, distance], dtype=torch.float64)
+    K = torch.tensor([[1000.0, 0, 500], [0, 1000.0, 500], [0, 0, 1]], dtype=torch.float64)
+    return K, R, t
+
+
+def pinhole(joints, K, R, t):
+    """Pixels [..., 2] of world points [..., 3] through an OpenCV pinhole camera."""
+    c = joints @ R.T + t
+    uv = c @ K.T
+    return uv[..., :2] / uv[..., 2:]

@@ -1,39 +1,19 @@
 """VideoMDM's losses, each against a hand-computed case."""
 
-import numpy as np
 import pytest
 import torch
 
-from fastmotion.data.synth import synth_clip
 from fastmotion.losses.videomdm import REDUNDANT, VideoMDMLossConfig, videomdm_losses
 from fastmotion.motion.humanml3d import canonicalize, features_to_joints, joints_to_features
-
-
-def _clip(seed=0, frames=12):
-    joints, _, _ = synth_clip(np.random.default_rng(seed))
-    return torch.from_numpy(joints[:frames]).double()
-
-
-def _camera(distance=5.0):
-    """Looking at the origin from +z at `distance` (a half turn about x: y down), x_cam = R x + t."""
-    R = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
-    t = torch.tensor([0.0, 1.0, distance], dtype=torch.float64)
-    K = torch.tensor([[1000.0, 0, 500], [0, 1000.0, 500], [0, 0, 1]], dtype=torch.float64)
-    return K, R, t
-
-
-def _project(joints, K, R, t):
-    c = joints @ R.T + t
-    uv = c @ K.T
-    return uv[..., :2] / uv[..., 2:]
+from helpers import front_camera, pinhole, synthetic_clip
 
 
 def _setup(frames=10):
-    canon = canonicalize(_clip(frames=frames + 1))
+    canon = canonicalize(synthetic_clip(frames=frames + 1))
     feats = joints_to_features(canon)  # [F, 263]
     joints = features_to_joints(feats)  # exact on the canonical clip
-    K, R, t = _camera()
-    keypoints = _project(joints, K, R, t)
+    K, R, t = front_camera()
+    keypoints = pinhole(joints, K, R, t)
     stats = (torch.zeros(263, dtype=torch.float64), torch.ones(263, dtype=torch.float64))
     mask = torch.ones(1, len(feats), dtype=torch.bool)
     return feats[None], joints, keypoints[None], K[None], R[None], t[None], stats, mask

@@ -5,32 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from fastmotion.data.synth import synth_clip
 from fastmotion.motion.camera import estimate_camera_epnp
 from fastmotion.motion.humanml3d import canonical_transform, canonicalize, features_to_joints, joints_to_features
-
-
-def _clip(seed=0, frames=12):
-    joints, _, _ = synth_clip(np.random.default_rng(seed))
-    return torch.from_numpy(joints[:frames]).double()
-
-
-def _camera(distance=5.0):
-    """Looking at the origin from +z at `distance` (a half turn about x: y down), x_cam = R x + t."""
-    R = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
-    t = torch.tensor([0.0, 1.0, distance], dtype=torch.float64)
-    K = torch.tensor([[1000.0, 0, 500], [0, 1000.0, 500], [0, 0, 1]], dtype=torch.float64)
-    return K, R, t
-
-
-def _project(joints, K, R, t):
-    c = joints @ R.T + t
-    uv = c @ K.T
-    return uv[..., :2] / uv[..., 2:]
+from helpers import front_camera, pinhole, synthetic_clip
 
 
 def test_feature_extraction_is_differentiable_and_round_trips():
-    canon = canonicalize(_clip(frames=4))
+    canon = canonicalize(synthetic_clip(frames=4))
     f = joints_to_features(canon)
     assert torch.allclose(features_to_joints(f), canon[:-1], atol=1e-9)
     # as L_repr uses it (on joints already in the canonical frame); foot contacts are thresholds
@@ -42,19 +23,19 @@ def test_feature_extraction_is_differentiable_and_round_trips():
 def test_canonical_transform_moves_cameras_with_the_clip():
     c, s = np.cos(0.8), np.sin(0.8)
     yaw = torch.tensor([[c, 0, s], [0, 1, 0], [-s, 0, c]], dtype=torch.float64)
-    joints = _clip(3) @ yaw.T + torch.tensor([2.0, 0.0, -1.0], dtype=torch.float64)
-    K, R, t = _camera(8.0)
+    joints = synthetic_clip(3) @ yaw.T + torch.tensor([2.0, 0.0, -1.0], dtype=torch.float64)
+    K, R, t = front_camera(8.0)
     Rc, offset = canonical_transform(joints)
     canon = canonicalize(joints)
     assert torch.allclose(canon, (joints - offset) @ Rc.T, atol=1e-12)
     R2, t2 = R @ Rc.T, R @ offset + t
-    assert torch.allclose(_project(canon, K, R2, t2), _project(joints, K, R, t), atol=1e-9)
+    assert torch.allclose(pinhole(canon, K, R2, t2), pinhole(joints, K, R, t), atol=1e-9)
 
 
 def test_epnp_recovers_a_camera_and_degrades_gracefully_with_noise():
-    joints = _clip(5, frames=24).numpy().reshape(-1, 3)
-    K, R, t = (x.numpy() for x in _camera(6.0))
-    pixels = _project(torch.from_numpy(joints), *(torch.from_numpy(x) for x in (K, R, t))).numpy()
+    joints = synthetic_clip(5, frames=24).numpy().reshape(-1, 3)
+    K, R, t = (x.numpy() for x in front_camera(6.0))
+    pixels = pinhole(torch.from_numpy(joints), *(torch.from_numpy(x) for x in (K, R, t))).numpy()
     R_est, t_est = estimate_camera_epnp(joints, pixels, K)
     assert np.abs(R_est - R).max() < 1e-4 and np.abs(t_est - t).max() < 1e-4
     rng = np.random.default_rng(0)

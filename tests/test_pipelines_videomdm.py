@@ -9,25 +9,7 @@ import torch
 from fastmotion.data.synth import synth_clip
 from fastmotion.models.mdm import MDM, MDMConfig
 from fastmotion.motion.humanml3d import canonicalize, joints_to_features
-
-
-def _clip(seed=0, frames=12):
-    joints, _, _ = synth_clip(np.random.default_rng(seed))
-    return torch.from_numpy(joints[:frames]).double()
-
-
-def _camera(distance=5.0):
-    """Looking at the origin from +z at `distance` (a half turn about x: y down), x_cam = R x + t."""
-    R = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
-    t = torch.tensor([0.0, 1.0, distance], dtype=torch.float64)
-    K = torch.tensor([[1000.0, 0, 500], [0, 1000.0, 500], [0, 0, 1]], dtype=torch.float64)
-    return K, R, t
-
-
-def _project(joints, K, R, t):
-    c = joints @ R.T + t
-    uv = c @ K.T
-    return uv[..., :2] / uv[..., 2:]
+from helpers import front_camera, pinhole, synthetic_clip
 
 
 def test_guided_lifting_of_an_exact_projection_has_low_2d_error():
@@ -36,10 +18,10 @@ def test_guided_lifting_of_an_exact_projection_has_low_2d_error():
     from fastmotion.pipelines.videomdm import guided_lift
 
     torch.manual_seed(0)
-    canon = canonicalize(_clip(7, frames=17))
-    K, R, t = _camera(6.0)
+    canon = canonicalize(synthetic_clip(7, frames=17))
+    K, R, t = front_camera(6.0)
     feats = joints_to_features(canon)
-    kp = _project(canon[:-1], K, R, t)
+    kp = pinhole(canon[:-1], K, R, t)
     model = VideoMDMModel(MDMConfig(width=32, layers=1, heads=2, ff=32, max_frames=32)).double().eval()
     window = Window(feats, kp, K, R, t, ["a person walks"], "clip", 0)
     lifted = guided_lift(model, [window], torch.Generator().manual_seed(0), ["a person walks"], diffusion_steps=10)[0]
@@ -111,14 +93,14 @@ def test_teacher_placement_follows_the_subject_in_depth():
     joints, _, _ = synth_clip(np.random.default_rng(3))
     joints = torch.from_numpy(joints[:60]).double()
     joints = joints - torch.linspace(0, 6, len(joints), dtype=torch.float64)[:, None, None] * torch.tensor([0, 0, 1.0])
-    K, R, t = _camera()
-    keypoints = _project(joints, K, R, t)
+    K, R, t = front_camera()
+    keypoints = pinhole(joints, K, R, t)
     camera = joints @ R.T + t
     placed = metric_camera_frame(0.2 * (camera - camera[:, :1]), keypoints, K)
     true_depth, depth = camera[:, 0, 2], placed[:, 0, 2]
     assert true_depth[-1] - true_depth[0] > 5.5
     assert ((depth - true_depth).abs() / true_depth).max() < 0.1
-    pixels = (_project(placed, K, torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))
+    pixels = (pinhole(placed, K, torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))
               - keypoints).norm(dim=-1)
     assert pixels[:, 0].max() < 1e-6  # the root on its ray
     assert pixels.mean() < 3.0
