@@ -130,3 +130,52 @@ def data_teacher(data, mlrq_path, lifted_dir, cameras, out, device):
         report = build_teacher(data, out, mlrq_path, lifted_dir, cameras, resolve_device(device), bar.update)
     click.echo(f"wrote {report['written']} teacher motion(s) to {out}; skipped {len(report['skipped'])} "
                f"(reasons in {out / 'report.json'})")
+
+
+@data.command("import")
+@click.option("--from", "src", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of keypoint files: NAME.json (COCO-style: frames, a COCO dict or detector results with "
+                   "track ids), NAME/ (OpenPose *_keypoints.json per frame) or NAME.npy [T, K, 2|3].")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Dataset folder to write (the layout of `data render`, cameras without a pose); replaced.")
+@click.option("--layout", type=click.Choice(["smpl22", "coco17", "h36m17", "openpose18", "openpose25"]),
+              default=None, help="Joint order of the keypoints (default: coco17 for JSON, from the count otherwise).")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+              help="Frame rate of the source; clips are resampled to 20 fps.")
+@click.option("--focal", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Focal length in pixels (default: the larger image side).")
+@click.option("--image-size", default=None, help="W,H in pixels (default: a COCO file's images, else the "
+                                                 "keypoints' extent).")
+@click.option("--texts", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Captions: a folder of VIDEO.txt or a CSV (name,caption); default FROM/texts/ when present.")
+@click.option("--max-gap", type=click.IntRange(min=0), default=5, show_default=True,
+              help="A track is cut where the person is lost for more than this many frames (at 20 fps).")
+@click.option("--min-frames", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Shorter pieces are dropped (and reported).")
+@click.option("--max-frames", type=click.IntRange(min=1), default=196, show_default=True,
+              help="Longer pieces are split at calm frames.")
+def data_import(src, out, layout, fps, focal, image_size, texts, max_gap, min_frames, max_frames):
+    """Turn 2D keypoint tracks from a pose detector into a 2D-only training dataset.
+
+    Joints the detector does not give are completed for the models' input and have confidence 0
+    (OUT/confidence/), so no loss trusts them. OUT/report.json lists every cut and dropped piece with its reason.
+
+    \b
+    Example:
+      fastmotion data import --from detections/ --out data/video2d --fps 30
+    """
+    from fastmotion.data.importer import import_keypoints
+
+    if image_size:
+        try:
+            image_size = tuple(float(v) for v in image_size.split(","))
+            assert len(image_size) == 2 and min(image_size) > 0
+        except (ValueError, AssertionError):
+            raise click.BadParameter("expected W,H in pixels", param_hint="--image-size") from None
+    total = sum(1 for _ in src.iterdir()) if src.is_dir() else 0
+    with user_errors(), _progress("importing", total) as bar:
+        summary = import_keypoints(src, out, layout, fps, focal, image_size, texts, max_gap, min_frames, max_frames,
+                                   progress=bar.update)
+    clips = ", ".join(f"{n} {s}" for s, n in summary["clips"].items())
+    click.echo(f"wrote {clips} clips from {summary['tracks']} track(s) to {out}; {summary['cut']} piece(s) cut, "
+               f"{summary['dropped']} dropped (reasons in {out / 'report.json'})")

@@ -21,9 +21,11 @@ from ._common import announce, resolve_device, user_errors
 @click.option("--split", default="test", show_default=True)
 @click.option("--keypoints", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="... or one keypoint file: .npy [T, 22|17, 2|3] or COCO-style .json (pixels).")
-@click.option("--layout", type=click.Choice(["smpl22", "coco17", "h36m17"]), default=None,
+@click.option("--layout", default=None,
+              type=click.Choice(["smpl22", "coco17", "h36m17", "openpose18", "openpose25"]),
               help="Joint order of --keypoints (default: coco17 for .json; from the joint count for .npy: 22 "
-                   "smpl22, 17 coco17). A file whose skeleton does not fit it is refused.")
+                   "smpl22, 17 coco17, 18 openpose18, 25 openpose25). A file whose skeleton does not fit it is "
+                   "refused.")
 @click.option("--track", default=None, help="The person (track_id) of a --keypoints .json with several (default: "
                                             "the one seen in the most frames).")
 @click.option("--intrinsics", default=None, help="fx,fy,cx,cy of the camera for --keypoints (pixels); default: "

@@ -11,11 +11,15 @@ from fastmotion.ops.reference import normalized_keypoints
 
 from . import humanml3d as hml
 
+LEVEL_CAMERA = torch.diag(torch.tensor([1.0, -1.0, -1.0]))  # world y up -> image y down, looking along -z
+
 
 class ClipBank:
-    """Every clip of one split of a 2D dataset folder (`fastmotion data render`) in memory: `names`, `clips`
-    (keypoints in normalised image coordinates [T, 22, 2]) and `cameras` ((K [3, 3] pixels, R [3, 3], t [3]
-    metres) world -> camera). Never reads eval3d/.
+    """Every clip of one split of a 2D dataset folder (`fastmotion data render` or `data import`) in memory:
+    `names`, `clips` (keypoints in normalised image coordinates [T, 22, 2]) and `cameras` ((K [3, 3] pixels,
+    R [3, 3], t [3] metres) world -> camera; for imported clips, whose camera pose is unknown, LEVEL_CAMERA and
+    t = 0: the vertical that L_rec turns views about is then the image's, which assumes no camera pitch or
+    roll). Never reads eval3d/.
 
     Raises:
         DatasetError: the split file or a clip's keypoints are missing or malformed, or the split is empty.
@@ -37,7 +41,11 @@ class ClipBank:
                 raise DatasetError(f"{path}: expected SMPL-22 keypoints [T, 22, 2], got {list(k.shape)} "
                                     "(wrong joint count?)")
             with np.load(self.root / "cameras" / f"{name}.npz") as cam:
-                K, R, t = (torch.from_numpy(np.asarray(cam[key], np.float32)) for key in ("K", "R", "t"))
+                K = torch.from_numpy(np.asarray(cam["K"], np.float32))
+                if "R" in cam:
+                    R, t = (torch.from_numpy(np.asarray(cam[key], np.float32)) for key in ("R", "t"))
+                else:  # imported keypoints: the pose is unknown; a level camera (no pitch, no roll) is assumed
+                    R, t = LEVEL_CAMERA, torch.zeros(3)
             n = normalized_keypoints(torch.from_numpy(k.astype(np.float32))[None], K[None])[0]
             if not torch.isfinite(n).all():
                 raise DatasetError(f"{path}: keypoints contain NaN or inf")

@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 
 from fastmotion.data.humanml3d import load_npy
-from fastmotion.motion.skeleton import COCO17_NAMES, LAYOUTS, SMPL22, keypoints_to_smpl22
+from fastmotion.motion.skeleton import LAYOUTS, SMPL22, keypoints_to_smpl22
 
-_LAYOUT_BY_COUNT = {len(COCO17_NAMES): "coco17", len(SMPL22.names): "smpl22"}
+_LAYOUT_BY_COUNT = {17: "coco17", 18: "openpose18", 22: "smpl22", 25: "openpose25"}  # 17: COCO unless told
 
 
 def read_keypoints_npy(path, layout: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """[T, K, 2] (or [T, K, 3] with confidences in [0, 1]) keypoints in pixels -> SMPL-22 keypoints [T, 22, 2]
     (NaN where missing) and mask [T, 22].
 
-    layout: "smpl22", "coco17" or "h36m17"; guessed from K when omitted (17 is taken as COCO). NaN keypoints
-    are missing.
+    layout: "smpl22" or a key of LAYOUTS (coco17, h36m17, openpose18, openpose25); guessed from K when
+    omitted (17 is taken as COCO). NaN keypoints are missing.
 
     Raises:
         FileNotFoundError: no such file. ValueError: naming the file: another shape, a joint count that does
@@ -34,7 +34,7 @@ def read_keypoints_npy(path, layout: str | None = None) -> tuple[np.ndarray, np.
     layout = layout or _LAYOUT_BY_COUNT.get(data.shape[1])
     if layout is None:
         raise ValueError(f"{path}: cannot tell the layout of {data.shape[1]} keypoints; give it (`fastmotion lift "
-                         "--layout`, or layout= in Python): smpl22, coco17 or h36m17")
+                         "--layout`, or layout= in Python): smpl22, coco17, h36m17, openpose18 or openpose25")
     if layout != "smpl22" and layout not in LAYOUTS:
         raise ValueError(f"layout must be smpl22 or one of {', '.join(LAYOUTS)}, got {layout!r}")
     confidence = data[..., 2].astype(np.float64) if data.shape[-1] == 3 else None
@@ -182,6 +182,75 @@ def read_coco_json(path, track: int | None = None, min_confidence: float = 0.0,
                          "joints rather than keypoints with confidences?")
     keypoints, mask = keypoints_to_smpl22(rows[..., :2], layout, np.nan_to_num(confidence, nan=0.0), min_confidence)
     check_layout(keypoints, mask, path, layout)
+    return keypoints, mask
+
+
+def coco_track_ids(path) -> list:
+    """The track ids of a COCO-style JSON (None for detections without one), each seen in at least one frame,
+    the longest first. Raises what `read_coco_json` raises for a malformed file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    frames = _people_by_frame(data, path)
+    tracks: dict = {}
+    for frame, people in frames.items():
+        for det in people:
+            tracks.setdefault(_track_key(det, path), set()).add(frame)
+    if not tracks:
+        raise ValueError(f"{path}: no detection in any frame")
+    return sorted(tracks, key=lambda k: (-len(tracks[k]), min(tracks[k]), str(k)))
+
+
+def read_openpose_folder(folder, layout: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """An OpenPose output folder (one `*_keypoints.json` per frame, `people[i].pose_keypoints_2d`) -> SMPL-22
+    keypoints [T, 22, 2] and mask: the frame number is the last number in each file name (gaps are missing
+    frames), the first person of each frame; layout openpose25 (BODY_25) or openpose18 (COCO-18), by default
+    from the keypoint count.
+
+    Raises:
+        ValueError: naming the folder or file: no frame files, duplicate frame numbers, unreadable JSON, a
+            keypoint count of neither layout, or a skeleton that does not fit the layout.
+    """
+    folder = Path(folder)
+    files = sorted(folder.glob("*_keypoints.json"))
+    if not files:
+        raise ValueError(f"{folder}: no OpenPose *_keypoints.json files")
+    by_frame: dict[int, Path] = {}
+    for f in files:
+        digits = re.findall(r"\d+", f.name)
+        if not digits:
+            raise ValueError(f"{f}: no frame number in the file name")
+        frame = int(digits[-1])
+        if frame in by_frame:
+            raise ValueError(f"{f}: frame {frame} again (also {by_frame[frame].name})")
+        by_frame[frame] = f
+    rows: dict[int, np.ndarray] = {}
+    for frame, f in by_frame.items():
+        try:
+            people = json.loads(f.read_text()).get("people") or []
+            if people:
+                rows[frame] = np.asarray(people[0]["pose_keypoints_2d"], dtype=np.float64).reshape(-1, 3)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"{f}: not an OpenPose keypoint file ({type(err).__name__}: {err})") from None
+    if not rows:
+        raise ValueError(f"{folder}: no person in any frame")
+    counts = {len(r) for r in rows.values()}
+    if len(counts) != 1:
+        raise ValueError(f"{folder}: frames with different keypoint counts {sorted(counts)}")
+    count = counts.pop()
+    layout = layout or {25: "openpose25", 18: "openpose18"}.get(count)
+    if layout not in LAYOUTS or len(LAYOUTS[layout][0]) != count:
+        raise ValueError(f"{folder}: {count} keypoints per person fit neither openpose25 nor openpose18"
+                         + (f" (given {layout})" if layout else ""))
+    first, last = min(by_frame), max(by_frame)
+    stacked = np.full((last - first + 1, count, 3), np.nan)
+    for frame, r in rows.items():
+        stacked[frame - first] = r
+    confidence = np.nan_to_num(stacked[..., 2], nan=0.0)
+    keypoints, mask = keypoints_to_smpl22(stacked[..., :2], layout, confidence)  # OpenPose writes 0 0 0 if unseen
+    check_layout(keypoints, mask, folder, layout)
     return keypoints, mask
 
 

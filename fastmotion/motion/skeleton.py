@@ -91,15 +91,30 @@ H36M17_TO_SMPL22 = {"pelvis": "pelvis", "right_hip": "right_hip", "right_knee": 
                     "head_top": "head", "left_shoulder": "left_shoulder", "left_elbow": "left_elbow",
                     "left_wrist": "left_wrist", "right_shoulder": "right_shoulder", "right_elbow": "right_elbow",
                     "right_wrist": "right_wrist"}
-LAYOUTS = {"coco17": (COCO17_NAMES, COCO17_TO_SMPL22), "h36m17": (H36M17_NAMES, H36M17_TO_SMPL22)}
+# OpenPose's COCO-18 and BODY_25 outputs (its "Neck" is the shoulders' midpoint, "MidHip" the hips')
+OPENPOSE18_NAMES = ("nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+                    "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+                    "right_eye", "left_eye", "right_ear", "left_ear")
+OPENPOSE25_NAMES = ("nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+                    "left_wrist", "mid_hip", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee",
+                    "left_ankle", "right_eye", "left_eye", "right_ear", "left_ear", "left_big_toe",
+                    "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel")
+_LIMBS = {n: n for n in ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+                         "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")}
+OPENPOSE18_TO_SMPL22 = {**_LIMBS, "nose": "head", "neck": "neck"}
+OPENPOSE25_TO_SMPL22 = {**OPENPOSE18_TO_SMPL22, "mid_hip": "pelvis", "left_big_toe": "left_foot",
+                        "right_big_toe": "right_foot"}
+LAYOUTS = {"coco17": (COCO17_NAMES, COCO17_TO_SMPL22), "h36m17": (H36M17_NAMES, H36M17_TO_SMPL22),
+           "openpose18": (OPENPOSE18_NAMES, OPENPOSE18_TO_SMPL22),
+           "openpose25": (OPENPOSE25_NAMES, OPENPOSE25_TO_SMPL22)}
 
 
 def keypoints_to_smpl22(keypoints: np.ndarray, layout: str, confidence: np.ndarray | None = None,
                         min_confidence: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints [T, K, 2] in `layout` ("coco17", "h36m17") -> SMPL-22 keypoints [T, 22, 2] and mask [T, 22].
+    """Keypoints [T, K, 2] in `layout` (a key of LAYOUTS) -> SMPL-22 keypoints [T, 22, 2] and mask [T, 22].
 
     Joints the layout lacks are NaN with mask False; keypoints with confidence <= min_confidence are missing.
-    COCO has no pelvis: it is the hips' midpoint where both hips are seen."""
+    A layout without a pelvis (COCO, OpenPose-18) gets the hips' midpoint where both hips are seen."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     names, mapping = LAYOUTS[layout]
@@ -115,7 +130,7 @@ def keypoints_to_smpl22(keypoints: np.ndarray, layout: str, confidence: np.ndarr
         i, j = names.index(src), SMPL22.index(dst)
         out[seen[:, i], j] = keypoints[seen[:, i], i]
         mask[:, j] = seen[:, i]
-    if layout == "coco17":
+    if "pelvis" not in mapping.values():
         left, right = names.index("left_hip"), names.index("right_hip")
         both = seen[:, left] & seen[:, right]
         out[both, 0] = 0.5 * (keypoints[both, left] + keypoints[both, right])

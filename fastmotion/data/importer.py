@@ -1,0 +1,265 @@
+"""`fastmotion data import`: 2D keypoint tracks from a pose detector -> the 2D-only dataset layout that
+`data render` writes and every trainer reads, without a camera pose and without 3D.
+
+Sources (one folder, read in name order):
+  NAME.json          COCO-style keypoints of one video: a list of frames, a COCO dict ("annotations",
+                     optionally "images" with width/height) or a flat list of detector/tracker results; one clip
+                     source per track id (`fastmotion.data.keypoints.read_coco_json`);
+  NAME/ (a folder)   OpenPose output: one NAME_<frame>_keypoints.json per frame, BODY_25 or COCO-18 (the
+                     layout from the keypoint count); the first person of each frame;
+  NAME.npy           [T, K, 2|3] keypoints in `layout` (default from K).
+Each track is resampled to 20 fps, cut where the person is lost for more than `max_gap` frames, and split at
+calm frames (`fastmotion.data.clips.split_clips`) into clips of `min_frames`..`max_frames`; shorter pieces are
+dropped. Joints a detector does not give are completed (`complete_smpl22`), and their confidence is 0: the
+written `confidence/NAME.npy` is 1 for seen joints only, so no loss trusts a completed or missing joint.
+
+Writes OUT/keypoints/NAME.npy [T, 22, 2] pixels, OUT/confidence/NAME.npy [T, 22], OUT/cameras/NAME.npz (K
+only: the camera pose is unknown), OUT/texts/NAME.txt (captions from SRC/texts/VIDEO.txt or a CSV), the
+split files (by video, so no video is in two splits), stats_free3d_2d.npz, meta.json and report.json (every
+cut and every dropped piece with its reason). The folder appears only when complete.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastmotion.motion.free3d import Normalizer, to_features
+from fastmotion.ops.reference import normalized_keypoints
+
+from . import humanml3d as hml
+from .clips import split_clips
+from .keypoints import coco_track_ids, complete_smpl22, read_coco_json, read_keypoints_npy, read_openpose_folder
+
+FPS = 20.0
+# Focal length guess without intrinsics: the larger image side (a horizontal field of view of 53 degrees for
+# a landscape frame, typical of phone and webcam footage).
+FOCAL_PER_SIDE = 1.0
+
+
+@dataclass
+class Track:
+    """One person in one video: SMPL-22 keypoints [T, 22, 2] (pixels, NaN where missing), mask [T, 22]."""
+    video: str
+    name: str
+    keypoints: np.ndarray
+    mask: np.ndarray
+    image_size: tuple[float, float] | None = None
+
+
+def read_tracks(src: Path, layout: str | None, report: list) -> list[Track]:
+    """Every track of every source in `src` (module docstring); unreadable sources are reported, not fatal."""
+    tracks = []
+    for path in sorted(src.iterdir()):
+        try:
+            if path.suffix.lower() == ".json":
+                size = _image_size(path)
+                ids = coco_track_ids(path)
+                for track in ids:
+                    k, m = read_coco_json(path, track=track, layout=layout or "coco17")
+                    suffix = "" if len(ids) == 1 else f"_t{track}"
+                    tracks.append(Track(path.stem, f"{path.stem}{suffix}", k, m, size))
+            elif path.is_dir() and any(path.glob("*_keypoints.json")):
+                k, m = read_openpose_folder(path, layout)
+                tracks.append(Track(path.name, path.name, k, m))
+            elif path.suffix.lower() == ".npy":
+                k, m = read_keypoints_npy(path, layout)
+                tracks.append(Track(path.stem, path.stem, k, m))
+        except (ValueError, OSError) as err:
+            report.append({"source": str(path), "dropped": "unreadable", "reason": str(err)})
+    return tracks
+
+
+def _image_size(path: Path) -> tuple[float, float] | None:
+    """Width and height of a COCO dict's images (the first one that says), else None."""
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, OSError):
+        return None
+    if isinstance(data, dict):
+        for image in data.get("images") or []:
+            if isinstance(image, dict) and image.get("width") and image.get("height"):
+                return float(image["width"]), float(image["height"])
+    return None
+
+
+def resample_track(keypoints: np.ndarray, mask: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints [T, 22, 2] and mask at `fps` -> at 20 fps: linear between the two nearest source frames, seen
+    only where both are."""
+    T = len(keypoints)
+    if abs(fps - FPS) <= 1e-4 * FPS or T < 2:
+        return keypoints, mask
+    times = np.arange(0, (T - 1) / fps + 1e-9, 1 / FPS) * fps
+    lo = np.floor(times).astype(int).clip(0, T - 1)
+    hi = (lo + 1).clip(0, T - 1)
+    w = (times - lo)[:, None, None]
+    out = keypoints[lo] * (1 - w) + keypoints[hi] * w
+    seen = mask[lo] & (mask[hi] | (w[..., 0] == 0))
+    return np.where(seen[..., None], out, np.nan), seen
+
+
+def pieces(mask: np.ndarray, max_gap: int, min_joints: int = 6) -> list[tuple[int, int]]:
+    """(start, end) frame ranges where the person is seen (at least `min_joints` joints), cut where they are
+    lost for more than `max_gap` frames in a row; shorter gaps stay inside a piece (completed later)."""
+    seen = mask.sum(1) >= min_joints
+    out, start, last = [], None, None
+    for t in np.nonzero(seen)[0]:
+        if start is None:
+            start = t
+        elif t - last - 1 > max_gap:
+            out.append((int(start), int(last) + 1))
+            start = t
+        last = t
+    if start is not None:
+        out.append((int(start), int(last) + 1))
+    return out
+
+
+def _captions(src: Path, texts) -> dict[str, list[str]]:
+    """Captions per video: SRC/texts/VIDEO.txt (HumanML3D lines or plain text, one per line), or `texts`: a
+    folder of such files or a CSV with columns name, caption."""
+    folder = Path(texts) if texts else src / "texts"
+    out: dict[str, list[str]] = {}
+    if folder.is_file() and folder.suffix.lower() == ".csv":
+        with folder.open(newline="") as f:
+            for row in csv.DictReader(f):
+                if "name" not in row or "caption" not in row:
+                    raise ValueError(f"{folder}: a captions CSV needs the columns name and caption")
+                out.setdefault(row["name"], []).append(row["caption"])
+    elif folder.is_dir():
+        for path in folder.glob("*.txt"):
+            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            out[path.stem] = [line.split("#")[0] if line.count("#") == 3 else line for line in lines]
+    elif texts:
+        raise FileNotFoundError(f"{folder}: no captions folder or CSV")
+    return out
+
+
+def _split_of(video: str) -> str:
+    """80/10/10 by a hash of the video's name: stable, and every clip of a video in one split."""
+    h = int(hashlib.sha1(video.encode()).hexdigest()[:8], 16) % 10
+    return "train" if h < 8 else "val" if h == 8 else "test"
+
+
+def import_keypoints(src, out, layout: str | None = None, fps: float = FPS, focal: float | None = None,
+                     image_size: tuple[float, float] | None = None, texts=None, max_gap: int = 5,
+                     min_frames: int = 16, max_frames: int = 196, progress=None) -> dict:
+    """Build a 2D-only dataset folder from detector keypoints; see the module docstring. fps: the source's
+    frame rate; focal (pixels) and image_size (width, height) give K (default: the image size of a COCO file,
+    else the keypoints' extent, and a focal of FOCAL_PER_SIDE x its larger side). Returns the summary (also
+    meta.json).
+
+    Raises:
+        FileNotFoundError: no such folder. ValueError: bad arguments, or no clip could be made (the report's
+            first reasons named).
+    """
+    src = Path(src)
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: no such folder of keypoint files")
+    if not (fps > 0 and max_gap >= 0 and 1 <= min_frames <= max_frames):
+        raise ValueError(f"need fps > 0, max_gap >= 0 and 1 <= min_frames <= max_frames; got {fps}, {max_gap}, "
+                         f"{min_frames}, {max_frames}")
+    report: list[dict] = []
+    tracks = read_tracks(src, layout, report)
+    captions = _captions(src, texts)
+    written: dict[str, list[str]] = {s: [] for s in hml.SPLITS}
+    train_features = []
+    with hml.atomic_folder(out) as tmp:
+        for sub in ("keypoints", "confidence", "cameras", "texts"):
+            (tmp / sub).mkdir()
+        for track in tracks:
+            if progress:
+                progress(1)
+            k, m = resample_track(track.keypoints, track.mask, fps)
+            spans = pieces(m, max_gap)
+            if not spans:
+                report.append({"source": track.name, "dropped": "empty", "reason": "no frame shows the person"})
+                continue
+            for a, b in spans:
+                for start, end in _calm_cuts(k[a:b], m[a:b], min_frames, max_frames, track.name, a, report):
+                    clip = _write_clip(tmp, track, k[a + start:a + end], m[a + start:a + end],
+                                       f"{track.name}_{a + start:06d}", focal, image_size, captions, report)
+                    if clip is None:
+                        continue
+                    name, features = clip
+                    split = _split_of(track.video)
+                    written[split].append(name)
+                    if split == "train":
+                        train_features.append(features)
+        if not any(written.values()):
+            reasons = "; ".join(r["reason"] if r["reason"].startswith(r["source"]) else f"{r['source']}: {r['reason']}"
+                                for r in report[:3]) or "no keypoint files"
+            raise ValueError(f"{src}: no clip could be made ({len(report)} piece(s) dropped); first: {reasons}")
+        for split, names in written.items():
+            (tmp / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+        Normalizer.fit(train_features or [f for f in _all_features(tmp, written)]).save(tmp / "stats_free3d_2d.npz")
+        summary = {"source": str(src.resolve()), "kind": "imported keypoints", "cameras": "intrinsics only",
+                   "layout": layout, "fps": fps, "max_gap": max_gap, "min_frames": min_frames,
+                   "max_frames": max_frames, "clips": {s: len(n) for s, n in written.items()},
+                   "tracks": len(tracks), "dropped": len([r for r in report if "dropped" in r]),
+                   "cut": len([r for r in report if "cut" in r])}
+        (tmp / "meta.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return summary
+
+
+def _calm_cuts(k, m, min_frames, max_frames, name, offset, report) -> list[tuple[int, int]]:
+    """A piece's clips: itself when short enough, else cut at calm frames; pieces shorter than min_frames are
+    dropped. Both reported."""
+    T = len(k)
+    if T < min_frames:
+        report.append({"source": name, "frames": [offset, offset + T], "dropped": "short",
+                       "reason": f"{T} frames, fewer than {min_frames}"})
+        return []
+    if T <= max_frames:
+        return [(0, T)]
+    centred = np.nan_to_num(k - np.nanmean(k, axis=(0, 1)), nan=0.0)
+    scale = np.nanmax(np.abs(centred)) or 1.0
+    flat = np.concatenate([centred / scale, np.zeros_like(centred[..., :1])], -1)  # the splitter takes [T, J, 3]
+    cuts = split_clips(flat, min_frames, max_frames)
+    covered = cuts[-1][1] if cuts else 0
+    report.append({"source": name, "frames": [offset, offset + T], "cut": len(cuts),
+                   "reason": f"{T} frames, more than {max_frames}: cut at calm frames"})
+    if covered < T:
+        report.append({"source": name, "frames": [offset + covered, offset + T], "dropped": "tail",
+                       "reason": f"{T - covered} frames left after the cuts, fewer than {min_frames}"})
+    return cuts
+
+
+def _write_clip(tmp: Path, track: Track, k: np.ndarray, m: np.ndarray, name: str, focal, image_size, captions,
+                report) -> tuple[str, np.ndarray] | None:
+    try:
+        filled, estimated = complete_smpl22(k, m)
+    except ValueError as err:
+        report.append({"source": track.name, "clip": name, "dropped": "incomplete", "reason": str(err)})
+        return None
+    confidence = (m & ~estimated).astype(np.float32)  # 1: seen by the detector; 0: completed or missing
+    size = image_size or track.image_size
+    if size is None:
+        lo, hi = np.nanmin(track.keypoints.reshape(-1, 2), 0), np.nanmax(track.keypoints.reshape(-1, 2), 0)
+        size = tuple(float(v) for v in (hi + lo))  # an image centred on the person's whole extent
+    f = focal or FOCAL_PER_SIDE * max(size)
+    K = np.array([[f, 0, size[0] / 2], [0, f, size[1] / 2], [0, 0, 1]], np.float32)
+    np.save(tmp / "keypoints" / f"{name}.npy", filled.astype(np.float32))
+    np.save(tmp / "confidence" / f"{name}.npy", confidence)
+    np.savez(tmp / "cameras" / f"{name}.npz", K=K)
+    (tmp / "texts" / f"{name}.txt").write_text("".join(hml.format_caption(hml.Caption(c, hml.tokenize(c))) + "\n"
+                                                       for c in captions.get(track.video, [])))
+    n = normalized_keypoints(torch.from_numpy(filled.astype(np.float32))[None], torch.from_numpy(K)[None])[0]
+    return name, to_features(n).float().numpy()
+
+
+def _all_features(tmp: Path, written: dict) -> list[np.ndarray]:
+    """Features of every written clip (statistics when the train split is empty: a tiny import)."""
+    out = []
+    for name in (n for names in written.values() for n in names):
+        k = torch.from_numpy(np.load(tmp / "keypoints" / f"{name}.npy"))
+        with np.load(tmp / "cameras" / f"{name}.npz") as cam:
+            K = torch.from_numpy(cam["K"])
+        out.append(to_features(normalized_keypoints(k[None], K[None])[0]).float().numpy())
+    return out

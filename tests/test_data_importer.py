@@ -1,0 +1,100 @@
+"""`fastmotion data import`: detector keypoint tracks (COCO-style JSON with tracks, OpenPose folders, .npy) become
+the 2D-only dataset layout: resampled to 20 fps, cut where the person is lost and at calm frames, short pieces
+dropped and reported, completed joints at confidence 0, cameras without a pose; the trainers' reader loads it."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastmotion.data import humanml3d as hml
+from fastmotion.data.clip_bank import ClipBank
+from fastmotion.data.importer import import_keypoints, pieces, resample_track
+from fastmotion.motion import SMPL22
+from fastmotion.motion.skeleton import OPENPOSE25_NAMES, OPENPOSE25_TO_SMPL22
+from test_data_keypoints import coco_rows, pixels
+
+
+def walk(frames, seed=0, shift=0.0):
+    """SMPL-22 pixels of a synthetic clip, repeated to `frames` frames (a long, plausible track)."""
+    base = pixels(seed, frames=40, shift=shift)
+    reps = -(-frames // len(base))
+    return np.concatenate([base if r % 2 == 0 else base[::-1] for r in range(reps)])[:frames]
+
+
+@pytest.fixture
+def detections(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    a, b = coco_rows(walk(300)), coco_rows(walk(60, seed=1, shift=300))
+    results = [{"image_id": i, "track_id": 1, "keypoints": a[i].ravel().tolist(), "score": 0.9}
+               for i in range(300) if not 100 <= i < 120]  # person 1 lost for 20 frames
+    results += [{"image_id": i, "track_id": 2, "keypoints": b[i].ravel().tolist(), "score": 0.8} for i in range(10)]
+    (src / "video_a.json").write_text(json.dumps(results))  # track 2: 10 frames, too short
+    frames = src / "video_b"
+    frames.mkdir()
+    smpl = walk(50, seed=2)
+    for i in range(50):
+        body = np.zeros((25, 3))
+        for k, name in enumerate(OPENPOSE25_NAMES):
+            if name in OPENPOSE25_TO_SMPL22:
+                body[k] = [*smpl[i, SMPL22.index(OPENPOSE25_TO_SMPL22[name])], 0.8]
+        (frames / f"video_b_{i:012d}_keypoints.json").write_text(
+            json.dumps({"people": [{"pose_keypoints_2d": body.ravel().tolist()}]}))
+    np.save(src / "video_c.npy", coco_rows(walk(40, seed=3)))
+    (src / "texts").mkdir()
+    (src / "texts" / "video_c.txt").write_text("a person walks\n")
+    return src
+
+
+def test_import_builds_the_dataset_layout_and_reports_every_piece(detections, tmp_path):
+    out = tmp_path / "out"
+    summary = import_keypoints(detections, out, fps=20.0, max_frames=100)
+    report = json.loads((out / "report.json").read_text())
+    assert summary["tracks"] == 4  # two in video_a, one each in video_b and video_c
+    assert any(r.get("dropped") == "short" and "video_a_t2" in r["source"] for r in report)
+    assert any("cut" in r and "video_a_t1" in r["source"] for r in report)  # 180 frames > 100: cut
+    names = [n for s in hml.SPLITS for n in (out / f"{s}.txt").read_text().split()]
+    assert names and all((out / "keypoints" / f"{n}.npy").exists() for n in names)
+    first_piece = [n for n in names if n.startswith("video_a_t1_")]
+    assert first_piece and all(np.load(out / "keypoints" / f"{n}.npy").shape[0] <= 100 for n in first_piece)
+    for n in names:
+        k, c = np.load(out / "keypoints" / f"{n}.npy"), np.load(out / "confidence" / f"{n}.npy")
+        assert np.isfinite(k).all() and c.shape == k.shape[:2]
+        assert (c[:, SMPL22.index("spine2")] == 0).all()  # completed by us, never trusted
+    video_c = [n for n in names if n.startswith("video_c")]
+    assert (out / "texts" / f"{video_c[0]}.txt").read_text().startswith("a person walks#")
+    for split in hml.SPLITS:  # every clip of a video in one split
+        videos = {n.rsplit("_", 1)[0].split("_t")[0] for n in (out / f"{split}.txt").read_text().split()}
+        for other in set(hml.SPLITS) - {split}:
+            assert not videos & {n.rsplit("_", 1)[0].split("_t")[0] for n in (out / f"{other}.txt").read_text().split()}
+    with np.load(out / "cameras" / f"{names[0]}.npz") as cam:
+        assert set(cam.files) == {"K"}  # no pose
+    split = next(s for s in hml.SPLITS if (out / f"{s}.txt").read_text().split())
+    bank = ClipBank(out, split)
+    assert np.isfinite(bank.clips[0].numpy()).all() and bank.up(0).tolist() == [0.0, -1.0, 0.0]
+
+
+def test_a_folder_with_nothing_usable_fails_whole(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"no clip could be made .*broken.json: not valid JSON"):
+        import_keypoints(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+    done = subprocess.run([sys.executable, "-m", "fastmotion.cli", "data", "import", "--from", str(src), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True)
+    assert done.returncode != 0 and "Traceback" not in done.stderr and "broken.json" in done.stderr
+
+
+def test_resampling_and_gaps():
+    k = np.stack([np.full((22, 2), float(t)) for t in range(31)])
+    mask = np.ones((31, 22), bool)
+    mask[10] = False
+    out, seen = resample_track(k, mask, 30.0)  # 1 s at 30 fps -> 21 frames at 20 fps
+    assert len(out) == 21 and np.allclose(out[seen[:, 0], 0, 0], (np.arange(21) * 1.5)[seen[:, 0]])
+    assert not seen[7].any()  # 7 * 1.5 = 10.5: between frame 10 (missing) and 11
+    m = np.zeros((40, 22), bool)
+    m[0:10] = m[13:20] = m[30:40] = True
+    assert pieces(m, max_gap=5) == [(0, 20), (30, 40)]  # a 3-frame gap stays, a 10-frame gap cuts
