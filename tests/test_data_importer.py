@@ -98,3 +98,22 @@ def test_resampling_and_gaps():
     m = np.zeros((40, 22), bool)
     m[0:10] = m[13:20] = m[30:40] = True
     assert pieces(m, max_gap=5) == [(0, 20), (30, 40)]  # a 3-frame gap stays, a 10-frame gap cuts
+
+
+def test_the_prior_and_the_ml_rq_train_on_imported_keypoints(detections, tmp_path):
+    out = tmp_path / "imported"
+    import_keypoints(detections, out, max_frames=100)
+    some = next(n for s in hml.SPLITS for n in (out / f"{s}.txt").read_text().split())
+    for split in ("train", "val"):  # a tiny import may leave a split empty: give each one clip
+        if not (out / f"{split}.txt").read_text().split():
+            (out / f"{split}.txt").write_text(some + "\n")
+    fast = ["--batch-size", "4", "--length", "16", "--eval-every", "1000", "--ckpt-every", "1000"]
+    run = [sys.executable, "-m", "fastmotion.cli", "train"]
+    done = subprocess.run(run + ["prior", "--data", str(out), "--out", str(tmp_path / "p"), "--steps", "3", *fast],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = subprocess.run(run + ["mlrq", "--data", str(out), "--prior", str(tmp_path / "p" / "last.pt"), "--out",
+                                 str(tmp_path / "m"), "--steps", "3", *fast], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = [json.loads(line) for line in (tmp_path / "m" / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in log if "loss" in r)

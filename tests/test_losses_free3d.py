@@ -1,9 +1,10 @@
 """Free3D's losses: the rotated views of L_rec turn about the camera's up axis within the yaw range."""
 
+import pytest
 import torch
 
-from fastmotion.losses.free3d import vertical_rotations
-
+from fastmotion.losses.free3d import feature_weights, masked_mean, vertical_rotations, weighted_mean
+from fastmotion.motion import SMPL22
 
 
 def test_vertical_rotations_turn_about_the_camera_up_axis():
@@ -19,3 +20,16 @@ def test_vertical_rotations_keep_their_yaw_within_max_yaw():
         R = vertical_rotations(up, 4, torch.Generator().manual_seed(0), max_yaw=max_yaw)
         yaw = torch.atan2(R[..., 0, 2], R[..., 0, 0]).abs()  # a level camera: a turn about y
         assert yaw.max() <= max_yaw + 1e-5 and yaw.max() > 0.9 * max_yaw
+
+
+def test_what_the_detector_did_not_see_carries_no_weight():
+    confidence = torch.ones(2, 5, 22)
+    confidence[0, :, SMPL22.index("left_wrist")] = 0.0
+    w = feature_weights(confidence)
+    limb = SMPL22.index("left_wrist") - 1  # limb k ends at joint k + 1
+    assert w.shape == (2, 5, 44) and (w[0, :, 2 + 2 * limb:4 + 2 * limb] == 0).all() and w[1].eq(1).all()
+    values, mask = torch.rand(2, 5, 44), torch.ones(2, 5, dtype=torch.bool)
+    garbage = values.clone()
+    garbage[w == 0] = 1e6  # whatever sits where nothing was seen
+    assert weighted_mean(garbage, mask, w) == pytest.approx(float(weighted_mean(values, mask, w)))
+    torch.testing.assert_close(weighted_mean(values, mask, torch.ones_like(values)), masked_mean(values, mask))

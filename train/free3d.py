@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from fastmotion.data.clip_bank import ClipBank
-from fastmotion.losses.free3d import mlrq_losses, prior_losses
+from fastmotion.losses.free3d import feature_weights, mlrq_losses, prior_losses
 from fastmotion.models.mlrq import MLRQ, MotionVQConfig, Prior2D, motion_features
 from fastmotion.pipelines.free3d import MLRQLifter, load_prior
 from fastmotion.pipelines.lifting import evaluate_lifting
@@ -29,6 +29,12 @@ def _padded_features(bank: ClipBank) -> tuple[torch.Tensor, torch.Tensor]:
     return feats, mask
 
 
+def _weights(bank: ClipBank, confidence: torch.Tensor, device) -> torch.Tensor | None:
+    """The 2D losses' feature weights for a batch of imported keypoints (None for rendered 2D, all seen: the
+    unweighted mean, bit for bit as before)."""
+    return feature_weights(confidence.to(device)) if bank.weighted else None
+
+
 def _crop_length(length: int, multiple: int) -> int:
     return max(multiple, length // multiple * multiple)
 
@@ -41,16 +47,16 @@ def prior_run(data, config: MotionVQConfig, batch_size: int, length: int, device
     length = _crop_length(length, model.frame_multiple)
 
     def step(model, step, generator):
-        keypoints, mask, _ = bank.batch(batch_size, length, generator)
+        keypoints, mask, _, confidence = bank.batch(batch_size, length, generator)
         x = model.stats.normalize(motion_features(keypoints.to(device)))
-        return prior_losses(model, x, mask.to(device))
+        return prior_losses(model, x, mask.to(device), feature_weight=_weights(bank, confidence, device))
 
     val = ClipBank(data, "val")
 
     def evaluate(model):
-        keypoints, mask, _ = val.batch(min(256, 4 * batch_size), length, torch.Generator().manual_seed(0))
+        keypoints, mask, _, confidence = val.batch(min(256, 4 * batch_size), length, torch.Generator().manual_seed(0))
         x = model.stats.normalize(motion_features(keypoints.to(device)))
-        out = prior_losses(model, x, mask.to(device))
+        out = prior_losses(model, x, mask.to(device), feature_weight=_weights(val, confidence, device))
         return {"val_recon": float(out["recon"])}
 
     return Run("Prior2D", model, {"kind": "Prior2D", **asdict(config), "length": length}, step, evaluate,
@@ -70,9 +76,10 @@ def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: 
                 "weights": tuple(weights), "max_yaw": max_yaw, "rec_quantised": rec_quantised}
 
     def step(model, step, generator):
-        keypoints, mask, up = bank.batch(batch_size, length, generator)
+        keypoints, mask, up, confidence = bank.batch(batch_size, length, generator)
         x = model.stats.normalize(motion_features(keypoints.to(device)))
-        return mlrq_losses(model, prior, x, mask.to(device), up.to(device), generator=generator, **switches)
+        return mlrq_losses(model, prior, x, mask.to(device), up.to(device), generator=generator,
+                           feature_weight=_weights(bank, confidence, device), **switches)
 
     val = ClipBank(data, "val")
     has_3d = (Path(data) / "eval3d").is_dir()
@@ -81,9 +88,10 @@ def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: 
         """The 3D-free objective on fixed val crops (it picks best.pt: no 3D is needed to choose), and the
         lifting figures on up to 200 val clips where the dataset holds their 3D."""
         g = torch.Generator().manual_seed(0)
-        keypoints, mask, up = val.batch(min(256, 4 * batch_size), length, g)
+        keypoints, mask, up, confidence = val.batch(min(256, 4 * batch_size), length, g)
         x = model.stats.normalize(motion_features(keypoints.to(device)))
-        terms = mlrq_losses(model, prior, x, mask.to(device), up.to(device), generator=g, **switches)
+        terms = mlrq_losses(model, prior, x, mask.to(device), up.to(device), generator=g,
+                            feature_weight=_weights(val, confidence, device), **switches)
         out = {"val_loss": float(terms["loss"])}
         if has_3d:
             out.update(evaluate_lifting(MLRQLifter(model), data, "val", limit=200)["model"])

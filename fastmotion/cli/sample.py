@@ -177,7 +177,8 @@ def sample(texts, texts_file, length, num, out, no_bvh, no_gif, model_kind, chec
                 save_animation(render_frames([joints], [prompt]), out / f"{stem}.gif")
     index = out / "prompts.json"
     listed = json.loads(index.read_text()) if index.exists() else {}
-    listed.update({stem: {"prompt": prompt, "seed": seed, "model": model_kind} for stem, prompt in zip(stems, all_prompts)})
+    listed.update({stem: {"prompt": prompt, "seed": seed, "model": model_kind}
+                   for stem, prompt in zip(stems, all_prompts)})
     index.write_text(json.dumps(listed, indent=2, ensure_ascii=False) + "\n")
     click.echo(f"wrote {len(motions)} motion(s) ({', '.join(f'{len(m)}' for m in motions[:8])}"
                f"{'...' if len(motions) > 8 else ''} frames) into {out}")
@@ -188,7 +189,8 @@ def _sample_with_mdm(checkpoint, prompts, frames, generator, clip_weights, devic
     from fastmotion.pipelines.videomdm import load_mdm, sample_motions
 
     if checkpoint is None:
-        raise click.BadParameter("--model mdm needs the checkpoint of `fastmotion train mdm`", param_hint="--checkpoint")
+        raise click.BadParameter("--model mdm needs the checkpoint of `fastmotion train mdm`",
+                                 param_hint="--checkpoint")
     with user_errors():
         announce(checkpoint)
         model, extra = load_mdm(checkpoint, resolve_device(device))

@@ -31,7 +31,7 @@ class ClipBank:
             self.names = hml.read_split(self.root, split)
         except (FileNotFoundError, ValueError) as err:
             raise DatasetError(str(err)) from None
-        self.clips, self.cameras = [], []
+        self.clips, self.cameras, self.confidence = [], [], []
         for name in self.names:
             path = self.root / "keypoints" / f"{name}.npy"
             if not path.exists():
@@ -51,8 +51,26 @@ class ClipBank:
                 raise DatasetError(f"{path}: keypoints contain NaN or inf")
             self.clips.append(n)
             self.cameras.append((K, R, t))
+            self.confidence.append(self._confidence(name, len(k)))
         if not self.clips:
             raise DatasetError(f"{self.root}: the {split} split has no clips")
+
+    @property
+    def weighted(self) -> bool:
+        """Whether some joint has a confidence below 1 (imported detector keypoints)."""
+        return any(bool((c < 1).any()) for c in self.confidence)
+
+    def _confidence(self, name: str, frames: int) -> torch.Tensor:
+        """confidence/NAME.npy [T, 22] in [0, 1] (`data import`: 0 for joints the detector did not give),
+        else all 1."""
+        path = self.root / "confidence" / f"{name}.npy"
+        if not path.exists():
+            return torch.ones(frames, 22)
+        c = np.load(path)
+        if c.shape != (frames, 22) or not np.isfinite(c).all() or c.min() < 0 or c.max() > 1:
+            raise DatasetError(f"{path}: expected confidences in [0, 1] of shape [{frames}, 22], got "
+                               f"{list(c.shape)}")
+        return torch.from_numpy(c.astype(np.float32))
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -62,11 +80,12 @@ class ClipBank:
         return self.cameras[index][1][:, 1]
 
     def batch(self, size: int, length: int, generator: torch.Generator):
-        """size random crops of `length` frames (padded, with a frame mask), and each clip's up axis in its
-        camera -> ([B, L, 22, 2], [B, L], [B, 3])."""
+        """size random crops of `length` frames (padded, with a frame mask), each clip's up axis in its camera,
+        and the joints' confidences -> ([B, L, 22, 2], [B, L], [B, 3], [B, L, 22])."""
         picks = torch.randint(len(self.clips), (size,), generator=generator).tolist()
         out = torch.zeros(size, length, 22, 2)
         mask = torch.zeros(size, length, dtype=torch.bool)
+        confidence = torch.zeros(size, length, 22)
         for i, c in enumerate(picks):
             clip = self.clips[c]
             start = int(torch.randint(max(1, len(clip) - length + 1), (), generator=generator))
@@ -74,4 +93,5 @@ class ClipBank:
             out[i, :len(piece)] = piece
             out[i, len(piece):] = piece[-1]  # hold the last pose: no jump to zero for the convolutions
             mask[i, :len(piece)] = True
-        return out, mask, torch.stack([self.up(c) for c in picks])
+            confidence[i, :len(piece)] = self.confidence[c][start:start + length]
+        return out, mask, torch.stack([self.up(c) for c in picks]), confidence

@@ -22,10 +22,30 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum() / (weights.sum() * per).clamp_min(1)
 
 
-def loss_2d(model: MLRQ, f3d: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def weighted_mean(values: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean of values [B, T, C] over frames where mask [B, T], each element weighted by weights [B, T, C] (None:
+    `masked_mean`)."""
+    if weights is None:
+        return masked_mean(values, mask)
+    w = weights * mask.to(weights.dtype)[..., None]
+    return (values * w).sum() / w.sum().clamp_min(1e-6)
+
+
+def feature_weights(confidence: torch.Tensor) -> torch.Tensor:
+    """Per-channel weights [B, T, 44] of the 2D features (root, then 21 limb vectors) from joint confidences
+    [B, T, 22]: the root's, and each limb's as the product of its two joints' (a limb is known only where both
+    ends are seen)."""
+    parents = list(SMPL22.parents[1:])
+    limbs = confidence[..., 1:] * confidence[..., parents]
+    return torch.cat([confidence[..., :1], limbs], -1).repeat_interleave(2, -1)
+
+
+def loss_2d(model: MLRQ, f3d: torch.Tensor, x: torch.Tensor, mask: torch.Tensor,
+            weights: torch.Tensor | None = None) -> torch.Tensor:
     """L_2D: the decoded 3D motion seen from the input camera (weak perspective: its x, y) vs the input 2D
-    trajectory and limb vectors, standardised."""
-    return masked_mean((model.stats.normalize(model.xy_of(f3d)) - x) ** 2, mask)
+    trajectory and limb vectors, standardised; weights [B, T, 44] (`feature_weights`) leave out what the
+    detector did not see."""
+    return weighted_mean((model.stats.normalize(model.xy_of(f3d)) - x) ** 2, mask, weights)
 
 
 CAMERA_UP = (0.0, -1.0, 0.0)  # the world's up in an OpenCV camera frame (y down) when the camera is level
@@ -85,13 +105,13 @@ def loss_feature(model: MLRQ, f3d: torch.Tensor, latent: torch.Tensor, mask: tor
 
 def mlrq_losses(model: MLRQ, prior: Prior2D, x: torch.Tensor, mask: torch.Tensor, up: torch.Tensor, *, views: int = 4,
                 weights=(1.0, 1.0, 1.0), beta: float = 2.0, use_rec=True, use_ori=True, use_feat=True,
-                max_yaw: float = math.pi, rec_quantised: bool = False,
+                max_yaw: float = math.pi, rec_quantised: bool = False, feature_weight: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Every term and the total: L_2D + l1 L_rec + l2 L_ori + l3 L_feat + beta * commitment (section 4).
     x: standardised 2D features [B, T, 44]; mask [B, T]; up [B, 3]: the vertical in each camera frame;
-    weights: (l1, l2, l3); max_yaw, rec_quantised: see `loss_rec`."""
+    weights: (l1, l2, l3); max_yaw, rec_quantised: see `loss_rec`; feature_weight: see `loss_2d`."""
     f3d, latent, q = model.lift(x)
-    out = {"l2d": loss_2d(model, f3d, x, mask), "commit": q.commitment}
+    out = {"l2d": loss_2d(model, f3d, x, mask, feature_weight), "commit": q.commitment}
     if use_rec:
         out["rec"] = loss_rec(model, prior, f3d, mask, up, views, generator, max_yaw=max_yaw,
                               quantised=rec_quantised)
@@ -105,8 +125,11 @@ def mlrq_losses(model: MLRQ, prior: Prior2D, x: torch.Tensor, mask: torch.Tensor
     return out
 
 
-def prior_losses(prior: Prior2D, x: torch.Tensor, mask: torch.Tensor, beta: float = 0.02) -> dict[str, torch.Tensor]:
+def prior_losses(prior: Prior2D, x: torch.Tensor, mask: torch.Tensor, beta: float = 0.02,
+                 feature_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The 2D prior's objective: reconstruction (weighted by `feature_weight` [B, T, 44], see `loss_2d`) +
+    beta * commitment."""
     recon, q = prior(x)
-    out = {"recon": masked_mean((recon - x) ** 2, mask), "commit": q.commitment}
+    out = {"recon": weighted_mean((recon - x) ** 2, mask, feature_weight), "commit": q.commitment}
     out["loss"] = out["recon"] + beta * out["commit"]
     return out

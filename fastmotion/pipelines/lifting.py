@@ -130,8 +130,8 @@ def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | Non
     for i, p in enumerate(preds):
         mask[i, :len(p)] = True
     true = stack(trues)
-    return {"model": lifting_metrics(stack(preds), true, mask, lifter.metric_scale), "zero_depth": lifting_metrics(stack(bases), true, mask),
-            "clips": len(preds)}
+    return {"model": lifting_metrics(stack(preds), true, mask, lifter.metric_scale),
+            "zero_depth": lifting_metrics(stack(bases), true, mask), "clips": len(preds)}
 
 
 def read_keypoint_file(path, intrinsics: tuple[float, float, float, float] | None = None,
