@@ -117,3 +117,37 @@ def test_the_prior_and_the_ml_rq_train_on_imported_keypoints(detections, tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     log = [json.loads(line) for line in (tmp_path / "m" / "log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(r["loss"]) for r in log if "loss" in r)
+
+
+def test_detector_like_renders_import_with_their_held_out_3d(tmp_path):
+    from fastmotion.data import build_synthetic, render_2d
+    from fastmotion.data.detector import coco17_points
+    from fastmotion.pipelines.lifting import ZeroDepthLifter, evaluate_lifting
+
+    build_synthetic(tmp_path / "synth", num=30, seed=0)
+    render_2d(tmp_path / "synth", tmp_path / "exact", seed=1, layout="coco17", camera=False)
+    render_2d(tmp_path / "synth", tmp_path / "noisy", seed=1, layout="coco17", noise="detector", camera=False)
+    name = hml.read_split(tmp_path / "exact", "train")[0]
+    exact, noisy = (np.load(tmp_path / f / "keypoints" / f"{name}.npy") for f in ("exact", "noisy"))
+    assert exact.shape[1:] == (17, 3) and (exact[..., 2] == 1).all() and noisy.shape == exact.shape
+    with np.load(tmp_path / "noisy" / "cameras" / f"{name}.npz") as cam:
+        assert set(cam.files) == {"K"}
+    with np.load(tmp_path / "noisy" / "eval3d" / "cameras" / f"{name}.npz") as cam:
+        K, R, t = cam["K"], cam["R"], cam["t"]
+    points = coco17_points(np.load(tmp_path / "exact" / "eval3d" / "new_joints" / f"{name}.npy")) @ R.T + t
+    uv = points @ K.T
+    np.testing.assert_allclose(exact[..., :2], uv[..., :2] / uv[..., 2:], atol=1e-2)  # exact: the projection
+    seen = noisy[..., 2] > 0.5
+    error = np.linalg.norm(noisy[..., :2] - exact[..., :2], axis=-1)[seen]
+    height = np.ptp(exact[..., 1], axis=1).mean()
+    assert 0.002 * height < np.median(error) < 0.03 * height  # jitter of about 1% of the person's height
+    summary = import_keypoints(tmp_path / "noisy", tmp_path / "imported", min_frames=16)
+    assert summary["clips"]["train"] > 0
+    for split in hml.SPLITS:  # the render's splits are kept, and each clip has its held-out 3D
+        for clip in (tmp_path / "imported" / f"{split}.txt").read_text().split():
+            source = clip.rsplit("_", 1)[0]
+            assert source in hml.read_split(tmp_path / "noisy", split)
+            frames = len(np.load(tmp_path / "imported" / "keypoints" / f"{clip}.npy"))
+            assert len(np.load(tmp_path / "imported" / "eval3d" / "new_joints" / f"{clip}.npy")) == frames
+    result = evaluate_lifting(ZeroDepthLifter(), tmp_path / "imported", "train", limit=5)
+    assert result["clips"] == 5 and result["model"]["PA-MPJPE"] == pytest.approx(result["zero_depth"]["PA-MPJPE"])

@@ -56,7 +56,13 @@ def data_synth(out, num, seed):
 @click.option("--up", type=click.Choice(["y", "z"]), default="y", show_default=True,
               help="The axis the source's bodies stand along: z for z-up data (AMASS, SMPL in Blender); it is "
                    "turned to fastmotion's y up.")
-def data_render(src, out, views, seed, min_depth, focal, up):
+@click.option("--layout", type=click.Choice(["smpl22", "coco17"]), default="smpl22", show_default=True,
+              help="coco17: the keypoints a detector gives, [T, 17, 3] with confidences (then `data import` it).")
+@click.option("--noise", type=click.Choice(["none", "detector"]), default="none", show_default=True,
+              help="detector (with --layout coco17): correlated jitter, dropouts, left-right swaps and missed frames "
+                   "(fastmotion/data/detector.py), seeded by --seed.")
+@click.option("--no-camera", is_flag=True, help="Write only K: the camera pose goes to eval3d/cameras/ (held out).")
+def data_render(src, out, views, seed, min_depth, focal, up, layout, noise, no_camera):
     """Turn a 3D dataset into a 2D-only one: keypoints, camera and captions per clip.
 
     Cameras as VideoMDM samples them: azimuth uniform in [0, 360), elevation in [0, 30] degrees, aimed at the
@@ -75,7 +81,7 @@ def data_render(src, out, views, seed, min_depth, focal, up):
     total = sum(len(hml.read_split(src, s)) for s in hml.SPLITS if (src / f"{s}.txt").exists())
     with user_errors(), _progress("rendering", total) as bar:
         summary = render_2d(src, out, views=views, seed=seed, min_depth=min_depth, focal=focal,
-                            progress=bar.update, up=up)
+                            progress=bar.update, up=up, layout=layout, noise=noise, camera=not no_camera)
     clips = ", ".join(f"{n} {s}" for s, n in summary["clips"].items())
     click.echo(f"wrote {clips} 2D clips to {out}; skipped {summary['skipped']} bad clip(s)")
     for reason in summary["skipped_reasons"][:10]:

@@ -2,8 +2,10 @@
 
 `render_2d` turns a 3D dataset (HumanML3D layout) into what the 3D-free trainers read:
 
-  OUT/keypoints/NAME.npy   2D keypoints [T, 22, 2] in pixels (NAME = clip name + `_v<view>`)
-  OUT/cameras/NAME.npz     K [3, 3], R [3, 3], t [3] (OpenCV pinhole, world -> camera)
+  OUT/keypoints/NAME.npy   2D keypoints [T, 22, 2] in pixels (NAME = clip name + `_v<view>`); with layout
+                           coco17, [T, 17, 3] (x, y, confidence) as a detector gives them (`data import` reads it)
+  OUT/cameras/NAME.npz     K [3, 3], R [3, 3], t [3] (OpenCV pinhole, world -> camera); K only without camera
+  OUT/eval3d/cameras/NAME.npz  the camera with its pose, for evaluation only
   OUT/texts/NAME.txt       the clip's captions (HumanML3D format)
   OUT/train.txt ...        the source's splits, one line per rendered view
   OUT/stats_free3d_2d.npz  mean/std of the Free3D 2D features (normalised image coordinates), train split
@@ -28,6 +30,7 @@ from fastmotion.ops.reference import normalized_keypoints
 from fastmotion.motion.skeleton import SMPL22
 
 from . import humanml3d as hml
+from .detector import coco17_points, detector_noise
 from .synth import FPS, synth_clip
 
 UP_AXES = {"y": np.eye(3), "z": np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])}  # z-up -> y-up: (x, y, z) -> (x, z, -y)
@@ -90,9 +93,12 @@ def build_synthetic(out, num: int = 2000, seed: int = 0, progress=None) -> dict:
 
 
 def render_2d(src, out, views: int = 1, seed: int = 0, min_depth: float = 3.0, focal: float = 1000.0,
-              image_size=(1000, 1000), elevation_deg=(0.0, 30.0), progress=None, up: str = "y") -> dict:
+              image_size=(1000, 1000), elevation_deg=(0.0, 30.0), progress=None, up: str = "y",
+              layout: str = "smpl22", noise: str = "none", camera: bool = True) -> dict:
     """Project every clip of the 3D dataset `src` (metres; `up`: the axis its bodies stand along, "y" or "z")
-    into `views` sampled cameras; see the module docstring.
+    into `views` sampled cameras; see the module docstring. layout "coco17" writes what a detector gives
+    (`fastmotion.data.detector`: [T, 17, 3] x, y, confidence; read with `data import`), noise "detector" adds
+    its noise (seeded by `seed`), camera False writes only K (the pose goes to eval3d/cameras/, held out).
 
     Raises:
         FileNotFoundError: no folder or no split files. ValueError: bad arguments, bodies that do not stand
@@ -100,6 +106,11 @@ def render_2d(src, out, views: int = 1, seed: int = 0, min_depth: float = 3.0, f
     """
     if up not in UP_AXES:
         raise ValueError(f"up must be 'y' or 'z', got {up!r}")
+    if layout not in ("smpl22", "coco17") or noise not in ("none", "detector"):
+        raise ValueError(f"layout must be smpl22 or coco17 and noise none or detector, got {layout!r}, {noise!r}")
+    if noise == "detector" and layout != "coco17":
+        raise ValueError("noise 'detector' needs layout 'coco17' (what a detector gives)")
+    rng = np.random.default_rng(seed)
     src = Path(src)
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: no such dataset folder")
@@ -113,7 +124,7 @@ def render_2d(src, out, views: int = 1, seed: int = 0, min_depth: float = 3.0, f
     skipped: list[str] = []
     train_features = []
     with hml.atomic_folder(out) as tmp:
-        for sub in ("keypoints", "cameras", "texts", "eval3d/new_joints"):
+        for sub in ("keypoints", "cameras", "texts", "eval3d/new_joints", "eval3d/cameras"):
             (tmp / sub).mkdir(parents=True)
         written = {s: [] for s in splits}
         for split, names in splits.items():
@@ -131,16 +142,26 @@ def render_2d(src, out, views: int = 1, seed: int = 0, min_depth: float = 3.0, f
                 cams = cameras.sample_cameras(motion, elevation_deg=elevation_deg, min_depth=min_depth,
                                               focal=focal, image_size=image_size, generator=generator)
                 pixels = cameras.project(motion, cams)
+                if layout == "coco17":
+                    points = torch.from_numpy(coco17_points(joints))[None].expand(views, -1, -1, -1)
+                    detected = cameras.project(points, cams).numpy()  # [V, T, 17, 2]
                 for v in range(views):
                     view_name = f"{name}_v{v}"
-                    np.save(tmp / "keypoints" / f"{view_name}.npy", pixels[v].float().numpy())
-                    np.savez(tmp / "cameras" / f"{view_name}.npz", K=cams.K[v].float().numpy(),
-                             R=cams.R[v].float().numpy(), t=cams.t[v].float().numpy())
+                    pose = {"K": cams.K[v].float().numpy(), "R": cams.R[v].float().numpy(),
+                            "t": cams.t[v].float().numpy()}
+                    if layout == "coco17":
+                        seen = detector_noise(detected[v], rng) if noise == "detector" else np.concatenate(
+                            [detected[v], np.ones(detected[v].shape[:2] + (1,))], -1)
+                        np.save(tmp / "keypoints" / f"{view_name}.npy", seen.astype(np.float32))
+                    else:
+                        np.save(tmp / "keypoints" / f"{view_name}.npy", pixels[v].float().numpy())
+                    np.savez(tmp / "cameras" / f"{view_name}.npz", **(pose if camera else {"K": pose["K"]}))
+                    np.savez(tmp / "eval3d" / "cameras" / f"{view_name}.npz", **pose)
                     (tmp / "texts" / f"{view_name}.txt").write_text(
                         "".join(hml.format_caption(c) + "\n" for c in captions))
                     np.save(tmp / "eval3d" / "new_joints" / f"{view_name}.npy", joints)
                     written[split].append(view_name)
-                    if split == "train":
+                    if split == "train" and layout == "smpl22":
                         n = normalized_keypoints(pixels[v:v + 1], cams.K[v:v + 1])[0]
                         train_features.append(to_features(n).float().numpy())
         if not any(written.values()):
@@ -150,7 +171,8 @@ def render_2d(src, out, views: int = 1, seed: int = 0, min_depth: float = 3.0, f
             (tmp / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
         if train_features:
             Normalizer.fit(train_features).save(tmp / "stats_free3d_2d.npz")
-        summary = {"source": str(src.resolve()), "up": up, "views": views, "seed": seed, "min_depth": min_depth,
+        summary = {"source": str(src.resolve()), "up": up, "layout": layout, "noise": noise, "camera": camera,
+                   "views": views, "seed": seed, "min_depth": min_depth,
                    "focal": focal, "image_size": list(image_size), "elevation_deg": list(elevation_deg),
                    "clips": {s: len(n) for s, n in written.items()}, "skipped": len(skipped),
                    "skipped_reasons": skipped[:50]}

@@ -1,7 +1,8 @@
 """`fastmotion data import`: 2D keypoint tracks from a pose detector -> the 2D-only dataset layout that
 `data render` writes and every trainer reads, without a camera pose and without 3D.
 
-Sources (one folder, read in name order):
+Sources (one folder, read in name order; or a folder written by `data render --layout coco17`, whose split
+files, captions, intrinsics and held-out 3D are carried over to each clip cut from it):
   NAME.json          COCO-style keypoints of one video: a list of frames, a COCO dict ("annotations",
                      optionally "images" with width/height) or a flat list of detector/tracker results; one clip
                      source per track id (`fastmotion.data.keypoints.read_coco_json`);
@@ -50,6 +51,27 @@ class Track:
     keypoints: np.ndarray
     mask: np.ndarray
     image_size: tuple[float, float] | None = None
+    split: str | None = None  # a rendered source's split
+    K: np.ndarray | None = None  # a rendered source's intrinsics
+
+
+def rendered_tracks(src: Path, layout: str | None, report: list) -> list[Track]:
+    """The clips of a folder written by `data render` (keypoints/, cameras/, split files), one track each."""
+    tracks = []
+    for split in hml.SPLITS:
+        if not (src / f"{split}.txt").exists():
+            continue
+        for name in hml.read_split(src, split):
+            path = src / "keypoints" / f"{name}.npy"
+            try:
+                k, m = read_keypoints_npy(path, layout)
+                with np.load(src / "cameras" / f"{name}.npz") as cam:
+                    K = np.asarray(cam["K"], np.float32)
+            except (ValueError, OSError, KeyError) as err:
+                report.append({"source": str(path), "dropped": "unreadable", "reason": str(err)})
+                continue
+            tracks.append(Track(name, name, k, m, split=split, K=K))
+    return tracks
 
 
 def read_tracks(src: Path, layout: str | None, report: list) -> list[Track]:
@@ -165,13 +187,14 @@ def import_keypoints(src, out, layout: str | None = None, fps: float = FPS, foca
         raise ValueError(f"need fps > 0, max_gap >= 0 and 1 <= min_frames <= max_frames; got {fps}, {max_gap}, "
                          f"{min_frames}, {max_frames}")
     report: list[dict] = []
-    tracks = read_tracks(src, layout, report)
+    rendered = (src / "keypoints").is_dir() and any((src / f"{s}.txt").exists() for s in hml.SPLITS)
+    tracks = rendered_tracks(src, layout, report) if rendered else read_tracks(src, layout, report)
     captions = _captions(src, texts)
     written: dict[str, list[str]] = {s: [] for s in hml.SPLITS}
     train_features = []
     with hml.atomic_folder(out) as tmp:
-        for sub in ("keypoints", "confidence", "cameras", "texts"):
-            (tmp / sub).mkdir()
+        for sub in ("keypoints", "confidence", "cameras", "texts", "eval3d/new_joints", "eval3d/cameras"):
+            (tmp / sub).mkdir(parents=True)
         for track in tracks:
             if progress:
                 progress(1)
@@ -187,7 +210,9 @@ def import_keypoints(src, out, layout: str | None = None, fps: float = FPS, foca
                     if clip is None:
                         continue
                     name, features = clip
-                    split = _split_of(track.video)
+                    split = track.split or _split_of(track.video)
+                    if rendered and fps == FPS:  # the held-out 3D of the same frames, for `eval lift`
+                        _carry_eval3d(src, tmp, track.name, name, a + start, a + end)
                     written[split].append(name)
                     if split == "train":
                         train_features.append(features)
@@ -206,6 +231,19 @@ def import_keypoints(src, out, layout: str | None = None, fps: float = FPS, foca
         (tmp / "meta.json").write_text(json.dumps(summary, indent=2) + "\n")
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return summary
+
+
+def _carry_eval3d(src: Path, tmp: Path, source: str, name: str, start: int, end: int) -> None:
+    """Copy a rendered clip's held-out 3D (frames start..end) and true camera to the imported clip `name`."""
+    joints = src / "eval3d" / "new_joints" / f"{source}.npy"
+    if not joints.exists():
+        return
+    np.save(tmp / "eval3d" / "new_joints" / f"{name}.npy", np.load(joints)[start:end])
+    camera = src / "eval3d" / "cameras" / f"{source}.npz"
+    camera = camera if camera.exists() else src / "cameras" / f"{source}.npz"
+    with np.load(camera) as cam:
+        if "R" in cam:
+            np.savez(tmp / "eval3d" / "cameras" / f"{name}.npz", K=cam["K"], R=cam["R"], t=cam["t"])
 
 
 def _calm_cuts(k, m, min_frames, max_frames, name, offset, report) -> list[tuple[int, int]]:
@@ -244,7 +282,8 @@ def _write_clip(tmp: Path, track: Track, k: np.ndarray, m: np.ndarray, name: str
         lo, hi = np.nanmin(track.keypoints.reshape(-1, 2), 0), np.nanmax(track.keypoints.reshape(-1, 2), 0)
         size = tuple(float(v) for v in (hi + lo))  # an image centred on the person's whole extent
     f = focal or FOCAL_PER_SIDE * max(size)
-    K = np.array([[f, 0, size[0] / 2], [0, f, size[1] / 2], [0, 0, 1]], np.float32)
+    K = track.K if track.K is not None and focal is None and image_size is None else \
+        np.array([[f, 0, size[0] / 2], [0, f, size[1] / 2], [0, 0, 1]], np.float32)
     np.save(tmp / "keypoints" / f"{name}.npy", filled.astype(np.float32))
     np.save(tmp / "confidence" / f"{name}.npy", confidence)
     np.savez(tmp / "cameras" / f"{name}.npz", K=K)

@@ -110,7 +110,7 @@ def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | Non
         if not path.exists():
             raise DatasetError(f"{path} is missing: evaluation needs the held-out 3D that `fastmotion data "
                                "render` writes to eval3d/")
-        K, R, t = clip.camera
+        K, R, t = _true_camera(root, clip)
         camera = torch.from_numpy(np.load(path)) @ R.T + t  # the truth in the camera frame, metres
         preds.append(pred)
         bases.append(zero_depth(clip.keypoints)[:len(pred)])
@@ -132,6 +132,16 @@ def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | Non
     true = stack(trues)
     return {"model": lifting_metrics(stack(preds), true, mask, lifter.metric_scale),
             "zero_depth": lifting_metrics(stack(bases), true, mask), "clips": len(preds)}
+
+
+def _true_camera(root: Path, clip: Clip2D):
+    """The clip's camera with its pose: eval3d/cameras/NAME.npz (held out when the dataset has no camera pose),
+    else the dataset's."""
+    path = root / "eval3d" / "cameras" / f"{clip.name}.npz"
+    if path.exists():
+        with np.load(path) as cam:
+            return tuple(torch.from_numpy(np.asarray(cam[k], np.float32)) for k in ("K", "R", "t"))
+    return clip.camera
 
 
 def read_keypoint_file(path, intrinsics: tuple[float, float, float, float] | None = None,
