@@ -102,5 +102,15 @@ def test_mlrq_learns_3d_from_2d_lifts_and_evaluates(tmp_path):
     cli("lift", "--checkpoint", out / "last.pt", "--keypoints", tmp_path / "clip.json", "--intrinsics",
         "1000,1000,500,500", "--out", tmp_path / "from_json", check=True)
     assert np.isfinite(np.load(tmp_path / "from_json" / "clip.npy")).all()
+    # arms four times their length: unlike anything the model learned from, and said so, naming the clip
+    for wrist, elbow, shoulder in ((9, 7, 5), (10, 8, 6)):
+        coco[:, elbow, :2] = coco[:, shoulder, :2] + 4 * (coco[:, elbow, :2] - coco[:, shoulder, :2])
+        coco[:, wrist, :2] = coco[:, shoulder, :2] + 4 * (coco[:, wrist, :2] - coco[:, shoulder, :2])
+    (tmp_path / "odd.json").write_text(json.dumps([{"keypoints": f.flatten().tolist()} for f in coco]))
+    done = cli("lift", "--checkpoint", out / "last.pt", "--keypoints", tmp_path / "odd.json", "--out",
+               tmp_path / "odd", check=True)
+    assert "warning: odd: its 2D is unlike the model's training 2D" in done.stderr
+    assert "unlike" not in cli("lift", "--checkpoint", out / "last.pt", "--keypoints", tmp_path / "clip.json",
+                               "--intrinsics", "1000,1000,500,500", "--out", tmp_path / "again", check=True).stderr
     help_text = cli("train", "mlrq", "--help", check=True).stdout
     assert "Example" in help_text and "--no-rec" in help_text

@@ -65,10 +65,12 @@ def lift(checkpoint, model_kind, teacher, data, split, keypoints, layout, track,
         clips = (dataset_clips(data, split, limit) if data is not None else  # the input first: checked up front
                  [read_keypoint_file(keypoints, intrinsics, layout, _track_id(track))])
         announce(checkpoint)
-        options = {"data": data, "split": split, "teacher": teacher} if model_kind == "mdm" else {}
+        options = {"data": data, "split": split, "teacher": teacher} if model_kind == "mdm" else {"input_check": True}
         lifter = load_lifter(model_kind, checkpoint, resolve_device(device), **options)
         with click.progressbar(length=len(clips), label="lifting", file=click.get_text_stream("stderr")) as bar:
             lifted = lifter.lift(clips, bar.update)
+    for line in getattr(lifter, "unlike_training", []):
+        click.echo(f"warning: {line}", err=True)
     out.mkdir(parents=True, exist_ok=True)
     for clip in clips:
         joints = lifted.get(clip.name)
