@@ -25,6 +25,14 @@ DEMO_PROMPTS := a_person_jumps_forward someone_waves_hello a_person_runs_forward
 ANCHORED := --root teacher --high-noise plain-mdm --threshold 24 --buckets 3
 VIDEOMDM_STEPS ?= 1500
 
+# `make demo-detector` (after `make demo`): the demo's recipe on what a 2D pose detector gives: the synthetic
+# corpus rendered as COCO-17 keypoints with detector noise and no camera pose, imported with `data import`; its
+# lifting beside the demo's ML-RQ (exact SMPL-22 2D, known cameras) on PA-MPJPE-12 (the 12 limb joints), and the
+# real CMU clips rendered and imported the same way, lifted by it.
+DET ?= $(DEMO)/detector
+CMU ?= ../shared/data/cmu
+DETECTOR_2D := --views 1 --seed 0 --layout coco17 --noise detector --no-camera
+
 # `make real`: both methods on real motion capture (REAL: a 3D folder in HumanML3D layout, e.g. Bandai-2 in
 # ../shared/data/bandai2; never part of the tests). One random view per clip, the 2D prior and the ML-RQ on the
 # train split's 2D only, then VideoMDM at demo size (teacher from this ML-RQ, the anchored run of `make videomdm`),
@@ -33,13 +41,14 @@ REAL ?= ../shared/data/bandai2
 REAL_OUT ?= real
 REAL_MLRQ_STEPS ?= 2500
 
-.PHONY: test test-fast install cuda-check bench demo real videomdm clean help
+.PHONY: test test-fast install cuda-check bench demo demo-detector real videomdm clean help
 
 help:
 	@echo "make test        set up .venv if needed, build fastmotion (+ its C++ extension), run the test suite"
 	@echo "make cuda-check  compile and link the CUDA kernels (no GPU needed) and load the library"
 	@echo "make bench       fastmotion bench rvq (installs the [bench] extra: faiss-cpu)"
 	@echo "make demo        learn 3D from 2D on the synthetic corpus: data, prior, ML-RQ, evaluation, GIF"
+	@echo "make demo-detector  after make demo: the same from detector-like COCO-17 keypoints without a camera"
 	@echo "make real        ML-RQ and VideoMDM on real mocap's 2D (REAL=folder, default ../shared/data/bandai2)"
 	@echo "make videomdm    after make demo: VideoMDM vs the MDM trained on the teacher's 3D (lifting, FID)"
 
@@ -81,6 +90,23 @@ demo: install
 		--out $(DEMO)/t2m.gif
 	@echo "demo: lifting figures in $(DEMO)/eval.json, animations (input 2D | lifted 3D | hidden truth) in $(DEMO)/lifted/"
 	@echo "      text-to-motion figures in $(DEMO)/t2m.json, samples in $(DEMO)/samples/, three prompts in $(DEMO)/t2m.gif"
+
+demo-detector: install
+	$(FM) data render --from $(DEMO)/synth --out $(DET)/coco2d $(DETECTOR_2D)
+	$(FM) data import --from $(DET)/coco2d --out $(DET)/det2d
+	rm -rf $(DET)/prior $(DET)/mlrq
+	$(FM) train prior --data $(DET)/det2d --out $(DET)/prior --config $(DEMO_CONFIG)
+	$(FM) train mlrq --data $(DET)/det2d --prior $(DET)/prior/last.pt --out $(DET)/mlrq --config $(DEMO_CONFIG)
+	$(FM) eval lift --checkpoint $(DET)/mlrq/last.pt --data $(DET)/det2d --split test --json $(DET)/eval.json
+	$(FM) eval lift --checkpoint $(DEMO)/mlrq/last.pt --data $(DEMO)/synth2d --split test \
+		--json $(DET)/eval-exact.json
+	$(FM) data bvh --from $(CMU) --out $(DET)/cmu3d
+	$(FM) data render --from $(DET)/cmu3d --out $(DET)/cmu-coco2d $(DETECTOR_2D)
+	$(FM) data import --from $(DET)/cmu-coco2d --out $(DET)/cmu
+	$(FM) eval lift --checkpoint $(DET)/mlrq/last.pt --data $(DET)/cmu --split test --json $(DET)/eval-cmu.json
+	$(FM) eval table $(DET)/eval-exact.json $(DET)/eval.json $(DET)/eval-cmu.json \
+		--name "ML-RQ, exact SMPL-22 2D, cameras" --name "ML-RQ, detector-like COCO-17, no camera" \
+		--name "the same model, real CMU clips (detector-like)" | tee $(DET)/table.md
 
 real: install
 	$(FM) data render --from $(REAL) --out $(REAL_OUT)/real2d --views 1 --seed 0

@@ -114,3 +114,14 @@ def test_make_real_trains_both_methods_on_the_given_folder_and_tabulates_them(tm
     assert at == sorted(at), lines
     assert all(f"{tmp_path}/r/" in lines[i] for i in at)
     assert "--root teacher" in lines[at[5]] and "eval-mlrq.json" in lines[at[7]] and "eval-videomdm.json" in lines[at[7]]
+
+
+def test_make_demo_detector_renders_imports_trains_and_tabulates(tmp_path):
+    planned = dry_run(tmp_path, "demo-detector", f"CMU={tmp_path}/cmu")
+    lines = "\n".join(planned).replace("\\\n", " ").splitlines()
+    order = ["data render --from " + f"{tmp_path}/synth", "data import", "train prior", "train mlrq",
+             "eval lift --checkpoint " + f"{tmp_path}/detector/mlrq", "data bvh --from " + f"{tmp_path}/cmu",
+             "eval table"]
+    at = [next(i for i, line in enumerate(lines) if step in line) for step in order]
+    assert at == sorted(at), lines
+    assert "--layout coco17 --noise detector --no-camera" in lines[at[0]]

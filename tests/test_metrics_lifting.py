@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fastmotion.metrics.lifting import lifting_metrics, procrustes
-
+from fastmotion.motion import SMPL22
 
 
 def test_metrics_against_hand_computed_cases():
@@ -24,3 +24,13 @@ def test_metrics_against_hand_computed_cases():
     shifted = true.clone()
     shifted[..., 1:, :] += torch.tensor([0.01, 0, 0], dtype=torch.float64)
     assert abs(lifting_metrics(shifted, true)["N-MPJPE"] - 10.0 * 21 / 22) < 1.0
+
+
+def test_pa_mpjpe_12_counts_only_the_limb_joints_a_detector_gives():
+    true = torch.randn(2, 5, 22, 3, dtype=torch.float64)
+    moved = true.clone()
+    moved[..., SMPL22.index("head"), :] += 0.1  # 10 cm off at a joint COCO-17 does not give exactly
+    m = lifting_metrics(moved, true)
+    assert m["PA-MPJPE-12"] < 1e-6 < m["PA-MPJPE"]
+    moved[..., SMPL22.index("left_wrist"), 0] += 0.12
+    assert lifting_metrics(moved, true)["PA-MPJPE-12"] > 1.0  # millimetres

@@ -41,6 +41,32 @@ def data_synth(out, num, seed):
     click.echo(f"wrote {summary['clips']} clips ({len(summary['actions'])} action combinations) to {out}")
 
 
+@data.command("bvh")
+@click.option("--from", "src", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of .bvh files (CMU, Mixamo or SMPL joint names).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="3D dataset folder to write (HumanML3D layout); replaced if it exists.")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
+              help="The split every clip goes to.")
+@click.option("--units", default="auto", show_default=True,
+              help="The files' unit: auto (from the skeleton's size), m, cm, mm, inch or cmu.")
+def data_bvh(src, out, split, units):
+    """Turn .bvh files into a 3D dataset (SMPL-22 joints, metres, y up, 20 fps) to render and evaluate on.
+
+    \b
+    Example:
+      fastmotion data bvh --from ../shared/data/cmu --out data/cmu3d
+    """
+    from fastmotion.data.build import build_from_bvh
+
+    total = len(list(src.glob("*.bvh"))) if src.is_dir() else 0
+    with user_errors(), _progress("reading", total) as bar:
+        summary = build_from_bvh(src, out, split, units, progress=bar.update)
+    click.echo(f"wrote {summary['clips']} clip(s) to {out} ({split} split); skipped {len(summary['skipped'])}")
+    for reason in summary["skipped"][:10]:
+        click.echo(f"  skipped: {reason}", err=True)
+
+
 @data.command("render")
 @click.option("--from", "src", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="3D dataset in HumanML3D layout (new_joints/, texts/, train.txt, val.txt, test.txt).")

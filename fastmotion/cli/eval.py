@@ -66,8 +66,9 @@ def eval_lift(checkpoint, model_kind, teacher, limit, data, split, json_path, de
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", "names", multiple=True, help="A row name per result file (default: the file's stem).")
 def eval_table(results, names):
-    """One Markdown table from `eval lift --json` files of the same clips: zero depth (from the first file),
-    then one row per file. Lengths in mm; N-MPJPE: MPJPE after one scale per clip.
+    """One Markdown table from `eval lift --json` files: a zero-depth row for each set of clips (data, split),
+    then one row per file, its change against its own clips' zero depth. Lengths in mm; N-MPJPE: MPJPE after
+    one scale per clip; PA-MPJPE-12: over the 12 limb joints (shown when every file has it).
 
     \b
     Example:
@@ -76,31 +77,43 @@ def eval_table(results, names):
     if names and len(names) != len(results):
         raise click.BadParameter(f"give one --name per result file ({len(results)}), got {len(names)}",
                                  param_hint="--name")
-    columns = ("N-MPJPE", "PA-MPJPE", "PCK@50", "accel", "root")
-    rows = []
-    for i, path in enumerate(results):
+    loaded = []
+    for path in results:
         try:
             result = json.loads(path.read_text())
-            figures, base, clips = result["model"], result["zero_depth"], result["clips"]
-            for row in (figures, base):  # files written before N-MPJPE had its name
+            for row in (result["model"], result["zero_depth"]):  # files written before N-MPJPE had its name
                 row.setdefault("N-MPJPE", row.get("MPJPE"))
-            values, zero = [f"{figures[c]:.1f}" for c in columns], [f"{base[c]:.1f}" for c in columns]
-            # each row against the zero depth of its own clips (a lifter may skip some)
-            change = f"{100 * (figures['PA-MPJPE'] / base['PA-MPJPE'] - 1):+.0f}%"
-        except (ValueError, KeyError, TypeError, ZeroDivisionError) as err:
+            loaded.append(result)
+        except (ValueError, KeyError, TypeError) as err:
             raise click.BadParameter(f"{path} is not a file of `fastmotion eval lift --json` ({err!r})",
                                      param_hint="RESULTS") from None
-        if i == 0:
-            rows.append(("zero depth", clips, zero, ""))
-            first = (result.get("data"), result.get("split"), clips)
-        elif (result.get("data"), result.get("split"), clips) != first:
-            click.echo(f"warning: {path} was measured on other clips ({result.get('data')}, {result.get('split')}, "
-                       f"{clips} clips) than {results[0]}; its change is against its own clips' zero depth", err=True)
-        rows.append((names[i] if names else path.stem, clips, values, change))
-    click.echo("| | clips | N-MPJPE | PA-MPJPE | vs zero depth | PCK@50 (%) | accel | root |")
-    click.echo("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, clips, values, change in rows:
-        click.echo(f"| {name} | {clips} | {values[0]} | {values[1]} | {change} | " + " | ".join(values[2:]) + " |")
+    limbs = all("PA-MPJPE-12" in r["model"] for r in loaded)  # files written before it existed lack it
+    columns = ("N-MPJPE", "PA-MPJPE", *(("PA-MPJPE-12",) if limbs else ()), "PCK@50", "accel", "root")
+    headers = {"PCK@50": "PCK@50 (%)"}
+    click.echo("| | clips | " + " | ".join(headers.get(c, c) for c in columns[:2]) + " | vs zero depth | "
+               + " | ".join(headers.get(c, c) for c in columns[2:]) + " |")
+    click.echo("| --- | ---: |" + " ---: |" * (len(columns) + 1))
+    seen = set()
+    for i, (path, result) in enumerate(zip(results, loaded)):
+        clips = result["clips"]
+        where = (result.get("data"), result.get("split"), clips)
+        figures, base = result["model"], result["zero_depth"]
+        try:
+            if where not in seen:  # each set of clips gets its own zero-depth row
+                seen.add(where)
+                label = "zero depth" if i == 0 else f"zero depth ({Path(str(where[0])).name}, {where[1]})"
+                click.echo(_table_row(label, clips, base, columns, ""))
+            # each row against the zero depth of its own clips (a lifter may skip some)
+            change = f"{100 * (figures['PA-MPJPE'] / base['PA-MPJPE'] - 1):+.0f}%"
+            click.echo(_table_row(names[i] if names else path.stem, clips, figures, columns, change))
+        except (KeyError, TypeError, ZeroDivisionError) as err:
+            raise click.BadParameter(f"{path} is not a file of `fastmotion eval lift --json` ({err!r})",
+                                     param_hint="RESULTS") from None
+
+
+def _table_row(name, clips, figures, columns, change) -> str:
+    values = [f"{figures[c]:.1f}" for c in columns]
+    return f"| {name} | {clips} | {values[0]} | {values[1]} | {change} | " + " | ".join(values[2:]) + " |"
 
 
 @evaluate.command("t2m")

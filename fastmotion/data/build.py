@@ -178,3 +178,41 @@ def render_2d(src, out, views: int = 1, seed: int = 0, min_depth: float = 3.0, f
                    "skipped_reasons": skipped[:50]}
         (tmp / "meta.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def build_from_bvh(src, out, split: str = "test", units="auto", progress=None) -> dict:
+    """Write every .bvh of the folder `src` as a 3D dataset in HumanML3D's layout (SMPL-22 joints, metres, y up,
+    20 fps; `fastmotion.data.bvh.read_bvh` with `units`), all clips in `split`, no captions: motion to render
+    and evaluate on. Files that cannot be read are skipped and reported.
+
+    Raises:
+        FileNotFoundError: no such folder or no .bvh in it. ValueError: an unknown split, or no file read.
+    """
+    from .bvh import read_bvh
+
+    src = Path(src)
+    if split not in hml.SPLITS:
+        raise ValueError(f"split must be one of {', '.join(hml.SPLITS)}, got {split!r}")
+    files = sorted(src.glob("*.bvh")) if src.is_dir() else []
+    if not files:
+        raise FileNotFoundError(f"{src}: no .bvh files")
+    names, skipped = [], []
+    with hml.atomic_folder(out) as tmp:
+        (tmp / "new_joints").mkdir()
+        (tmp / "texts").mkdir()
+        for path in files:
+            if progress:
+                progress(1)
+            try:
+                joints = read_bvh(path, units=units)
+            except (ValueError, OSError) as err:
+                skipped.append(str(err))
+                continue
+            np.save(tmp / "new_joints" / f"{path.stem}.npy", joints)
+            names.append(path.stem)
+        if not names:
+            raise ValueError(f"{src}: no .bvh file could be read; first problem: {skipped[0]}")
+        (tmp / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))  # the other splits: none
+        summary = {"source": str(src.resolve()), "clips": len(names), "split": split, "skipped": skipped}
+        (tmp / "meta.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -4,6 +4,8 @@ Lifted motions from single-view 2D are known up to scale (the subject's distance
   N-MPJPE: root-relative joints after one least-squares scale per clip;
   MPJPE: root-relative joints as they are, only for lifters whose output is metric (`metric=True`);
   PA-MPJPE: per frame, Procrustes alignment with rotation, translation and scale;
+  PA-MPJPE-12: the same over the 12 limb joints a 2D detector gives exactly (shoulders, elbows, wrists, hips,
+      knees, ankles), aligned on them alone: comparable between SMPL-22 input and detector input;
   PCK@50/100 mm: share of joints within the threshold after the per-frame Procrustes alignment;
   acceleration error: mean norm of the difference in second differences (per frame, mm/frame^2) of the
       scale-aligned root-relative joints;
@@ -13,6 +15,11 @@ Lifted motions from single-view 2D are known up to scale (the subject's distance
 from __future__ import annotations
 
 import torch
+
+from fastmotion.motion.skeleton import SMPL22
+
+LIMB_JOINTS = tuple(SMPL22.index(f"{side}_{part}") for part in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
+                    for side in ("left", "right"))  # the 12 joints COCO-17 has exactly
 
 
 def procrustes(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
@@ -36,8 +43,8 @@ def _clip_scale(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
 def lifting_metrics(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor | None = None,
                     metric: bool = False) -> dict[str, float]:
     """pred, true: [N, T, J, 3] in the same frame (e.g. the camera's), metres; mask [N, T] of real frames;
-    metric: pred is in metres too (adds MPJPE). -> {"N-MPJPE", ["MPJPE",] "PA-MPJPE", "PCK@50", "PCK@100",
-    "accel", "root"} in millimetres (PCK in %). Definitions: the module docstring (N-MPJPE: Rhodin et al. 2018;
+    metric: pred is in metres too (adds MPJPE). -> {"N-MPJPE", ["MPJPE",] "PA-MPJPE", "PA-MPJPE-12", "PCK@50",
+    "PCK@100", "accel", "root"} in millimetres (PCK in %). Definitions: the module docstring (N-MPJPE: Rhodin et al. 2018;
     PA-MPJPE and the acceleration error as in HMR and VIBE)."""
     pred, true = pred.double(), true.double()
     if mask is None:
@@ -49,6 +56,9 @@ def lifting_metrics(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor |
     aligned = procrustes(pred, true)
     err = (aligned - true).norm(dim=-1)  # [N, T, J]
     pa = (err.mean(-1) * m).sum() / m.sum()
+    limbs = list(LIMB_JOINTS)
+    pa12 = ((procrustes(pred[:, :, limbs], true[:, :, limbs]) - true[:, :, limbs]).norm(dim=-1).mean(-1) * m).sum() \
+        / m.sum()
     pck = {f"PCK@{mm}": float(((err < mm / 1000).to(pred.dtype).mean(-1) * m).sum() / m.sum() * 100)
            for mm in (50, 100)}
     acc_p = s * rel_p[:, 2:] - 2 * s * rel_p[:, 1:-1] + s * rel_p[:, :-2]
@@ -59,5 +69,6 @@ def lifting_metrics(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor |
     root_t = true[:, :, 0] - true[:, :1, 0]
     root = ((s[..., 0] * root_p - root_t).norm(dim=-1) * m).sum() / m.sum()
     plain = {"MPJPE": float(((rel_p - rel_t).norm(dim=-1).mean(-1) * m).sum() / m.sum()) * 1000} if metric else {}
-    return {"N-MPJPE": float(mpjpe) * 1000, **plain, "PA-MPJPE": float(pa) * 1000, **pck, "accel": float(accel) * 1000,
+    return {"N-MPJPE": float(mpjpe) * 1000, **plain, "PA-MPJPE": float(pa) * 1000,
+            "PA-MPJPE-12": float(pa12) * 1000, **pck, "accel": float(accel) * 1000,
             "root": float(root) * 1000}
