@@ -151,3 +151,19 @@ def test_detector_like_renders_import_with_their_held_out_3d(tmp_path):
             assert len(np.load(tmp_path / "imported" / "eval3d" / "new_joints" / f"{clip}.npy")) == frames
     result = evaluate_lifting(ZeroDepthLifter(), tmp_path / "imported", "train", limit=5)
     assert result["clips"] == 5 and result["model"]["PA-MPJPE"] == pytest.approx(result["zero_depth"]["PA-MPJPE"])
+
+
+def test_the_teacher_estimates_the_camera_of_imported_clips(tmp_path):
+    from fastmotion.data import build_synthetic, render_2d
+    from fastmotion.pipelines.teacher import build_teacher
+
+    build_synthetic(tmp_path / "synth", num=12, seed=0)
+    render_2d(tmp_path / "synth", tmp_path / "coco", seed=1, layout="coco17", camera=False)
+    import_keypoints(tmp_path / "coco", tmp_path / "imported")
+    lifted = tmp_path / "imported" / "eval3d" / "new_joints"  # the true 3D as a user's lifts
+    report = build_teacher(tmp_path / "imported", tmp_path / "teacher", lifted_dir=lifted)
+    assert report["written"] > 0 and not report["skipped"]
+    name = next(iter(sorted(lifted.glob("*.npy")))).stem
+    with np.load(tmp_path / "teacher" / "cameras" / f"{name}.npz") as cam, \
+            np.load(tmp_path / "imported" / "eval3d" / "cameras" / f"{name}.npz") as true:
+        assert np.abs(cam["R"] - true["R"]).max() < 0.05  # EPnP finds the held-out camera

@@ -132,10 +132,13 @@ def _one_clip(data: Path, name: str, model, lift, lifted_dir, cameras: str):
     keypoints = np.load(data / "keypoints" / f"{name}.npy").astype(np.float64)
     cam_path = data / "cameras" / f"{name}.npz"
     camera = None
+    K = None
     if cam_path.exists():
         with np.load(cam_path) as c:
-            camera = (c["K"].astype(np.float64), c["R"].astype(np.float64), c["t"].astype(np.float64))
-    K = camera[0] if camera is not None else _default_intrinsics(keypoints)
+            K = c["K"].astype(np.float64)
+            if "R" in c:  # imported keypoints have intrinsics only: their pose is estimated (EPnP)
+                camera = (K, c["R"].astype(np.float64), c["t"].astype(np.float64))
+    K = K if K is not None else _default_intrinsics(keypoints)
     camera_frame = world_guess = None
     if model is not None:
         kp = torch.from_numpy(keypoints)
