@@ -141,3 +141,41 @@ def test_completion_gives_the_joints_detectors_do_not():
     with pytest.raises(ValueError, match="left_shoulder, right_shoulder never visible"):
         complete_smpl22(partial, seen & ~np.isin(np.arange(22), [16, 17])[None])
 
+
+
+def test_bad_tracks_give_clear_errors(tmp_path):
+    rows = coco_rows(pixels(frames=4))
+    rows[..., 2] = 0.0  # a track the detector never trusted
+    (tmp_path / "zero.json").write_text(json.dumps([{"keypoints": r.ravel().tolist()} for r in rows]))
+    keypoints, mask = read_coco_json(tmp_path / "zero.json")
+    assert not mask.any()  # every joint missing, nothing invented
+    with pytest.raises(ValueError, match="never visible"):
+        complete_smpl22(keypoints, mask)
+    (tmp_path / "empty.json").write_text(json.dumps({"annotations": []}))
+    with pytest.raises(ValueError, match="empty.json: no detection in any frame"):
+        read_coco_json(tmp_path / "empty.json")
+    folder = tmp_path / "openpose"
+    folder.mkdir()
+    body = [0.0] * 75
+    for name in ("clip_000000000001_keypoints.json", "other_000000000001_keypoints.json"):
+        (folder / name).write_text(json.dumps({"people": [{"pose_keypoints_2d": body}]}))
+    from fastmotion.data.keypoints import read_openpose_folder
+    with pytest.raises(ValueError, match="frame 1 again"):
+        read_openpose_folder(folder)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(0, 30), min_size=1, max_size=4), fill=st.sampled_from([0.0, np.nan, np.inf, 2.0]),
+       layout=st.sampled_from([None, "smpl22", "coco17", "h36m17", "openpose18", "openpose25"]))
+def test_any_array_is_read_or_refused_naming_the_file(tmp_path_factory, shape, fill, layout):
+    path = tmp_path_factory.mktemp("n") / "k.npy"
+    data = np.random.default_rng(0).random(shape) * 100
+    if data.size:
+        data.flat[0] = fill
+    np.save(path, data)
+    try:
+        keypoints, mask = read_keypoints_npy(path, layout)
+    except ValueError as err:
+        assert "k.npy" in str(err) or "layout must be" in str(err)
+    else:
+        assert keypoints.shape == (shape[0], 22, 2) and mask.shape == (shape[0], 22)

@@ -8,7 +8,8 @@ files, captions, intrinsics and held-out 3D are carried over to each clip cut fr
                      source per track id (`fastmotion.data.keypoints.read_coco_json`);
   NAME/ (a folder)   OpenPose output: one NAME_<frame>_keypoints.json per frame, BODY_25 or COCO-18 (the
                      layout from the keypoint count); the first person of each frame;
-  NAME.npy           [T, K, 2|3] keypoints in `layout` (default from K).
+  NAME.npy           [T, K, 2|3] keypoints in `layout` (default from K);
+  cameras/NAME.npz   optional intrinsics K [3, 3] of a video (else guessed: `import_keypoints`).
 Each track is resampled to 20 fps, cut where the person is lost for more than `max_gap` frames, and split at
 calm frames (`fastmotion.data.clips.split_clips`) into clips of `min_frames`..`max_frames`; shorter pieces are
 dropped. Joints a detector does not give are completed (`complete_smpl22`), and their confidence is 0: the
@@ -78,6 +79,8 @@ def read_tracks(src: Path, layout: str | None, report: list) -> list[Track]:
     """Every track of every source in `src` (module docstring); unreadable sources are reported, not fatal."""
     tracks = []
     for path in sorted(src.iterdir()):
+        if path.name in ("texts", "cameras"):
+            continue
         try:
             if path.suffix.lower() == ".json":
                 size = _image_size(path)
@@ -94,6 +97,11 @@ def read_tracks(src: Path, layout: str | None, report: list) -> list[Track]:
                 tracks.append(Track(path.stem, path.stem, k, m))
         except (ValueError, OSError) as err:
             report.append({"source": str(path), "dropped": "unreadable", "reason": str(err)})
+    for track in tracks:
+        camera = src / "cameras" / f"{track.video}.npz"
+        if camera.exists():
+            with np.load(camera) as cam:
+                track.K = np.asarray(cam["K"], np.float32)
     return tracks
 
 
