@@ -82,7 +82,7 @@ def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: 
                            feature_weight=_weights(bank, confidence, device), **switches)
 
     val = ClipBank(data, "val")
-    has_3d = (Path(data) / "eval3d").is_dir()
+    has_3d = all((Path(data) / "eval3d" / "new_joints" / f"{n}.npy").exists() for n in val.names)
 
     def evaluate(model):
         """The 3D-free objective on fixed val crops (it picks best.pt: no 3D is needed to choose), and the

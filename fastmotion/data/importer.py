@@ -201,7 +201,8 @@ def import_keypoints(src, out, layout: str | None = None, fps: float = FPS, foca
     written: dict[str, list[str]] = {s: [] for s in hml.SPLITS}
     train_features = []
     with hml.atomic_folder(out) as tmp:
-        for sub in ("keypoints", "confidence", "cameras", "texts", "eval3d/new_joints", "eval3d/cameras"):
+        for sub in ("keypoints", "confidence", "cameras", "texts") + (("eval3d/new_joints", "eval3d/cameras")
+                                                                      if rendered else ()):
             (tmp / sub).mkdir(parents=True)
         for track in tracks:
             if progress:
