@@ -167,3 +167,14 @@ def test_the_teacher_estimates_the_camera_of_imported_clips(tmp_path):
     with np.load(tmp_path / "teacher" / "cameras" / f"{name}.npz") as cam, \
             np.load(tmp_path / "imported" / "eval3d" / "cameras" / f"{name}.npz") as true:
         assert np.abs(cam["R"] - true["R"]).max() < 0.05  # EPnP finds the held-out camera
+
+
+def test_two_sources_with_one_name_give_two_clips(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    rows = coco_rows(walk(40))
+    np.save(src / "clip.npy", rows)
+    (src / "clip.json").write_text(json.dumps([{"keypoints": r.ravel().tolist()} for r in rows]))
+    import_keypoints(src, tmp_path / "out")
+    names = [n for s in hml.SPLITS for n in (tmp_path / "out" / f"{s}.txt").read_text().split()]
+    assert len(names) == 2 and len(set(names)) == 2

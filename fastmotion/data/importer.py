@@ -97,6 +97,12 @@ def read_tracks(src: Path, layout: str | None, report: list) -> list[Track]:
                 tracks.append(Track(path.stem, path.stem, k, m))
         except (ValueError, OSError) as err:
             report.append({"source": str(path), "dropped": "unreadable", "reason": str(err)})
+    used: dict[str, int] = {}
+    for track in tracks:  # a.json and a.npy: two sources, two names (never one clip overwriting another)
+        used[track.name] = used.get(track.name, 0) + 1
+        if used[track.name] > 1:
+            track.name = f"{track.name}_{used[track.name]}"
+            report.append({"source": track.name, "renamed": True, "reason": "another source has the same name"})
     for track in tracks:
         camera = src / "cameras" / f"{track.video}.npz"
         if camera.exists():
