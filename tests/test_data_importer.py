@@ -178,3 +178,20 @@ def test_two_sources_with_one_name_give_two_clips(tmp_path):
     import_keypoints(src, tmp_path / "out")
     names = [n for s in hml.SPLITS for n in (tmp_path / "out" / f"{s}.txt").read_text().split()]
     assert len(names) == 2 and len(set(names)) == 2
+
+
+def test_the_command_resamples_and_reads_captions_from_a_csv(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    np.save(src / "walk.npy", coco_rows(walk(90)))  # 3 s at 30 fps
+    (tmp_path / "captions.csv").write_text("name,caption\nwalk,a person walks\nwalk,someone strolls\n")
+    done = subprocess.run([sys.executable, "-m", "fastmotion.cli", "data", "import", "--from", str(src), "--out",
+                           str(tmp_path / "out"), "--fps", "30", "--texts", str(tmp_path / "captions.csv"),
+                           "--focal", "800", "--image-size", "1280,720"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (name,) = [n for s in hml.SPLITS for n in (tmp_path / "out" / f"{s}.txt").read_text().split()]
+    assert len(np.load(tmp_path / "out" / "keypoints" / f"{name}.npy")) == 60  # 20 fps
+    assert [c.text for c in hml.parse_captions(tmp_path / "out" / "texts" / f"{name}.txt")] == \
+        ["a person walks", "someone strolls"]
+    with np.load(tmp_path / "out" / "cameras" / f"{name}.npz") as cam:
+        np.testing.assert_allclose(cam["K"], [[800, 0, 640], [0, 800, 360], [0, 0, 1]])

@@ -9,7 +9,7 @@ import click
 from ._common import run_training, training_options
 
 # default training steps per config
-PRIOR_STEPS = {"small": 800, "full": 100_000}
+PRIOR_STEPS = {"small": 3000, "full": 100_000}  # small: 3000 (docs/real-data.md: a sharper prior lifts better)
 MLRQ_STEPS = {"small": 2500, "full": 200_000}
 MDM_STEPS = {"small": 2000, "full": 600_000}
 
