@@ -105,3 +105,14 @@ def test_bvh_reads_cmu_and_round_trips(tmp_path):
     (tmp_path / "nohier.bvh").write_text("MOTION\nFrames: 1\nFrame Time: 0.1\n0 0 0\n")
     with pytest.raises(ValueError, match="no HIERARCHY"):
         parse_bvh(tmp_path / "nohier.bvh")
+
+
+def test_a_motion_without_frames_or_time_is_refused_naming_the_file(tmp_path):
+    text = (CASES / "cmu_like.bvh").read_text()
+    for bad, message in (("Frames: 0", "at least one frame"), ("Frame Time: 0", "positive frame time"),
+                         ("Frame Time: fast", "Frame Time 'fast' is not a number")):
+        key = bad.split(":")[0]
+        lines = [bad if line.startswith(key + ":") else line for line in text.splitlines()]
+        (tmp_path / "bad.bvh").write_text("\n".join(lines))
+        with pytest.raises(ValueError, match=f"bad.bvh.*{message}"):
+            read_bvh(tmp_path / "bad.bvh")

@@ -10,7 +10,7 @@ import pytest
 
 from fastmotion.data import humanml3d as hml
 from fastmotion.data.clip_bank import ClipBank
-from fastmotion.data.importer import import_keypoints, pieces, resample_track
+from fastmotion.data.importer import COMPLETED_WEIGHT, import_keypoints, pieces, resample_track
 from fastmotion.motion import SMPL22
 from fastmotion.motion.skeleton import OPENPOSE25_NAMES, OPENPOSE25_TO_SMPL22
 from test_data_keypoints import coco_rows, pixels
@@ -62,7 +62,9 @@ def test_import_builds_the_dataset_layout_and_reports_every_piece(detections, tm
     for n in names:
         k, c = np.load(out / "keypoints" / f"{n}.npy"), np.load(out / "confidence" / f"{n}.npy")
         assert np.isfinite(k).all() and c.shape == k.shape[:2]
-        assert (c[:, SMPL22.index("spine2")] == 0).all()  # completed by us, never trusted
+        assert (c[:, SMPL22.index("spine2")] == COMPLETED_WEIGHT).all()  # placed by rule: a low weight
+        seen = c[:, SMPL22.index("left_knee")]
+        assert ((seen == np.float32(0.9)) | (seen == np.float32(0.8)) | (seen == 0)).all()  # the detector's
     video_c = [n for n in names if n.startswith("video_c")]
     assert (out / "texts" / f"{video_c[0]}.txt").read_text().startswith("a person walks#")
     for split in hml.SPLITS:  # every clip of a video in one split
@@ -195,3 +197,20 @@ def test_the_command_resamples_and_reads_captions_from_a_csv(tmp_path):
         ["a person walks", "someone strolls"]
     with np.load(tmp_path / "out" / "cameras" / f"{name}.npz") as cam:
         np.testing.assert_allclose(cam["K"], [[800, 0, 640], [0, 800, 360], [0, 0, 1]])
+
+
+def test_review_cases_resampling_on_a_frame_names_and_untracked_people(tmp_path):
+    k = np.stack([np.full((22, 2), float(t)) for t in range(4)])
+    mask = np.ones((4, 22), bool)
+    k[3, 5], mask[3, 5] = np.nan, False  # the next source frame lacks joint 5
+    out, seen = resample_track(k, mask, 40.0)  # 20 fps: times 0, 2 fall on source frames
+    assert np.isfinite(out[seen]).all()
+    src = tmp_path / "src"
+    src.mkdir()
+    rows = coco_rows(walk(40))
+    for name in ("a.npy", "a_2.npy"):
+        np.save(src / name, rows)
+    (src / "a.json").write_text(json.dumps([{"keypoints": r.ravel().tolist()} for r in rows]))
+    import_keypoints(src, tmp_path / "out")
+    names = [n for s in hml.SPLITS for n in (tmp_path / "out" / f"{s}.txt").read_text().split()]
+    assert len(names) == 3 and len(set(names)) == 3

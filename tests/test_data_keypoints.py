@@ -179,3 +179,21 @@ def test_any_array_is_read_or_refused_naming_the_file(tmp_path_factory, shape, f
         assert "k.npy" in str(err) or "layout must be" in str(err)
     else:
         assert keypoints.shape == (shape[0], 22, 2) and mask.shape == (shape[0], 22)
+
+
+def test_one_detection_without_an_image_id_is_named_and_untracked_people_are_their_own_track(tmp_path):
+    rows = coco_rows(pixels(frames=4))
+    results = [{"image_id": i, "keypoints": rows[i].ravel().tolist()} for i in range(4)]
+    del results[2]["image_id"]
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    with pytest.raises(ValueError, match="r.json: detection 2 has no 'image_id'"):
+        read_coco_json(tmp_path / "r.json")
+    other = coco_rows(pixels(1, frames=4, shift=200))
+    results = [{"image_id": i, "track_id": 5, "keypoints": rows[i].ravel().tolist()} for i in range(4)]
+    results += [{"image_id": i, "keypoints": other[i].ravel().tolist()} for i in range(2)]
+    (tmp_path / "m.json").write_text(json.dumps(results))
+    from fastmotion.data.keypoints import coco_track_ids
+    assert coco_track_ids(tmp_path / "m.json") == [5, None]
+    untracked, mask = read_coco_json(tmp_path / "m.json", track=None)
+    np.testing.assert_allclose(untracked[:2, SMPL22.index("left_knee")], other[:2, 13, :2])
+    assert not mask[2:].any()

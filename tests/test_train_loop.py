@@ -129,3 +129,12 @@ def test_ddp_two_cpu_processes_stay_in_sync(data2d, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert torch.equal(a, b)
+
+
+def test_resume_refuses_other_options(tmp_path):
+    run = _toy_run(lambda step: 1.0)
+    Trainer(run, TrainConfig(steps=5, warmup=1, ckpt_every=5), tmp_path / "r", progress=False).fit()
+    changed = _toy_run(lambda step: 1.0)
+    changed.extra = {**changed.extra, "rec_quantised": False}  # the run was trained before the option: True
+    with pytest.raises(TrainingError, match=r"other options \(rec_quantised True -> False\)"):
+        Trainer(changed, TrainConfig(steps=10, warmup=1), tmp_path / "r", resume=True, progress=False)

@@ -123,6 +123,7 @@ class Trainer:
             best.unlink()  # left by a run that stopped before its first checkpoint: not this run's
         if ckpt.exists():
             state = load_checkpoint(ckpt, self.run.kind, self.run.model_config)
+            self._check_same_run(ckpt, state.get("extra") or {})
             self.run.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -138,6 +139,24 @@ class Trainer:
             (self.out / "config.json").write_text(json.dumps(
                 {"kind": self.run.kind, "model": self.run.model_config, "train": asdict(self.config),
                  **self.run.extra}, indent=2) + "\n")
+
+    # Options a run's checkpoint may lack (written before they existed), with the value they had then
+    LEGACY_EXTRA = {"rec_quantised": True, "max_yaw": 3.141592653589793, "weights": [1.0, 1.0, 1.0]}
+
+    def _check_same_run(self, ckpt: Path, saved: dict) -> None:
+        """Refuse to resume a run with other options (data, prior, losses) than it was trained with: a resumed
+        run must be the uninterrupted one."""
+        def plain(value):
+            return json.loads(json.dumps(value, default=str))
+
+        changed = []
+        for key, value in self.run.extra.items():
+            before = saved.get(key, self.LEGACY_EXTRA.get(key, value))
+            if plain(before) != plain(value):
+                changed.append(f"{key} {plain(before)!r} -> {plain(value)!r}")
+        if changed:
+            raise TrainingError(f"{ckpt} was trained with other options ({'; '.join(changed)}): resume with the "
+                                "same options, or train into a new --out")
 
     def _payload(self) -> dict:
         return {"kind": self.run.kind, "model_config": self.run.model_config, "train_config": asdict(self.config),

@@ -49,7 +49,7 @@ def data_synth(out, num, seed):
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
               help="The split every clip goes to.")
 @click.option("--units", default="auto", show_default=True,
-              help="The files' unit: auto (from the skeleton's size), m, cm, mm, inch or cmu.")
+              help="The files' unit: auto (from the skeleton's size), m, cm, mm, inch, cmu, or metres per unit.")
 def data_bvh(src, out, split, units):
     """Turn .bvh files into a 3D dataset (SMPL-22 joints, metres, y up, 20 fps) to render and evaluate on.
 
@@ -58,6 +58,14 @@ def data_bvh(src, out, split, units):
       fastmotion data bvh --from ../shared/data/cmu --out data/cmu3d
     """
     from fastmotion.data.build import build_from_bvh
+    from fastmotion.data.bvh import UNITS
+
+    if units != "auto" and units not in UNITS:
+        try:
+            units = float(units)
+        except ValueError:
+            raise click.BadParameter(f"{units!r}: auto, {', '.join(UNITS)} or metres per file unit",
+                                     param_hint="--units") from None
 
     total = len(list(src.glob("*.bvh"))) if src.is_dir() else 0
     with user_errors(), _progress("reading", total) as bar:
@@ -104,7 +112,8 @@ def data_render(src, out, views, seed, min_depth, focal, up, layout, noise, no_c
 
     if not src.is_dir():
         raise click.BadParameter(f"{src} is not a folder", param_hint="--from")
-    total = sum(len(hml.read_split(src, s)) for s in hml.SPLITS if (src / f"{s}.txt").exists())
+    with user_errors():
+        total = sum(len(hml.read_split(src, s)) for s in hml.SPLITS if (src / f"{s}.txt").exists())
     with user_errors(), _progress("rendering", total) as bar:
         summary = render_2d(src, out, views=views, seed=seed, min_depth=min_depth, focal=focal,
                             progress=bar.update, up=up, layout=layout, noise=noise, camera=not no_camera)

@@ -92,7 +92,9 @@ def lift(checkpoint, model_kind, teacher, data, split, keypoints, layout, track,
 
 
 def _track_id(text: str | None):
-    """--track as the file has it: a number when it reads as one, else a name."""
+    """--track as the file has it: a number when it reads as one, else a name; default the longest track."""
+    from fastmotion.data.keypoints import AUTO
+
     if text is None:
-        return None
+        return AUTO
     return int(text) if text.lstrip("-").isdigit() else text

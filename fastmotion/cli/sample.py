@@ -84,13 +84,14 @@ def parse_length(text: str | None) -> int | None:
     return int(value)
 
 
-def output_stems(prompts: list[str]) -> list[str]:
+def output_stems(prompts: list[str], seed: int = 0) -> list[str]:
     """A distinct file stem per generated motion: the prompt's ASCII words, a hash of the exact prompt (prompts
-    that differ only in case, punctuation or script get different files), and the sample's index."""
+    that differ only in case, punctuation or script get different files), the seed (another run with another
+    seed writes beside this one) and the sample's index."""
     stems, seen = [], {}
     for prompt in prompts:
         words = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:40]
-        key = f"{words + '_' if words else ''}{hashlib.sha1(prompt.encode()).hexdigest()[:6]}"
+        key = f"{words + '_' if words else ''}{hashlib.sha1(prompt.encode()).hexdigest()[:6]}_s{seed}"
         seen[key] = seen.get(key, -1) + 1
         stems.append(f"{key}_{seen[key]}")
     return stems
@@ -105,7 +106,7 @@ def output_stems(prompts: list[str]) -> list[str]:
 @click.option("--num", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per prompt.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for STEM.npy (3D joints [T, 22, 3], metres, y up), .bvh and .gif per motion, STEM = the "
-                   "prompt's ASCII words, a hash of the prompt and the sample's index; prompts.json maps each "
+                   "prompt's ASCII words, a hash of the prompt, the seed and the sample's index; prompts.json maps each "
                    "STEM to its prompt.")
 @click.option("--no-bvh", is_flag=True, help="Skip the .bvh files.")
 @click.option("--no-gif", is_flag=True, help="Skip the animations.")
@@ -163,7 +164,7 @@ def sample(texts, texts_file, length, num, out, no_bvh, no_gif, model_kind, chec
     from fastmotion.data.bvh import bvh_text, held_joints
     from fastmotion.render import render_frames, save_animation
 
-    stems = output_stems(all_prompts)
+    stems = output_stems(all_prompts, seed)
     with click.progressbar(list(zip(stems, all_prompts, motions)), label="writing",
                            file=click.get_text_stream("stderr")) as bar:
         for stem, prompt, motion in bar:

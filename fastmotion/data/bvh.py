@@ -108,7 +108,8 @@ def parse_bvh_text(text: str, path="<bvh>") -> BVH:
         elif key == "OFFSET" and stack and stack[-1] >= 0:
             offsets[stack[-1]] = _floats(path, i, words[1:4], 3)
         elif key == "CHANNELS" and stack and stack[-1] >= 0:
-            channels[stack[-1]] = words[2:2 + int(words[1])]
+            count = _number(path, i, words[1] if len(words) > 1 else "", int, "CHANNELS count")
+            channels[stack[-1]] = words[2:2 + count]
         elif key == "MOTION":
             break
     if not names:
@@ -118,11 +119,14 @@ def parse_bvh_text(text: str, path="<bvh>") -> BVH:
         text = lines[i].strip()
         i += 1
         if text.lower().startswith("frames:"):
-            header["frames"] = int(text.split(":")[1])
+            header["frames"] = _number(path, i, text.split(":", 1)[1], int, "Frames")
         elif text.lower().startswith("frame time:"):
-            header["frame_time"] = float(text.split(":")[1])
+            header["frame_time"] = _number(path, i, text.split(":", 1)[1], float, "Frame Time")
     if len(header) < 2:
         raise ValueError(f"{path}: the MOTION section lacks 'Frames:' or 'Frame Time:' (truncated file?)")
+    if header["frames"] < 1 or not header["frame_time"] > 0:
+        raise ValueError(f"{path}: {header['frames']} frames of {header['frame_time']} s: a motion needs at least one "
+                         "frame and a positive frame time")
     width = sum(len(c) for c in channels)
     rows = [line.split() for line in lines[i:] if line.strip()]
     if len(rows) < header["frames"]:
@@ -130,6 +134,13 @@ def parse_bvh_text(text: str, path="<bvh>") -> BVH:
                          f"{len(rows)}")
     motion = np.array([_floats(path, i + k + 1, r, width) for k, r in enumerate(rows[:header["frames"]])])
     return BVH(names, parents, np.array(offsets), channels, header["frame_time"], motion.reshape(-1, width))
+
+
+def _number(path, line, text, kind, what):
+    try:
+        return kind(text.strip())
+    except ValueError:
+        raise ValueError(f"{path}:{line}: {what} {text.strip()!r} is not a number") from None
 
 
 def _floats(path, line, words, count):
@@ -280,7 +291,8 @@ def _rest_offsets(joints: np.ndarray) -> np.ndarray:
         children = [c for c, p in enumerate(parents) if p == j]
         if len(children) < 2:
             continue
-        first = joints[0, children] - joints[0, j]  # [C, 3]
+        first = joints[0, children] - joints[0, j]  # [C, 3], each at its bone's mean length
+        first *= (lengths[[c - 1 for c in children]] / np.linalg.norm(first, axis=-1).clip(1e-12))[:, None]
         R = _best_rotation(offsets[children], first[None])[0]  # SMPL's siblings -> the motion's
         offsets[children] = first @ R  # the motion's siblings, turned back by R^T
     return offsets

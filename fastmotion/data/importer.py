@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,7 @@ class Track:
     name: str
     keypoints: np.ndarray
     mask: np.ndarray
+    confidence: np.ndarray  # [T, 22] the detector's, 0 where missing
     image_size: tuple[float, float] | None = None
     split: str | None = None  # a rendered source's split
     K: np.ndarray | None = None  # a rendered source's intrinsics
@@ -65,13 +67,12 @@ def rendered_tracks(src: Path, layout: str | None, report: list) -> list[Track]:
         for name in hml.read_split(src, split):
             path = src / "keypoints" / f"{name}.npy"
             try:
-                k, m = read_keypoints_npy(path, layout)
-                with np.load(src / "cameras" / f"{name}.npz") as cam:
-                    K = np.asarray(cam["K"], np.float32)
-            except (ValueError, OSError, KeyError) as err:
+                k, m, c = read_keypoints_npy(path, layout, with_confidence=True)
+                K = _intrinsics(src / "cameras" / f"{name}.npz")
+            except (ValueError, OSError) as err:
                 report.append({"source": str(path), "dropped": "unreadable", "reason": str(err)})
                 continue
-            tracks.append(Track(name, name, k, m, split=split, K=K))
+            tracks.append(Track(name, name, k, m, c, split=split, K=K))
     return tracks
 
 
@@ -86,29 +87,47 @@ def read_tracks(src: Path, layout: str | None, report: list) -> list[Track]:
                 size = _image_size(path)
                 ids = coco_track_ids(path)
                 for track in ids:
-                    k, m = read_coco_json(path, track=track, layout=layout or "coco17")
-                    suffix = "" if len(ids) == 1 else f"_t{track}"
-                    tracks.append(Track(path.stem, f"{path.stem}{suffix}", k, m, size))
+                    k, m, c = read_coco_json(path, track=track, layout=layout, with_confidence=True)
+                    suffix = "" if len(ids) == 1 else "_t" + re.sub(r"[^A-Za-z0-9.-]", "-", str(track))
+                    tracks.append(Track(path.stem, f"{path.stem}{suffix}", k, m, c, size))
             elif path.is_dir() and any(path.glob("*_keypoints.json")):
-                k, m = read_openpose_folder(path, layout)
-                tracks.append(Track(path.name, path.name, k, m))
+                k, m, c = read_openpose_folder(path, layout, with_confidence=True)
+                tracks.append(Track(path.name, path.name, k, m, c))
             elif path.suffix.lower() == ".npy":
-                k, m = read_keypoints_npy(path, layout)
-                tracks.append(Track(path.stem, path.stem, k, m))
+                k, m, c = read_keypoints_npy(path, layout, with_confidence=True)
+                tracks.append(Track(path.stem, path.stem, k, m, c))
+            else:
+                continue
+            camera = src / "cameras" / f"{tracks[-1].video}.npz"
+            if camera.exists():
+                for track in tracks:
+                    if track.video == tracks[-1].video:
+                        track.K = _intrinsics(camera)
         except (ValueError, OSError) as err:
             report.append({"source": str(path), "dropped": "unreadable", "reason": str(err)})
-    used: dict[str, int] = {}
+    names: set[str] = set()
     for track in tracks:  # a.json and a.npy: two sources, two names (never one clip overwriting another)
-        used[track.name] = used.get(track.name, 0) + 1
-        if used[track.name] > 1:
-            track.name = f"{track.name}_{used[track.name]}"
-            report.append({"source": track.name, "renamed": True, "reason": "another source has the same name"})
-    for track in tracks:
-        camera = src / "cameras" / f"{track.video}.npz"
-        if camera.exists():
-            with np.load(camera) as cam:
-                track.K = np.asarray(cam["K"], np.float32)
+        name, k = track.name, 1
+        while name in names:
+            k += 1
+            name = f"{track.name}_{k}"
+        if name != track.name:
+            report.append({"source": track.name, "renamed": name, "reason": "another source has the same name"})
+        track.name = name
+        names.add(name)
     return tracks
+
+
+def _intrinsics(path: Path) -> np.ndarray:
+    """K [3, 3] from a camera file. Raises ValueError naming the file."""
+    try:
+        with np.load(path) as cam:
+            K = np.asarray(cam["K"], np.float32)
+    except (OSError, KeyError, ValueError) as err:
+        raise ValueError(f"{path}: not a camera file with K ({type(err).__name__}: {err})") from None
+    if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0:
+        raise ValueError(f"{path}: K must be a finite [3, 3] intrinsics matrix, got {K.tolist()}")
+    return K
 
 
 def _image_size(path: Path) -> tuple[float, float] | None:
@@ -124,19 +143,25 @@ def _image_size(path: Path) -> tuple[float, float] | None:
     return None
 
 
-def resample_track(keypoints: np.ndarray, mask: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints [T, 22, 2] and mask at `fps` -> at 20 fps: linear between the two nearest source frames, seen
-    only where both are."""
+def resample_track(keypoints: np.ndarray, mask: np.ndarray, fps: float, confidence: np.ndarray | None = None):
+    """Keypoints [T, 22, 2], mask (and confidence) [T, 22] at `fps` -> at 20 fps: linear between the two nearest
+    source frames, seen only where both are (or where the time falls on a seen source frame)."""
     T = len(keypoints)
     if abs(fps - FPS) <= 1e-4 * FPS or T < 2:
-        return keypoints, mask
+        return (keypoints, mask) if confidence is None else (keypoints, mask, confidence)
     times = np.arange(0, (T - 1) / fps + 1e-9, 1 / FPS) * fps
     lo = np.floor(times).astype(int).clip(0, T - 1)
     hi = (lo + 1).clip(0, T - 1)
-    w = (times - lo)[:, None, None]
-    out = keypoints[lo] * (1 - w) + keypoints[hi] * w
-    seen = mask[lo] & (mask[hi] | (w[..., 0] == 0))
-    return np.where(seen[..., None], out, np.nan), seen
+    w = (times - lo)[:, None]
+    on_frame = w == 0
+    k = np.nan_to_num(keypoints)  # NaN * 0 would poison frames that fall exactly on a source frame
+    out = k[lo] * (1 - w[..., None]) + k[hi] * w[..., None]
+    seen = mask[lo] & (mask[hi] | on_frame)
+    out = np.where(seen[..., None], out, np.nan)
+    if confidence is None:
+        return out, seen
+    conf = np.where(seen, np.where(on_frame, confidence[lo], np.minimum(confidence[lo], confidence[hi])), 0.0)
+    return out, seen, conf
 
 
 def pieces(mask: np.ndarray, max_gap: int, min_joints: int = 6) -> list[tuple[int, int]]:
@@ -176,10 +201,24 @@ def _captions(src: Path, texts) -> dict[str, list[str]]:
     return out
 
 
-def _split_of(video: str) -> str:
-    """80/10/10 by a hash of the video's name: stable, and every clip of a video in one split."""
+def _split_of(video: str, videos: int) -> str:
+    """80/10/10 by a hash of the video's name: stable, and every clip of a video in one split. With fewer than
+    10 videos every clip goes to train (and `fix_small_splits` gives val and test one clip each)."""
+    if videos < 10:
+        return "train"
     h = int(hashlib.sha1(video.encode()).hexdigest()[:8], 16) % 10
     return "train" if h < 8 else "val" if h == 8 else "test"
+
+
+def fix_small_splits(written: dict[str, list[str]], report: list) -> None:
+    """A small import (fewer than 10 videos) puts everything in train: its last clips become val and test (one
+    each when it has at least three), so the trainers can validate. The clips then share videos: reported."""
+    train = written["train"]
+    for split in ("val", "test"):
+        if not written[split] and len(train) >= 3:
+            written[split].append(train.pop())
+            report.append({"source": written[split][0], "split": split,
+                           "reason": "fewer than 10 videos: this clip was moved from train (same video as others)"})
 
 
 def import_keypoints(src, out, layout: str | None = None, fps: float = FPS, focal: float | None = None,
@@ -213,24 +252,27 @@ def import_keypoints(src, out, layout: str | None = None, fps: float = FPS, foca
         for track in tracks:
             if progress:
                 progress(1)
-            k, m = resample_track(track.keypoints, track.mask, fps)
+            k, m, c = resample_track(track.keypoints, track.mask, fps, track.confidence)
             spans = pieces(m, max_gap)
             if not spans:
                 report.append({"source": track.name, "dropped": "empty", "reason": "no frame shows the person"})
                 continue
             for a, b in spans:
                 for start, end in _calm_cuts(k[a:b], m[a:b], min_frames, max_frames, track.name, a, report):
-                    clip = _write_clip(tmp, track, k[a + start:a + end], m[a + start:a + end],
-                                       f"{track.name}_{a + start:06d}", focal, image_size, captions, report)
+                    piece = slice(a + start, a + end)
+                    clip = _write_clip(tmp, track, k[piece], m[piece], c[piece], f"{track.name}_{a + start:06d}",
+                                       focal, image_size, captions, report)
                     if clip is None:
                         continue
                     name, features = clip
-                    split = track.split or _split_of(track.video)
+                    split = track.split or _split_of(track.video, len({t.video for t in tracks}))
                     if rendered and fps == FPS:  # the held-out 3D of the same frames, for `eval lift`
                         _carry_eval3d(src, tmp, track.name, name, a + start, a + end)
                     written[split].append(name)
                     if split == "train":
                         train_features.append(features)
+        if not rendered and len({t.video for t in tracks}) < 10:
+            fix_small_splits(written, report)
         if not any(written.values()):
             reasons = "; ".join(r["reason"] if r["reason"].startswith(r["source"]) else f"{r['source']}: {r['reason']}"
                                 for r in report[:3]) or "no keypoint files"
@@ -251,14 +293,15 @@ def import_keypoints(src, out, layout: str | None = None, fps: float = FPS, foca
 def _carry_eval3d(src: Path, tmp: Path, source: str, name: str, start: int, end: int) -> None:
     """Copy a rendered clip's held-out 3D (frames start..end) and true camera to the imported clip `name`."""
     joints = src / "eval3d" / "new_joints" / f"{source}.npy"
-    if not joints.exists():
-        return
-    np.save(tmp / "eval3d" / "new_joints" / f"{name}.npy", np.load(joints)[start:end])
     camera = src / "eval3d" / "cameras" / f"{source}.npz"
     camera = camera if camera.exists() else src / "cameras" / f"{source}.npz"
+    if not joints.exists() or not camera.exists():
+        return
     with np.load(camera) as cam:
-        if "R" in cam:
-            np.savez(tmp / "eval3d" / "cameras" / f"{name}.npz", K=cam["K"], R=cam["R"], t=cam["t"])
+        if "R" not in cam:  # the 3D without its camera cannot be compared with a lift: neither is carried
+            return
+        np.savez(tmp / "eval3d" / "cameras" / f"{name}.npz", K=cam["K"], R=cam["R"], t=cam["t"])
+    np.save(tmp / "eval3d" / "new_joints" / f"{name}.npy", np.load(joints)[start:end])
 
 
 def _calm_cuts(k, m, min_frames, max_frames, name, offset, report) -> list[tuple[int, int]]:
@@ -284,14 +327,22 @@ def _calm_cuts(k, m, min_frames, max_frames, name, offset, report) -> list[tuple
     return cuts
 
 
-def _write_clip(tmp: Path, track: Track, k: np.ndarray, m: np.ndarray, name: str, focal, image_size, captions,
-                report) -> tuple[str, np.ndarray] | None:
+COMPLETED_WEIGHT = 0.25  # the confidence of joints placed by `complete_smpl22`'s rules (spine, neck, collars)
+
+
+def _write_clip(tmp: Path, track: Track, k: np.ndarray, m: np.ndarray, c: np.ndarray, name: str, focal, image_size,
+                captions, report) -> tuple[str, np.ndarray] | None:
     try:
-        filled, estimated = complete_smpl22(k, m)
+        filled, _ = complete_smpl22(k, m)
     except ValueError as err:
         report.append({"source": track.name, "clip": name, "dropped": "incomplete", "reason": str(err)})
         return None
-    confidence = (m & ~estimated).astype(np.float32)  # 1: seen by the detector; 0: completed or missing
+    # The detector's confidence where it saw the joint; joints it never gives, placed by rule from the ones it
+    # does, a low weight (their 2D follows the seen joints, not the body: a 0 would leave the torso and
+    # shoulders free in L_2D and untrained in the prior); joints missing in some frames (filled from the nearest
+    # frame) 0.
+    never = ~m.any(0)
+    confidence = np.where(m, c, np.where(never[None], COMPLETED_WEIGHT, 0.0)).astype(np.float32)
     size = image_size or track.image_size
     if size is None:
         lo, hi = np.nanmin(track.keypoints.reshape(-1, 2), 0), np.nanmax(track.keypoints.reshape(-1, 2), 0)
@@ -302,8 +353,9 @@ def _write_clip(tmp: Path, track: Track, k: np.ndarray, m: np.ndarray, name: str
     np.save(tmp / "keypoints" / f"{name}.npy", filled.astype(np.float32))
     np.save(tmp / "confidence" / f"{name}.npy", confidence)
     np.savez(tmp / "cameras" / f"{name}.npz", K=K)
-    (tmp / "texts" / f"{name}.txt").write_text("".join(hml.format_caption(hml.Caption(c, hml.tokenize(c))) + "\n"
-                                                       for c in captions.get(track.video, [])))
+    clean = [" ".join(text.replace("#", " ").split()) for text in captions.get(track.video, [])]
+    (tmp / "texts" / f"{name}.txt").write_text("".join(hml.format_caption(hml.Caption(t, hml.tokenize(t))) + "\n"
+                                                       for t in clean if t))
     n = normalized_keypoints(torch.from_numpy(filled.astype(np.float32))[None], torch.from_numpy(K)[None])[0]
     return name, to_features(n).float().numpy()
 

@@ -14,18 +14,20 @@ from fastmotion.motion.skeleton import LAYOUTS, SMPL22, keypoints_to_smpl22
 _LAYOUT_BY_COUNT = {17: "coco17", 18: "openpose18", 22: "smpl22", 25: "openpose25"}  # 17: COCO unless told
 
 
-def read_keypoints_npy(path, layout: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_keypoints_npy(path, layout: str | None = None, with_confidence: bool = False):
     """[T, K, 2] (or [T, K, 3] with confidences in [0, 1]) keypoints in pixels -> SMPL-22 keypoints [T, 22, 2]
     (NaN where missing) and mask [T, 22].
 
     layout: "smpl22" or a key of LAYOUTS (coco17, h36m17, openpose18, openpose25); guessed from K when
-    omitted (17 is taken as COCO). NaN keypoints are missing.
+    omitted (17 is taken as COCO; the guess is checked with `check_layout`, an explicit layout is trusted).
+    NaN keypoints are missing. with_confidence: also return the confidences [T, 22] (0 where missing).
 
     Raises:
         FileNotFoundError: no such file. ValueError: naming the file: another shape, a joint count that does
-            not fit the layout, a third column outside [0, 1] (3D joints are not keypoints), or a skeleton that
-            does not fit the layout (`check_layout`).
+            not fit the layout, a third column outside [0, 1] (3D joints are not keypoints), or a guessed layout
+            that the skeleton does not fit (`check_layout`).
     """
+    explicit = layout is not None
     path = Path(path)
     data = load_npy(path, "keypoints")
     if data.ndim != 3 or data.shape[-1] not in (2, 3) or data.shape[0] == 0:
@@ -48,10 +50,12 @@ def read_keypoints_npy(path, layout: str | None = None) -> tuple[np.ndarray, np.
     if layout == "smpl22":
         mask = np.isfinite(xy).all(-1) & (confidence > 0 if confidence is not None else True)
         keypoints = np.where(mask[..., None], xy, np.nan)
+        conf = np.where(mask, np.nan_to_num(confidence) if confidence is not None else 1.0, 0.0)
     else:
-        keypoints, mask = keypoints_to_smpl22(xy, layout, confidence)
-    check_layout(keypoints, mask, path, layout)
-    return keypoints, mask
+        keypoints, mask, conf = keypoints_to_smpl22(xy, layout, confidence, with_confidence=True)
+    if not explicit:
+        check_layout(keypoints, mask, path, layout)
+    return (keypoints, mask, conf) if with_confidence else (keypoints, mask)
 
 
 def _frame_index(value, path, where) -> int:
@@ -80,7 +84,7 @@ def _people_by_frame(data, path) -> dict[int, list[dict]]:
         if not isinstance(data, list):
             raise ValueError(f"{path}: expected a list of frames, a list of detections or a COCO dict with "
                              "'annotations'")
-        flat = bool(data) and all(isinstance(d, dict) and "image_id" in d for d in data)
+        flat = any(isinstance(d, dict) and "image_id" in d for d in data)  # then every one needs it
     frames: dict[int, list[dict]] = {}
     if flat:
         for i, det in enumerate(data):
@@ -111,15 +115,19 @@ def _score(det: dict, path, frame) -> float:
 MAX_FRAMES = 1_000_000  # image ids spanning more frames than this are not a video's frame numbers
 
 
-def read_coco_json(path, track: int | None = None, min_confidence: float = 0.0,
-                   layout: str = "coco17") -> tuple[np.ndarray, np.ndarray]:
+AUTO = "auto"  # read_coco_json's default track: the one seen in the most frames
+
+
+def read_coco_json(path, track=AUTO, min_confidence: float = 0.0, layout: str | None = None,
+                   with_confidence: bool = False):
     """COCO-style keypoint JSON -> SMPL-22 keypoints [T, 22, 2] (pixels; NaN where missing) and mask [T, 22].
 
     The time axis is the file's: the list index for a list of frames, else each detection's `image_id` (frames
-    between the first and last id without a detection are all missing). The person: `track` (a `track_id`),
-    else the track seen in the most frames; detections without track ids are one person, the best-scoring one
-    per frame. Keypoints with confidence <= min_confidence are missing. layout: the keypoints' order (coco17
-    as detectors write it; h36m17).
+    between the first and last id without a detection are all missing). The person: `track` (a `track_id`;
+    None: the detections without one), by default (AUTO) the track seen in the most frames; detections without
+    track ids are one person, the best-scoring one per frame. Keypoints with confidence <= min_confidence are
+    missing. layout: the keypoints' order (a key of LAYOUTS; default coco17, as detectors write it, checked with
+    `check_layout`; an explicit layout is trusted). with_confidence: also return the confidences [T, 22].
 
     Raises:
         FileNotFoundError: no such file. ValueError: naming the file (and the detection or frame): invalid JSON,
@@ -141,13 +149,16 @@ def read_coco_json(path, track: int | None = None, min_confidence: float = 0.0,
     for frame, people in frames.items():
         for det in people:
             tracks.setdefault(_track_key(det, path), []).append(frame)
-    if track is not None:
+    if track != AUTO:
+        if track not in tracks and str(track) in map(str, tracks):  # --track 1 for the id "1", or the reverse
+            track = next(k for k in tracks if str(k) == str(track))
         if track not in tracks:
-            raise ValueError(f"{path}: no track {track!r}; the file has {', '.join(map(str, tracks))}")
+            raise ValueError(f"{path}: no track {track!r}; the file has {', '.join(map(repr, tracks))}")
         chosen = track
     else:
         # the most frames; on a tie the one seen first, then the lowest id (never the file's order)
         chosen = min(tracks, key=lambda k: (-len(set(tracks[k])), min(tracks[k]), str(k)))
+    explicit, layout = layout is not None, layout or "coco17"
     names = LAYOUTS[layout][0] if layout in LAYOUTS else None
     if names is None:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
@@ -180,9 +191,11 @@ def read_coco_json(path, track: int | None = None, min_confidence: float = 0.0,
     if np.nanmax(np.abs(confidence - 0.5)) > 0.5 + 1e-6:
         raise ValueError(f"{path}: confidences outside [0, 1] (max {np.nanmax(confidence):.3g}): are these 3D "
                          "joints rather than keypoints with confidences?")
-    keypoints, mask = keypoints_to_smpl22(rows[..., :2], layout, np.nan_to_num(confidence, nan=0.0), min_confidence)
-    check_layout(keypoints, mask, path, layout)
-    return keypoints, mask
+    keypoints, mask, conf = keypoints_to_smpl22(rows[..., :2], layout, np.nan_to_num(confidence, nan=0.0),
+                                                min_confidence, with_confidence=True)
+    if not explicit:
+        check_layout(keypoints, mask, path, layout)
+    return (keypoints, mask, conf) if with_confidence else (keypoints, mask)
 
 
 def coco_track_ids(path) -> list:
@@ -203,7 +216,7 @@ def coco_track_ids(path) -> list:
     return sorted(tracks, key=lambda k: (-len(tracks[k]), min(tracks[k]), str(k)))
 
 
-def read_openpose_folder(folder, layout: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_openpose_folder(folder, layout: str | None = None, with_confidence: bool = False):
     """An OpenPose output folder (one `*_keypoints.json` per frame, `people[i].pose_keypoints_2d`) -> SMPL-22
     keypoints [T, 22, 2] and mask: the frame number is the last number in each file name (gaps are missing
     frames), the first person of each frame; layout openpose25 (BODY_25) or openpose18 (COCO-18), by default
@@ -213,7 +226,7 @@ def read_openpose_folder(folder, layout: str | None = None) -> tuple[np.ndarray,
         ValueError: naming the folder or file: no frame files, duplicate frame numbers, unreadable JSON, a
             keypoint count of neither layout, or a skeleton that does not fit the layout.
     """
-    folder = Path(folder)
+    folder, explicit = Path(folder), layout is not None
     files = sorted(folder.glob("*_keypoints.json"))
     if not files:
         raise ValueError(f"{folder}: no OpenPose *_keypoints.json files")
@@ -248,17 +261,19 @@ def read_openpose_folder(folder, layout: str | None = None) -> tuple[np.ndarray,
     stacked = np.full((last - first + 1, count, 3), np.nan)
     for frame, r in rows.items():
         stacked[frame - first] = r
-    confidence = np.nan_to_num(stacked[..., 2], nan=0.0)
-    keypoints, mask = keypoints_to_smpl22(stacked[..., :2], layout, confidence)  # OpenPose writes 0 0 0 if unseen
-    check_layout(keypoints, mask, folder, layout)
-    return keypoints, mask
+    confidence = np.nan_to_num(stacked[..., 2], nan=0.0)  # OpenPose writes 0 0 0 for an unseen joint
+    keypoints, mask, conf = keypoints_to_smpl22(stacked[..., :2], layout, confidence, with_confidence=True)
+    if not explicit:
+        check_layout(keypoints, mask, folder, layout)
+    return (keypoints, mask, conf) if with_confidence else (keypoints, mask)
 
 
 def check_layout(keypoints: np.ndarray, mask: np.ndarray, path, layout: str) -> None:
     """Refuse 2D keypoints (SMPL-22 [T, 22, 2], image y down) whose skeleton does not fit their declared layout:
     in most frames where they are seen, the head is above the pelvis and the shoulders above the hips (a
-    Human3.6M file read as COCO puts the head below the pelvis). People upside down for a whole clip are rare;
-    a handstand clip can be lifted with its layout given explicitly.
+    Human3.6M file read as COCO puts the head below the pelvis). The readers check only a layout they assumed:
+    an explicit one is trusted, so a clip upside down for its whole length (a handstand) reads when its layout
+    is given.
 
     Raises:
         ValueError: naming the file and the layout.

@@ -33,11 +33,12 @@ def weighted_mean(values: torch.Tensor, mask: torch.Tensor, weights: torch.Tenso
 
 def feature_weights(confidence: torch.Tensor) -> torch.Tensor:
     """Per-channel weights [B, T, 44] of the 2D features (root, then 21 limb vectors) from joint confidences
-    [B, T, 22]: the root's, and each limb's as the product of its two joints' (a limb is known only where both
-    ends are seen)."""
+    [B, T, 22]: the root's times the first frame's (the root feature is its offset from the first frame), and
+    each limb's as the product of its two joints' (a limb is known only where both ends are seen)."""
     parents = list(SMPL22.parents[1:])
     limbs = confidence[..., 1:] * confidence[..., parents]
-    return torch.cat([confidence[..., :1], limbs], -1).repeat_interleave(2, -1)
+    root = confidence[..., :1] * confidence[..., :1, :1]
+    return torch.cat([root, limbs], -1).repeat_interleave(2, -1)
 
 
 def loss_2d(model: MLRQ, f3d: torch.Tensor, x: torch.Tensor, mask: torch.Tensor,

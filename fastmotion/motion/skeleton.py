@@ -110,11 +110,13 @@ LAYOUTS = {"coco17": (COCO17_NAMES, COCO17_TO_SMPL22), "h36m17": (H36M17_NAMES, 
 
 
 def keypoints_to_smpl22(keypoints: np.ndarray, layout: str, confidence: np.ndarray | None = None,
-                        min_confidence: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                        min_confidence: float = 0.0, with_confidence: bool = False):
     """Keypoints [T, K, 2] in `layout` (a key of LAYOUTS) -> SMPL-22 keypoints [T, 22, 2] and mask [T, 22].
 
     Joints the layout lacks are NaN with mask False; keypoints with confidence <= min_confidence are missing.
-    A layout without a pelvis (COCO, OpenPose-18) gets the hips' midpoint where both hips are seen."""
+    A layout without a pelvis (COCO, OpenPose-18) gets the hips' midpoint where both hips are seen.
+    with_confidence: also return the SMPL-22 joints' confidences [T, 22] (0 where missing; the pelvis of a
+    midpoint: the lower of the hips')."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     names, mapping = LAYOUTS[layout]
@@ -124,18 +126,22 @@ def keypoints_to_smpl22(keypoints: np.ndarray, layout: str, confidence: np.ndarr
     seen = np.isfinite(keypoints).all(-1)
     if confidence is not None:
         seen &= np.asarray(confidence) > min_confidence
+    given = np.ones(seen.shape) if confidence is None else np.nan_to_num(np.asarray(confidence, np.float64))
     out = np.full((keypoints.shape[0], SMPL22.num_joints, 2), np.nan)
     mask = np.zeros(out.shape[:2], dtype=bool)
+    conf = np.zeros(out.shape[:2])
     for src, dst in mapping.items():
         i, j = names.index(src), SMPL22.index(dst)
         out[seen[:, i], j] = keypoints[seen[:, i], i]
         mask[:, j] = seen[:, i]
+        conf[:, j] = np.where(seen[:, i], given[:, i], 0.0)
     if "pelvis" not in mapping.values():
         left, right = names.index("left_hip"), names.index("right_hip")
         both = seen[:, left] & seen[:, right]
         out[both, 0] = 0.5 * (keypoints[both, left] + keypoints[both, right])
         mask[:, 0] = both
-    return out, mask
+        conf[:, 0] = np.where(both, np.minimum(given[:, left], given[:, right]), 0.0)
+    return (out, mask, conf.clip(0, 1)) if with_confidence else (out, mask)
 
 
 # BVH joint names -> SMPL-22 (first match wins). Covers CMU (cgspeed conversion), Mixamo and common variants;

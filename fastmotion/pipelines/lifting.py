@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from fastmotion.data.clip_bank import ClipBank
+from fastmotion.data.keypoints import AUTO
 from fastmotion.errors import DatasetError
 from fastmotion.metrics.lifting import lifting_metrics
 
@@ -145,7 +146,7 @@ def _true_camera(root: Path, clip: Clip2D):
 
 
 def read_keypoint_file(path, intrinsics: tuple[float, float, float, float] | None = None,
-                       layout: str | None = None, track=None) -> Clip2D:
+                       layout: str | None = None, track=AUTO) -> Clip2D:
     """One detector keypoint file as a clip to lift: .npy [T, 22|17, 2|3] or a COCO-style .json (pixels; see
     `fastmotion.data.keypoints`); joints a detector does not give are estimated from those it does
     (`complete_smpl22`). intrinsics: (fx, fy, cx, cy) pixels; default: focal 1000 at the keypoints' bounding-box
@@ -161,7 +162,7 @@ def read_keypoint_file(path, intrinsics: tuple[float, float, float, float] | Non
 
     path = Path(path)
     if path.suffix.lower() == ".json":
-        k, mask = read_coco_json(path, track=track, layout=layout or "coco17")
+        k, mask = read_coco_json(path, track=track, layout=layout)
     else:
         k, mask = read_keypoints_npy(path, layout)
     if not mask.any():
