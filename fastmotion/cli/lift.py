@@ -28,15 +28,17 @@ from ._common import announce, resolve_device, user_errors
                    "refused.")
 @click.option("--track", default=None, help="The person (track_id) of a --keypoints .json with several (default: "
                                             "the one seen in the most frames).")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+              help="Frame rate of --keypoints (resampled to the models' 20 fps).")
 @click.option("--intrinsics", default=None, help="fx,fy,cx,cy of the camera for --keypoints (pixels); default: "
-                                                 "focal 1000 at the keypoints' bounding-box centre.")
+                                                 "the image centred on the keypoints, focal its larger side.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for NAME.npy 3D joints [T, 22, 3] (camera frame, in units of the subject's depth).")
 @click.option("--render", is_flag=True, help="Also write NAME.gif: the input 2D beside the lifted 3D (and, for "
                                             "--data, the held-out true 3D from eval3d/ when it is there).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Lift at most this many clips of --data.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
-def lift(checkpoint, model_kind, teacher, data, split, keypoints, layout, track, intrinsics, out, render, limit,
+def lift(checkpoint, model_kind, teacher, data, split, keypoints, layout, track, fps, intrinsics, out, render, limit,
          device):
     """Lift 2D keypoint sequences to 3D motion with a trained ML-RQ (or a VideoMDM, --model mdm).
 
@@ -63,7 +65,7 @@ def lift(checkpoint, model_kind, teacher, data, split, keypoints, layout, track,
             raise click.BadParameter("expected fx,fy,cx,cy", param_hint="--intrinsics") from None
     with user_errors():
         clips = (dataset_clips(data, split, limit) if data is not None else  # the input first: checked up front
-                 [read_keypoint_file(keypoints, intrinsics, layout, _track_id(track))])
+                 [read_keypoint_file(keypoints, intrinsics, layout, _track_id(track), fps)])
         announce(checkpoint)
         options = {"data": data, "split": split, "teacher": teacher} if model_kind == "mdm" else {"input_check": True}
         lifter = load_lifter(model_kind, checkpoint, resolve_device(device), **options)

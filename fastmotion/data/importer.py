@@ -37,12 +37,10 @@ from fastmotion.ops.reference import normalized_keypoints
 
 from . import humanml3d as hml
 from .clips import split_clips
-from .keypoints import coco_track_ids, complete_smpl22, read_coco_json, read_keypoints_npy, read_openpose_folder
+from .keypoints import (coco_track_ids, complete_smpl22, guess_intrinsics, read_coco_json, read_keypoints_npy,
+                        read_openpose_folder)
 
 FPS = 20.0
-# Focal length guess without intrinsics: the larger image side (a horizontal field of view of 53 degrees for
-# a landscape frame, typical of phone and webcam footage).
-FOCAL_PER_SIDE = 1.0
 
 
 @dataclass
@@ -226,7 +224,7 @@ def import_keypoints(src, out, layout: str | None = None, fps: float = FPS, foca
                      min_frames: int = 16, max_frames: int = 196, progress=None) -> dict:
     """Build a 2D-only dataset folder from detector keypoints; see the module docstring. fps: the source's
     frame rate; focal (pixels) and image_size (width, height) give K (default: the image size of a COCO file,
-    else the keypoints' extent, and a focal of FOCAL_PER_SIDE x its larger side). Returns the summary (also
+    else the keypoints' extent, and a focal length of its larger side: `guess_intrinsics`). Returns the summary (also
     meta.json).
 
     Raises:
@@ -343,13 +341,8 @@ def _write_clip(tmp: Path, track: Track, k: np.ndarray, m: np.ndarray, c: np.nda
     # frame) 0.
     never = ~m.any(0)
     confidence = np.where(m, c, np.where(never[None], COMPLETED_WEIGHT, 0.0)).astype(np.float32)
-    size = image_size or track.image_size
-    if size is None:
-        lo, hi = np.nanmin(track.keypoints.reshape(-1, 2), 0), np.nanmax(track.keypoints.reshape(-1, 2), 0)
-        size = tuple(float(v) for v in (hi + lo))  # an image centred on the person's whole extent
-    f = focal or FOCAL_PER_SIDE * max(size)
     K = track.K if track.K is not None and focal is None and image_size is None else \
-        np.array([[f, 0, size[0] / 2], [0, f, size[1] / 2], [0, 0, 1]], np.float32)
+        guess_intrinsics(track.keypoints, image_size or track.image_size, focal)
     np.save(tmp / "keypoints" / f"{name}.npy", filled.astype(np.float32))
     np.save(tmp / "confidence" / f"{name}.npy", confidence)
     np.savez(tmp / "cameras" / f"{name}.npz", K=K)

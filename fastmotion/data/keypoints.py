@@ -198,6 +198,22 @@ def read_coco_json(path, track=AUTO, min_confidence: float = 0.0, layout: str | 
     return (keypoints, mask, conf) if with_confidence else (keypoints, mask)
 
 
+# Focal length guess without intrinsics: the larger image side (a horizontal field of view of 53 degrees for a
+# landscape frame, typical of phone and webcam footage)
+FOCAL_PER_SIDE = 1.0
+
+
+def guess_intrinsics(keypoints: np.ndarray, image_size=None, focal: float | None = None) -> np.ndarray:
+    """K [3, 3] for keypoints [T, J, 2] (pixels) without a known camera: the principal point at the image
+    centre, the image size given (width, height) or taken as the keypoints' extent around that centre, the
+    focal length given or FOCAL_PER_SIDE x the larger side."""
+    if image_size is None:
+        lo, hi = np.nanmin(keypoints.reshape(-1, 2), 0), np.nanmax(keypoints.reshape(-1, 2), 0)
+        image_size = (float(hi[0] + lo[0]), float(hi[1] + lo[1]))  # an image centred on the person's extent
+    f = focal or FOCAL_PER_SIDE * max(image_size)
+    return np.array([[f, 0, image_size[0] / 2], [0, f, image_size[1] / 2], [0, 0, 1]], np.float32)
+
+
 def coco_track_ids(path) -> list:
     """The track ids of a COCO-style JSON (None for detections without one), each seen in at least one frame,
     the longest first. Raises what `read_coco_json` raises for a malformed file."""

@@ -146,18 +146,19 @@ def _true_camera(root: Path, clip: Clip2D):
 
 
 def read_keypoint_file(path, intrinsics: tuple[float, float, float, float] | None = None,
-                       layout: str | None = None, track=AUTO) -> Clip2D:
-    """One detector keypoint file as a clip to lift: .npy [T, 22|17, 2|3] or a COCO-style .json (pixels; see
+                       layout: str | None = None, track=AUTO, fps: float = 20.0) -> Clip2D:
+    """One detector keypoint file as a clip to lift: .npy [T, K, 2|3] or a COCO-style .json (pixels; see
     `fastmotion.data.keypoints`); joints a detector does not give are estimated from those it does
-    (`complete_smpl22`). intrinsics: (fx, fy, cx, cy) pixels; default: focal 1000 at the keypoints' bounding-box
-    centre. layout: the keypoints' order (default: COCO-17 for .json, from the joint count for .npy); track:
-    which person of a .json (default: the one seen longest; `fastmotion.data.keypoints.read_coco_json`). The
-    clip has no camera pose.
+    (`complete_smpl22`). intrinsics: (fx, fy, cx, cy) pixels; default: `guess_intrinsics`, as `data import`
+    guesses them. layout: the keypoints' order (default: COCO-17 for .json, from the joint count for .npy);
+    track: which person of a .json (default: the one seen longest; `read_coco_json`). fps: the file's frame rate
+    (resampled to the models' 20). The clip has no camera pose.
 
     Raises:
         ValueError: the file is malformed or shows no keypoint. FileNotFoundError: no such file.
     """
-    from fastmotion.data.keypoints import complete_smpl22, read_coco_json, read_keypoints_npy
+    from fastmotion.data.importer import resample_track
+    from fastmotion.data.keypoints import complete_smpl22, guess_intrinsics, read_coco_json, read_keypoints_npy
     from fastmotion.ops.reference import normalized_keypoints
 
     path = Path(path)
@@ -165,14 +166,13 @@ def read_keypoint_file(path, intrinsics: tuple[float, float, float, float] | Non
         k, mask = read_coco_json(path, track=track, layout=layout)
     else:
         k, mask = read_keypoints_npy(path, layout)
+    k, mask = resample_track(k, mask, fps)
     if not mask.any():
         raise ValueError(f"{path}: no keypoint is visible")
     k, _ = complete_smpl22(k, mask)
     if intrinsics is not None:
         fx, fy, cx, cy = intrinsics
+        K = torch.tensor([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=torch.float32)
     else:
-        lo, hi = np.nanmin(k.reshape(-1, 2), 0), np.nanmax(k.reshape(-1, 2), 0)
-        fx = fy = 1000.0
-        cx, cy = (lo + hi) / 2
-    K = torch.tensor([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=torch.float32)
+        K = torch.from_numpy(guess_intrinsics(k))
     return Clip2D(path.stem, normalized_keypoints(torch.from_numpy(k.astype(np.float32))[None], K[None])[0])
