@@ -39,7 +39,6 @@ DETECTOR_2D := --views 1 --seed 0 --layout coco17 --noise detector --no-camera
 # each lifting the test split beside zero depth. docs/real-data.md holds the table and the runs behind it.
 REAL ?= ../shared/data/bandai2
 REAL_OUT ?= real
-REAL_MLRQ_STEPS ?= 2500
 
 .PHONY: test test-fast install cuda-check bench demo demo-detector real videomdm clean help
 
@@ -113,7 +112,7 @@ real: install
 	rm -rf $(REAL_OUT)/prior $(REAL_OUT)/mlrq $(REAL_OUT)/videomdm $(REAL_OUT)/real2d/teacher
 	$(FM) train prior --data $(REAL_OUT)/real2d --out $(REAL_OUT)/prior --config small
 	$(FM) train mlrq --data $(REAL_OUT)/real2d --prior $(REAL_OUT)/prior/last.pt --out $(REAL_OUT)/mlrq \
-		--config small --steps $(REAL_MLRQ_STEPS)
+		--config small
 	$(FM) eval lift --checkpoint $(REAL_OUT)/mlrq/last.pt --data $(REAL_OUT)/real2d --split test \
 		--json $(REAL_OUT)/eval-mlrq.json
 	$(FM) data teacher --data $(REAL_OUT)/real2d --mlrq $(REAL_OUT)/mlrq/last.pt
