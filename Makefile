@@ -33,6 +33,15 @@ DET ?= $(DEMO)/detector
 CMU ?= ../shared/data/cmu
 DETECTOR_2D := --views 1 --seed 0 --layout coco17 --noise detector --no-camera
 
+# `make mvlift` (after `make demo`; on its own it makes the demo's 2D first): MVLift on the synthetic corpus, small
+# config: stage 1 (`train mvlift`), then MVLIFT_CLIPS test clips lifted by stage 2 + 3D recovery and by the paper's
+# ablations (stage 1 alone; SDS on the 3D's projections without lines), beside zero depth, the demo's ML-RQ and
+# VideoMDM (when `make demo` / `make videomdm` made them) on the same clips, in both protocols.
+MVLIFT_CLIPS ?= 50
+MV := $(DEMO)/mvlift
+MV_EVAL = --data $(DEMO)/synth2d --split test --limit $(MVLIFT_CLIPS)
+VIDEOMDM_RUN := $(DEMO)/videomdm/videomdm/last.pt
+
 # `make real`: both methods on real motion capture (REAL: a 3D folder in HumanML3D layout, e.g. Bandai-2 in
 # ../shared/data/bandai2; never part of the tests). One random view per clip, the 2D prior and the ML-RQ on the
 # train split's 2D only, then VideoMDM at demo size (teacher from this ML-RQ, the anchored run of `make videomdm`),
@@ -40,7 +49,7 @@ DETECTOR_2D := --views 1 --seed 0 --layout coco17 --noise detector --no-camera
 REAL ?= ../shared/data/bandai2
 REAL_OUT ?= real
 
-.PHONY: test test-fast install cuda-check bench demo demo-detector real videomdm clean help
+.PHONY: test test-fast install cuda-check bench demo demo-detector mvlift real videomdm clean help
 
 help:
 	@echo "make test        set up .venv if needed, build fastmotion (+ its C++ extension), run the test suite"
@@ -48,6 +57,7 @@ help:
 	@echo "make bench       fastmotion bench rvq (installs the [bench] extra: faiss-cpu)"
 	@echo "make demo        learn 3D from 2D on the synthetic corpus: data, prior, ML-RQ, evaluation, GIF"
 	@echo "make demo-detector  after make demo: the same from detector-like COCO-17 keypoints without a camera"
+	@echo "make mvlift      after make demo: MVLift (stage 1, stage-2 lifting, ablations) beside ML-RQ, zero depth"
 	@echo "make real        ML-RQ and VideoMDM on real mocap's 2D (REAL=folder, default ../shared/data/bandai2)"
 	@echo "make videomdm    after make demo: VideoMDM vs the MDM trained on the teacher's 3D (lifting, FID)"
 
@@ -106,6 +116,26 @@ demo-detector: install
 	$(FM) eval table $(DET)/eval-exact.json $(DET)/eval.json $(DET)/eval-cmu.json \
 		--name "ML-RQ, exact SMPL-22 2D, cameras" --name "ML-RQ, detector-like COCO-17, no camera" \
 		--name "the same model, real CMU clips (detector-like)" | tee $(DET)/table.md
+
+mvlift: install
+	test -f $(DEMO)/synth2d/meta.json || ($(FM) data synth --out $(DEMO)/synth --num 2000 --seed 0 && \
+		$(FM) data render --from $(DEMO)/synth --out $(DEMO)/synth2d --views 1 --seed 0)
+	rm -rf $(MV)
+	$(FM) train mvlift --data $(DEMO)/synth2d --out $(MV)/stage1 --config $(DEMO_CONFIG)
+	$(FM) eval lift --model mvlift --checkpoint $(MV)/stage1/last.pt $(MV_EVAL) --json $(MV)/eval-stage2.json
+	$(FM) eval lift --model mvlift --checkpoint $(MV)/stage1/last.pt $(MV_EVAL) --mvlift-mode stage1 \
+		--json $(MV)/eval-stage1.json
+	$(FM) eval lift --model mvlift --checkpoint $(MV)/stage1/last.pt $(MV_EVAL) --mvlift-mode sds3d \
+		--json $(MV)/eval-sds3d.json
+	$(FM) lift --model mvlift --checkpoint $(MV)/stage1/last.pt --data $(DEMO)/synth2d --split test --limit 3 \
+		--render --out $(MV)/lifted
+	test ! -f $(DEMO)/mlrq/last.pt || $(FM) eval lift --checkpoint $(DEMO)/mlrq/last.pt $(MV_EVAL) \
+		--json $(MV)/eval-mlrq.json
+	test ! -f $(VIDEOMDM_RUN) || $(FM) eval lift --model mdm --checkpoint $(VIDEOMDM_RUN) $(MV_EVAL) \
+		--json $(MV)/eval-videomdm.json
+	for protocol in ours mvlift; do $(FM) eval table --protocol $$protocol $(MV)/eval-stage2.json \
+		$(MV)/eval-stage1.json $(MV)/eval-sds3d.json $$(ls $(MV)/eval-mlrq.json $(MV)/eval-videomdm.json 2>/dev/null); \
+		done | tee $(MV)/table.md
 
 real: install
 	$(FM) data render --from $(REAL) --out $(REAL_OUT)/real2d --views 1 --seed 0

@@ -87,6 +87,30 @@ def bench_train(model, preset, batch_size, device, json_path):
     _report(rows, device, json_path, {**train_bench.META, "model": model, "config": preset})
 
 
+@bench.command("lift")
+@click.option("--model", type=click.Choice(["mvlift"]), default="mvlift", show_default=True,
+              help="mvlift: MVLift's stage-2 optimisation and 3D recovery.")
+@click.option("--clips", type=click.IntRange(min=1), default=16, show_default=True, help="Windows lifted together.")
+@click.option("--frames", type=click.IntRange(min=2), default=32, show_default=True, help="Frames per window.")
+@click.option("--iterations", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Stage-2 iterations per window (time grows linearly with them; the small preset runs 400).")
+@device_and_json_options
+def bench_lift(model, clips, frames, iterations, device, json_path):
+    """Lifting throughput: MVLift's stage 2 batched over clips and views against one clip at a time (clips per
+    minute at the given iterations), and a profile of the batched run by part, with the share of the geometry
+    (epipolar lines, consistency term, 3D recovery).
+
+    \b
+    Example:
+      fastmotion bench lift --model mvlift --clips 16 --iterations 20 --json lift.json
+    """
+    from fastmotion.bench import lift as lift_bench
+
+    device = resolve_device(device).type
+    rows = lift_bench.run(device, clips, frames, iterations, progress=lambda msg: click.echo(msg, err=True))
+    _report(rows, device, json_path, lift_bench.META)
+
+
 def _report(rows, device, json_path, meta):
     from fastmotion.bench.harness import format_table, to_json
 

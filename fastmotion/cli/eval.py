@@ -18,8 +18,16 @@ def evaluate():
 
 @evaluate.command("lift")
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--model", "model_kind", type=click.Choice(["mlrq", "mdm"]), default="mlrq", show_default=True,
-              help="mdm: a VideoMDM checkpoint, lifting by guided DDPM sampling (needs the teacher folder).")
+@click.option("--model", "model_kind", type=click.Choice(["mlrq", "mdm", "mvlift"]), default="mlrq",
+              show_default=True,
+              help="mdm: a VideoMDM checkpoint, lifting by guided DDPM sampling (needs the teacher folder); "
+                   "mvlift: a `train mvlift` checkpoint, lifting by MVLift's multi-view SDS optimisation.")
+@click.option("--iterations", type=click.IntRange(min=1), default=None,
+              help="With --model mvlift: stage-2 iterations per window (default 400, the small preset).")
+@click.option("--mvlift-mode", type=click.Choice(["stage2", "stage1", "sds3d"]), default="stage2", show_default=True,
+              help="With --model mvlift, the paper's ablations: stage1 (each view sampled alone from view 0's "
+                   "epipolar lines, no joint optimisation), sds3d (3D joints optimised directly by SDS on their "
+                   "projections, without line conditions).")
 @click.option("--teacher", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="With --model mdm: the teacher folder (default: DATA/teacher).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate at most this many clips.")
@@ -28,22 +36,26 @@ def evaluate():
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the figures to this JSON file.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
-def eval_lift(checkpoint, model_kind, teacher, limit, data, split, json_path, device):
+def eval_lift(checkpoint, model_kind, iterations, mvlift_mode, teacher, limit, data, split, json_path, device):
     """Lifting accuracy against the held-out 3D (eval3d/), beside the 3D-free zero-depth baseline.
 
     N-MPJPE (MPJPE after one scale per clip), PA-MPJPE (per-frame Procrustes with scale), PCK@50/100 mm (after
-    Procrustes), acceleration error, root trajectory error; millimetres.
+    Procrustes), acceleration error, root trajectory error; millimetres. Then MVLift's protocol: T_root (truth
+    yaw-aligned at the first frame), MPJPE (root-relative), PA-MPJPE-seq (one similarity per clip), J_2D (pixels).
 
     \b
     Example:
       fastmotion eval lift --checkpoint runs/mlrq/last.pt --data data/synth2d --split test --json eval.json
       fastmotion eval lift --model mdm --checkpoint runs/mdm/last.pt --data data/synth2d --json eval-mdm.json
+      fastmotion eval lift --model mvlift --checkpoint runs/mvlift/last.pt --data data/synth2d --limit 20
     """
     from fastmotion.pipelines.lifting import dataset_clips, evaluate_lifting, load_lifter
 
     with user_errors():
         read = announce(checkpoint)
-        options = {"data": data, "split": split, "teacher": teacher} if model_kind == "mdm" else {}
+        options = {"mdm": {"data": data, "split": split, "teacher": teacher}, "mlrq": {},
+                   "mvlift": {"mode": mvlift_mode, **({"iterations": iterations} if iterations else {})},
+                   }[model_kind]
         lifter = load_lifter(model_kind, checkpoint, resolve_device(device), **options)
         clips = dataset_clips(data, split, limit)
         with click.progressbar(length=len(clips), label="lifting", file=click.get_text_stream("stderr")) as bar:
@@ -53,6 +65,10 @@ def eval_lift(checkpoint, model_kind, teacher, limit, data, split, json_path, de
     for name in ("model", "zero_depth"):
         click.echo(f"{name:>12}" + "".join(f"{result[name][k]:>10.1f}" if k in result[name] else f"{'-':>10}"
                                            for k in keys))
+    protocol = result["mvlift_protocol"]
+    click.echo("MVLift's protocol (world frame after each clip's scale; T_root, MPJPE, PA-MPJPE-seq in mm, J_2D in px):")
+    for name in ("model", "zero_depth"):
+        click.echo(f"{name:>12}" + "".join(f"{k:>14} {v:.1f}" for k, v in protocol[name].items()))
     gain = 1 - result["model"]["PA-MPJPE"] / result["zero_depth"]["PA-MPJPE"]
     click.echo(f"{result['clips']} clips; PA-MPJPE {100 * abs(gain):.0f}% {'below' if gain >= 0 else 'above'} the "
                "zero-depth baseline")
@@ -65,7 +81,10 @@ def eval_lift(checkpoint, model_kind, teacher, limit, data, split, json_path, de
 @evaluate.command("table")
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", "names", multiple=True, help="A row name per result file (default: the file's stem).")
-def eval_table(results, names):
+@click.option("--protocol", type=click.Choice(["ours", "mvlift"]), default="ours", show_default=True,
+              help="mvlift: MVLift's figures instead (T_root, MPJPE, PA-MPJPE-seq in mm, J_2D in pixels; files "
+                   "written before they existed are refused).")
+def eval_table(results, names, protocol):
     """One Markdown table from `eval lift --json` files: a zero-depth row for each set of clips (data, split),
     then one row per file, its change against its own clips' zero depth. Lengths in mm; N-MPJPE: MPJPE after
     one scale per clip; PA-MPJPE-12: over the 12 limb joints (shown when every file has it).
@@ -73,6 +92,7 @@ def eval_table(results, names):
     \b
     Example:
       fastmotion eval table real/eval-mlrq.json real/eval-videomdm.json --name ML-RQ --name VideoMDM
+      fastmotion eval table demo/eval-mvlift.json demo/eval-mlrq-50.json --protocol mvlift
     """
     if names and len(names) != len(results):
         raise click.BadParameter(f"give one --name per result file ({len(results)}), got {len(names)}",
@@ -81,15 +101,21 @@ def eval_table(results, names):
     for path in results:
         try:
             result = json.loads(path.read_text())
-            for row in (result["model"], result["zero_depth"]):  # files written before N-MPJPE had its name
-                row.setdefault("N-MPJPE", row.get("MPJPE"))
+            if protocol == "mvlift":
+                result = {**result, **result["mvlift_protocol"]}
+            else:
+                for row in (result["model"], result["zero_depth"]):  # files written before N-MPJPE had its name
+                    row.setdefault("N-MPJPE", row.get("MPJPE"))
             loaded.append(result)
         except (ValueError, KeyError, TypeError) as err:
             raise click.BadParameter(f"{path} is not a file of `fastmotion eval lift --json` ({err!r})",
                                      param_hint="RESULTS") from None
     limbs = all("PA-MPJPE-12" in r["model"] for r in loaded)  # files written before it existed lack it
     columns = ("N-MPJPE", "PA-MPJPE", *(("PA-MPJPE-12",) if limbs else ()), "PCK@50", "accel", "root")
-    headers = {"PCK@50": "PCK@50 (%)"}
+    if protocol == "mvlift":
+        columns = ("MPJPE", "PA-MPJPE-seq", "T_root", "J_2D")
+    rank = columns[1]  # the change against zero depth
+    headers = {"PCK@50": "PCK@50 (%)", "J_2D": "J_2D (px)"}
     click.echo("| | clips | " + " | ".join(headers.get(c, c) for c in columns[:2]) + " | vs zero depth | "
                + " | ".join(headers.get(c, c) for c in columns[2:]) + " |")
     click.echo("| --- | ---: |" + " ---: |" * (len(columns) + 1))
@@ -104,7 +130,7 @@ def eval_table(results, names):
                 label = "zero depth" if i == 0 else f"zero depth ({Path(str(where[0])).name}, {where[1]})"
                 click.echo(_table_row(label, clips, base, columns, ""))
             # each row against the zero depth of its own clips (a lifter may skip some)
-            change = f"{100 * (figures['PA-MPJPE'] / base['PA-MPJPE'] - 1):+.0f}%"
+            change = f"{100 * (figures[rank] / base[rank] - 1):+.0f}%"
             click.echo(_table_row(names[i] if names else path.stem, clips, figures, columns, change))
         except (KeyError, TypeError, ZeroDivisionError) as err:
             raise click.BadParameter(f"{path} is not a file of `fastmotion eval lift --json` ({err!r})",
@@ -112,7 +138,7 @@ def eval_table(results, names):
 
 
 def _table_row(name, clips, figures, columns, change) -> str:
-    values = [f"{figures[c]:.1f}" for c in columns]
+    values = [f"{figures[c]:.1f}" if c in figures else "-" for c in columns]
     return f"| {name} | {clips} | {values[0]} | {values[1]} | {change} | " + " | ".join(values[2:]) + " |"
 
 

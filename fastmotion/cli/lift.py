@@ -10,9 +10,13 @@ from ._common import announce, resolve_device, user_errors
 @click.command("lift")
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="ML-RQ checkpoint (from `fastmotion train mlrq`), or with --model mdm a VideoMDM checkpoint.")
-@click.option("--model", "model_kind", type=click.Choice(["mlrq", "mdm"]), default="mlrq", show_default=True,
+@click.option("--model", "model_kind", type=click.Choice(["mlrq", "mdm", "mvlift"]), default="mlrq",
+              show_default=True,
               help="mdm: VideoMDM's guided lifting (DDPM, each predicted motion projected onto the keypoints' "
-                   "camera rays); needs --data with cameras and a teacher folder.")
+                   "camera rays); needs --data with cameras and a teacher folder. mvlift: MVLift's multi-view SDS "
+                   "optimisation and 3D recovery with a `train mvlift` checkpoint.")
+@click.option("--iterations", type=click.IntRange(min=1), default=None,
+              help="With --model mvlift: stage-2 iterations per window (default 400, the small preset).")
 @click.option("--teacher", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="With --model mdm: the teacher folder giving each clip's camera in the model's frame "
                    "(default: DATA/teacher).")
@@ -38,15 +42,17 @@ from ._common import announce, resolve_device, user_errors
                                             "--data, the held-out true 3D from eval3d/ when it is there).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Lift at most this many clips of --data.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
-def lift(checkpoint, model_kind, teacher, data, split, keypoints, layout, track, fps, intrinsics, out, render, limit,
+def lift(checkpoint, model_kind, iterations, teacher, data, split, keypoints, layout, track, fps, intrinsics, out, render, limit,
          device):
-    """Lift 2D keypoint sequences to 3D motion with a trained ML-RQ (or a VideoMDM, --model mdm).
+    """Lift 2D keypoint sequences to 3D motion with a trained ML-RQ (or a VideoMDM, --model mdm, or MVLift's
+    optimisation, --model mvlift).
 
     \b
     Examples:
       fastmotion lift --checkpoint runs/mlrq/last.pt --data data/synth2d --split test --out lifted --render
       fastmotion lift --checkpoint runs/mlrq/last.pt --keypoints video.json --out lifted
       fastmotion lift --model mdm --checkpoint runs/mdm/last.pt --data data/synth2d --out lifted-mdm
+      fastmotion lift --model mvlift --checkpoint runs/mvlift/last.pt --keypoints video.json --out lifted-mvlift
     """
     import numpy as np
 
@@ -67,7 +73,8 @@ def lift(checkpoint, model_kind, teacher, data, split, keypoints, layout, track,
         clips = (dataset_clips(data, split, limit) if data is not None else  # the input first: checked up front
                  [read_keypoint_file(keypoints, intrinsics, layout, _track_id(track), fps)])
         announce(checkpoint)
-        options = {"data": data, "split": split, "teacher": teacher} if model_kind == "mdm" else {"input_check": True}
+        options = {"mdm": {"data": data, "split": split, "teacher": teacher}, "mlrq": {"input_check": True},
+                   "mvlift": {"iterations": iterations} if iterations else {}}[model_kind]
         lifter = load_lifter(model_kind, checkpoint, resolve_device(device), **options)
         with click.progressbar(length=len(clips), label="lifting", file=click.get_text_stream("stderr")) as bar:
             lifted = lifter.lift(clips, bar.update)
@@ -84,7 +91,14 @@ def lift(checkpoint, model_kind, teacher, data, split, keypoints, layout, track,
             from fastmotion.render import render_frames, save_animation
 
             shown = upright(joints, clip.camera[1] if clip.camera is not None else None)
-            panels, titles = [clip.keypoints.numpy(), shown.numpy()], ["input 2D", "lifted 3D"]
+            panels, titles = [clip.keypoints.numpy()], ["input 2D"]
+            views = getattr(lifter, "views", {}).get(clip.name)  # MVLift: the optimised views of the first window
+            if views is not None:
+                step = 360 // len(views)
+                panels += [v.numpy() for v in views[1:]]
+                titles += [f"view {k} ({k * step} deg)" for k in range(1, len(views))]
+            panels.append(shown.numpy())
+            titles.append("lifted 3D")
             truth = data / "eval3d" / "new_joints" / f"{clip.name}.npy" if data is not None else None
             if truth is not None and truth.exists():  # shown, never used for anything else
                 panels.append(np.load(truth))

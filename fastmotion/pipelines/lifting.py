@@ -18,7 +18,7 @@ import torch
 from fastmotion.data.clip_bank import ClipBank
 from fastmotion.data.keypoints import AUTO
 from fastmotion.errors import DatasetError
-from fastmotion.metrics.lifting import lifting_metrics
+from fastmotion.metrics.lifting import lifting_metrics, mvlift_metrics
 
 
 @dataclass
@@ -63,7 +63,8 @@ def zero_depth(keypoints_normalised: torch.Tensor) -> torch.Tensor:
 
 # kind -> (module, class): imported on use, so that `--help` and the other methods stay light
 LIFTERS = {"mlrq": ("fastmotion.pipelines.free3d", "MLRQLifter"),
-           "mdm": ("fastmotion.pipelines.videomdm", "MDMLifter")}
+           "mdm": ("fastmotion.pipelines.videomdm", "MDMLifter"),
+           "mvlift": ("fastmotion.pipelines.mvlift", "MVLiftLifter")}
 
 
 def load_lifter(kind: str, checkpoint, device="cpu", **options) -> Lifter:
@@ -93,8 +94,9 @@ def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | Non
                      progress: Callable[[int], None] | None = None, clips: list[Clip2D] | None = None) -> dict:
     """Lifting figures of `lifter` and of the zero-depth baseline on the same clips against the held-out 3D
     (eval3d/, read here only): {"model": metrics, "zero_depth": metrics, "clips": n}, metrics as
-    `fastmotion.metrics.lifting.lifting_metrics` (millimetres; MPJPE only for a metric lifter). Clips the lifter leaves
-    out are left out of both rows. `clips`: the split's clips when already read (`dataset_clips`).
+    `fastmotion.metrics.lifting.lifting_metrics` (millimetres; MPJPE only for a metric lifter), and under
+    "mvlift_protocol" the same two rows by MVLift's protocol (`mvlift_protocol`). Clips the lifter leaves out are
+    left out of both rows. `clips`: the split's clips when already read (`dataset_clips`).
 
     Raises:
         DatasetError: the split or a clip's held-out 3D is missing, or no clip was lifted.
@@ -102,7 +104,7 @@ def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | Non
     root = Path(data)
     clips = dataset_clips(data, split, limit) if clips is None else clips
     lifted = lifter.lift(clips, progress)
-    preds, bases, trues = [], [], []
+    preds, bases, trues, cams, keypoints = [], [], [], [], []
     for clip in clips:
         pred = lifted.get(clip.name)
         if pred is None:
@@ -116,12 +118,14 @@ def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | Non
         preds.append(pred)
         bases.append(zero_depth(clip.keypoints)[:len(pred)])
         trues.append(camera[:len(pred)])
+        cams.append((K, R, t))
+        keypoints.append(clip.keypoints[:len(pred)])
     if not preds:
         raise DatasetError(f"{data}: no clip of the {split} split could be lifted")
     longest = max(len(p) for p in preds)
 
     def stack(xs):
-        out = torch.zeros(len(xs), longest, 22, 3, dtype=torch.float64)
+        out = torch.zeros(len(xs), longest, 22, xs[0].shape[-1], dtype=torch.float64)
         for i, x in enumerate(xs):
             out[i, :len(x)] = x
             out[i, len(x):] = x[-1]
@@ -130,9 +134,33 @@ def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | Non
     mask = torch.zeros(len(preds), longest, dtype=torch.bool)
     for i, p in enumerate(preds):
         mask[i, :len(p)] = True
-    true = stack(trues)
-    return {"model": lifting_metrics(stack(preds), true, mask, lifter.metric_scale),
-            "zero_depth": lifting_metrics(stack(bases), true, mask), "clips": len(preds)}
+    true, camera = stack(trues), [torch.stack(c).double() for c in zip(*cams)]
+    pred, base, seen = stack(preds), stack(bases), stack(keypoints)
+    return {"model": lifting_metrics(pred, true, mask, lifter.metric_scale),
+            "zero_depth": lifting_metrics(base, true, mask), "clips": len(preds),
+            "mvlift_protocol": {"model": mvlift_protocol(pred, true, mask, camera, seen, lifter.metric_scale),
+                                "zero_depth": mvlift_protocol(base, true, mask, camera, seen)}}
+
+
+def mvlift_protocol(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor, camera, keypoints: torch.Tensor,
+                    metric: bool = False) -> dict[str, float]:
+    """MVLift's figures (`fastmotion.metrics.lifting.mvlift_metrics`: T_root, MPJPE, PA-MPJPE-seq in mm; J_2D in
+    pixels) of lifts pred [N, T, 22, 3] against true [N, T, 22, 3], both in each clip's camera frame (K, R, t:
+    [N, 3, 3], [N, 3, 3], [N, 3]), keypoints [N, T, 22, 2] normalised image coordinates. Both are taken to the world
+    frame (y up) after, unless `metric`, the least-squares scale of each clip's root-relative joints (scaling about
+    the camera centre keeps the projection). J_2D only where every lifted joint is in front of the camera (not
+    for zero depth, whose joints sit at z = 0)."""
+    K, R, t = camera
+    if not metric:
+        m = mask.to(pred.dtype)[..., None, None]
+        rel_p, rel_t = (pred - pred[:, :, :1]) * m, (true - true[:, :, :1]) * m
+        pred = pred * ((rel_p * rel_t).sum((1, 2, 3)) / (rel_p ** 2).sum((1, 2, 3)).clamp_min(1e-12))[:, None, None,
+                                                                                                       None]
+    world = lambda x: (x - t[:, None, None]) @ R[:, None]  # noqa: E731  (x_cam = R x + t)
+    seen = torch.cat([keypoints, torch.ones_like(keypoints[..., :1])], -1) @ K.transpose(-1, -2)[:, None]
+    in_front = bool((pred[..., 2][mask] > 1e-6).all())
+    extra = {"keypoints": seen[..., :2], "K": K, "R": R, "t": t} if in_front else {}
+    return mvlift_metrics(world(pred), world(true), mask, **extra)
 
 
 def _true_camera(root: Path, clip: Clip2D):
