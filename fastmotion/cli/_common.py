@@ -122,3 +122,53 @@ def device_and_json_options(command):
                                 "JSON file.")(command)
     return click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
                         help="Where to run. Default: cuda when a GPU is visible, else cpu.")(command)
+
+
+def mvlift_options(command):
+    """--mvlift-config, --iterations and --mvlift-mode: MVLift's stage-2 settings for `lift` and `eval lift`."""
+    options = [
+        click.option("--mvlift-config", type=click.Choice(["small", "full"]), default=None,
+                     help="With --model mvlift: stage-2 preset, small (400 iterations at lr 1e-2, for a CPU; the "
+                          "default) or full (the paper's 5000 at lr 1e-3)."),
+        click.option("--iterations", type=click.IntRange(min=1), default=None,
+                     help="With --model mvlift: stage-2 iterations per window (default: the preset's)."),
+        click.option("--mvlift-mode", type=click.Choice(["stage2", "stage1", "sds3d"]), default=None,
+                     help="With --model mvlift, the paper's ablations: stage1 (each view sampled alone from view 0's "
+                          "epipolar lines, no joint optimisation), sds3d (3D joints optimised directly by SDS on "
+                          "their projections, without line conditions). Default: stage2, the method."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def lifter_settings(model_kind, mvlift_config, iterations, mvlift_mode, **mdm) -> dict:
+    """The `load_lifter` options of a command's lifting flags; UsageError for MVLift's flags on another model."""
+    given = [f for f, v in (("--mvlift-config", mvlift_config), ("--iterations", iterations),
+                            ("--mvlift-mode", mvlift_mode)) if v is not None]
+    if model_kind != "mvlift":
+        if given:
+            raise click.UsageError(f"{', '.join(given)} only apply to --model mvlift")
+        return mdm if model_kind == "mdm" else {}
+    return {"preset": mvlift_config or "small", **({"iterations": iterations} if iterations else {}),
+            **({"mode": mvlift_mode} if mvlift_mode else {})}
+
+
+def lift_with_progress(lifter, clips, run):
+    """run(progress) under a progress bar on stderr: over clips; for a lifter that counts its iterations (MVLift's
+    `iterations(clips)` and `iteration_progress`), over iterations, with the clips done in its label."""
+    stream = click.get_text_stream("stderr")
+    if not hasattr(lifter, "iterations"):
+        with click.progressbar(length=len(clips), label="lifting", file=stream) as bar:
+            return run(bar.update)
+    done = 0
+    with click.progressbar(length=max(1, lifter.iterations(clips)), label=f"lifting (0/{len(clips)} clips)",
+                           file=stream) as bar:
+        lifter.iteration_progress = bar.update
+
+        def clip_done(n):
+            nonlocal done
+            done += n
+            bar.label = f"lifting ({done}/{len(clips)} clips)"
+
+        return run(clip_done)

@@ -96,9 +96,10 @@ def bench_train(model, preset, batch_size, device, json_path):
               help="Stage-2 iterations per window (time grows linearly with them; the small preset runs 400).")
 @device_and_json_options
 def bench_lift(model, clips, frames, iterations, device, json_path):
-    """Lifting throughput: MVLift's stage 2 batched over clips and views against one clip at a time (clips per
-    minute at the given iterations), and a profile of the batched run by part, with the share of the geometry
-    (epipolar lines, consistency term, 3D recovery).
+    """Lifting throughput: one iteration of MVLift's stage 2, batched over windows and views against one window at a
+    time ("vs torch" reads: against one window at a time), windows per minute at the small preset (its 400
+    iterations, then the 3D recovery), and the parts of an iteration timed alone (denoiser, epipolar lines,
+    consistency term forward and backward) with the share of the geometry.
 
     \b
     Example:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from ._common import DATA_HELP, announce, resolve_device, user_errors
+from ._common import (DATA_HELP, announce, lift_with_progress, lifter_settings, mvlift_options, resolve_device,
+                      user_errors)
 from .sample import generator_from_options, sampling_config, sampling_options
 
 
@@ -22,12 +23,7 @@ def evaluate():
               show_default=True,
               help="mdm: a VideoMDM checkpoint, lifting by guided DDPM sampling (needs the teacher folder); "
                    "mvlift: a `train mvlift` checkpoint, lifting by MVLift's multi-view SDS optimisation.")
-@click.option("--iterations", type=click.IntRange(min=1), default=None,
-              help="With --model mvlift: stage-2 iterations per window (default 400, the small preset).")
-@click.option("--mvlift-mode", type=click.Choice(["stage2", "stage1", "sds3d"]), default="stage2", show_default=True,
-              help="With --model mvlift, the paper's ablations: stage1 (each view sampled alone from view 0's "
-                   "epipolar lines, no joint optimisation), sds3d (3D joints optimised directly by SDS on their "
-                   "projections, without line conditions).")
+@mvlift_options
 @click.option("--teacher", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="With --model mdm: the teacher folder (default: DATA/teacher).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate at most this many clips.")
@@ -36,7 +32,8 @@ def evaluate():
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the figures to this JSON file.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
-def eval_lift(checkpoint, model_kind, iterations, mvlift_mode, teacher, limit, data, split, json_path, device):
+def eval_lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, teacher, limit, data, split, json_path,
+              device):
     """Lifting accuracy against the held-out 3D (eval3d/), beside the 3D-free zero-depth baseline.
 
     N-MPJPE (MPJPE after one scale per clip), PA-MPJPE (per-frame Procrustes with scale), PCK@50/100 mm (after
@@ -53,20 +50,22 @@ def eval_lift(checkpoint, model_kind, iterations, mvlift_mode, teacher, limit, d
 
     with user_errors():
         read = announce(checkpoint)
-        options = {"mdm": {"data": data, "split": split, "teacher": teacher}, "mlrq": {},
-                   "mvlift": {"mode": mvlift_mode, **({"iterations": iterations} if iterations else {})},
-                   }[model_kind]
+        options = lifter_settings(model_kind, mvlift_config, iterations, mvlift_mode, data=data, split=split,
+                                  teacher=teacher)
         lifter = load_lifter(model_kind, checkpoint, resolve_device(device), **options)
         clips = dataset_clips(data, split, limit)
-        with click.progressbar(length=len(clips), label="lifting", file=click.get_text_stream("stderr")) as bar:
-            result = evaluate_lifting(lifter, data, split, progress=bar.update, clips=clips)
+        result = lift_with_progress(
+            lifter, clips, lambda progress: evaluate_lifting(lifter, data, split, progress=progress, clips=clips))
+    for line in getattr(lifter, "skipped", []):
+        click.echo(f"warning: {line}", err=True)
     keys = list(result["model"])
     click.echo(f"{'':>12}" + "".join(f"{k:>10}" for k in keys))
     for name in ("model", "zero_depth"):
         click.echo(f"{name:>12}" + "".join(f"{result[name][k]:>10.1f}" if k in result[name] else f"{'-':>10}"
                                            for k in keys))
     protocol = result["mvlift_protocol"]
-    click.echo("MVLift's protocol (world frame after each clip's scale; T_root, MPJPE, PA-MPJPE-seq in mm, J_2D in px):")
+    click.echo("MVLift's protocol (world frame after each clip's scale; T_root, MPJPE, PA-MPJPE-seq in mm; J_2D "
+               "in px):")
     for name in ("model", "zero_depth"):
         click.echo(f"{name:>12}" + "".join(f"{k:>14} {v:.1f}" for k, v in protocol[name].items()))
     gain = 1 - result["model"]["PA-MPJPE"] / result["zero_depth"]["PA-MPJPE"]
@@ -74,6 +73,8 @@ def eval_lift(checkpoint, model_kind, iterations, mvlift_mode, teacher, limit, d
                "zero-depth baseline")
     if json_path:
         json_path.write_text(json.dumps({**result, "pa_mpjpe_gain": gain, "checkpoint": str(checkpoint),
+                                         "lifter": lifter.name,
+                                         **({"settings": lifter.settings()} if hasattr(lifter, "settings") else {}),
                                          "checkpoint_read": read,
                                          "data": str(data), "split": split}, indent=2) + "\n")
 

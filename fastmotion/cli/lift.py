@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from ._common import announce, resolve_device, user_errors
+from ._common import (announce, lift_with_progress, lifter_settings, mvlift_options, resolve_device,
+                      user_errors)
 
 @click.command("lift")
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -15,8 +16,7 @@ from ._common import announce, resolve_device, user_errors
               help="mdm: VideoMDM's guided lifting (DDPM, each predicted motion projected onto the keypoints' "
                    "camera rays); needs --data with cameras and a teacher folder. mvlift: MVLift's multi-view SDS "
                    "optimisation and 3D recovery with a `train mvlift` checkpoint.")
-@click.option("--iterations", type=click.IntRange(min=1), default=None,
-              help="With --model mvlift: stage-2 iterations per window (default 400, the small preset).")
+@mvlift_options
 @click.option("--teacher", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="With --model mdm: the teacher folder giving each clip's camera in the model's frame "
                    "(default: DATA/teacher).")
@@ -42,8 +42,8 @@ from ._common import announce, resolve_device, user_errors
                                             "--data, the held-out true 3D from eval3d/ when it is there).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Lift at most this many clips of --data.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
-def lift(checkpoint, model_kind, iterations, teacher, data, split, keypoints, layout, track, fps, intrinsics, out, render, limit,
-         device):
+def lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, teacher, data, split, keypoints, layout,
+         track, fps, intrinsics, out, render, limit, device):
     """Lift 2D keypoint sequences to 3D motion with a trained ML-RQ (or a VideoMDM, --model mdm, or MVLift's
     optimisation, --model mvlift).
 
@@ -73,12 +73,12 @@ def lift(checkpoint, model_kind, iterations, teacher, data, split, keypoints, la
         clips = (dataset_clips(data, split, limit) if data is not None else  # the input first: checked up front
                  [read_keypoint_file(keypoints, intrinsics, layout, _track_id(track), fps)])
         announce(checkpoint)
-        options = {"mdm": {"data": data, "split": split, "teacher": teacher}, "mlrq": {"input_check": True},
-                   "mvlift": {"iterations": iterations} if iterations else {}}[model_kind]
-        lifter = load_lifter(model_kind, checkpoint, resolve_device(device), **options)
-        with click.progressbar(length=len(clips), label="lifting", file=click.get_text_stream("stderr")) as bar:
-            lifted = lifter.lift(clips, bar.update)
-    for line in getattr(lifter, "unlike_training", []):
+        options = lifter_settings(model_kind, mvlift_config, iterations, mvlift_mode, data=data, split=split,
+                                  teacher=teacher)
+        lifter = load_lifter(model_kind, checkpoint, resolve_device(device),
+                             **({"input_check": True} if model_kind == "mlrq" else options))
+        lifted = lift_with_progress(lifter, clips, lambda progress: lifter.lift(clips, progress))
+    for line in getattr(lifter, "unlike_training", []) + getattr(lifter, "skipped", []):
         click.echo(f"warning: {line}", err=True)
     out.mkdir(parents=True, exist_ok=True)
     for clip in clips:

@@ -61,11 +61,12 @@ class GaussianDiffusion:
     def sample(self, denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], shape, generator: torch.Generator,
                sampler: str = "ddpm", steps: int | None = None, device="cpu",
                x0_hook: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
-               dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Sample x0 from pure noise. denoise(x_t, t [B]) -> x0_hat. DDIM may use fewer `steps` (evenly spaced)."""
+               dtype: torch.dtype = torch.float32, start: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample x0 from pure noise. denoise(x_t, t [B]) -> x0_hat. DDIM may use fewer `steps` (evenly spaced).
+        start: the initial noise x_T of `shape` (default: drawn from `generator`)."""
         if sampler not in ("ddpm", "ddim"):
             raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
-        x = torch.randn(shape, generator=generator, dtype=dtype).to(device)
+        x = torch.randn(shape, generator=generator, dtype=dtype).to(device) if start is None else start.to(device, dtype)
         if sampler == "ddpm":
             times = list(range(self.steps - 1, -1, -1))
         else:

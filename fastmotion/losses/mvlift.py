@@ -7,6 +7,7 @@ Units: 2D in MVLift's clip normalisation (`fastmotion.models.mvlift.normalise_cl
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -20,11 +21,14 @@ class LineSimulation:
     """Stage 1's simulated epipolar lines (no second view needed): the line through each joint and a virtual
     epipole, the same for the whole clip; with probability `p_ring` the epipole is the image, in the clip's view,
     of another camera on a horizontal ring of `ring_views` cameras at `distance` (the clip's view being one of
-    them), else uniform in [-box, box]^2."""
+    them), else uniform in [-box, box]^2. The ring camera's focal length is drawn log-uniform in `focal` per clip
+    (the paper: 1): the lifter's ring takes the real camera's, about 5 for a person a few metres away, which puts
+    the epipoles of the nearest views beyond a focal-1 ring's."""
     p_ring: float = 0.5
     ring_views: int = 30
     distance: float = 3.0
     box: float = 3.0
+    focal: tuple[float, float] = (1.0, 8.0)
 
 
 def simulate_lines(x0: torch.Tensor, generator: torch.Generator, sim: LineSimulation | None = None):
@@ -35,9 +39,12 @@ def simulate_lines(x0: torch.Tensor, generator: torch.Generator, sim: LineSimula
     centres = torch.cat([cams.centres(), torch.ones(sim.ring_views, 1, dtype=torch.float64)], -1)
     ring = centres[1:] @ multiview.projection_matrices(cams)[0].T  # [V-1, 3]: the others' centres seen by camera 0
     pick = torch.randint(len(ring), (B,), generator=generator)
+    low, high = (math.log(f) for f in sim.focal)
+    focal = torch.exp(low + (high - low) * torch.rand(B, generator=generator, dtype=torch.float64))
+    ring = ring[pick] * torch.stack([focal, focal, torch.ones_like(focal)], -1)  # K = diag(f, f, 1)
     uniform = (torch.rand(B, 2, generator=generator, dtype=torch.float64) * 2 - 1) * sim.box
     use_ring = torch.rand(B, generator=generator) < sim.p_ring
-    epipole = torch.where(use_ring[:, None], ring[pick], torch.cat([uniform, torch.ones(B, 1, dtype=torch.float64)],
+    epipole = torch.where(use_ring[:, None], ring, torch.cat([uniform, torch.ones(B, 1, dtype=torch.float64)],
                                                                   -1))
     return multiview.lines_through(x0.double(), epipole[:, None, None]).to(x0.dtype)
 
@@ -80,7 +87,7 @@ def epipolar_consistency(views: torch.Tensor, F: torch.Tensor, pairs, mask: torc
     Deviation: the paper sums point-line distances both ways. Near an epipole that distance turns with the point
     (its gradient grows as 1 / distance), and on the ring the opposite camera's epipole lies on the body: from zero,
     with a denoiser that returns the true views, the optimisation stalled 0.73 units from them (0.003 with the
-    Sampson error; tests/test_mvlift.py)."""
+    Sampson error; experiments/mvlift/consistency_term.py)."""
     total = views.new_zeros(())
     for i, j in pairs:
         total = total + _masked_mean(multiview.sampson_error(views[i], views[j], F[i, j].to(views.dtype)), mask)
@@ -88,10 +95,10 @@ def epipolar_consistency(views: torch.Tensor, F: torch.Tensor, pairs, mask: torc
 
 
 def consistency_pairs(num_views: int) -> list[tuple[int, int]]:
-    """MVLift's pairs for the consistency term: adjacent views on the ring (1-2, ..., (V-1)-1) and each
-    optimised view with the reference view 0."""
-    adjacent = [(k, k % (num_views - 1) + 1) for k in range(1, num_views)] if num_views > 2 else []
-    return sorted({tuple(sorted(p)) for p in adjacent} | {(0, k) for k in range(1, num_views)})
+    """MVLift's pairs for the consistency term: neighbours on the ring (k, k + 1 mod V) and each optimised view
+    with the reference view 0."""
+    adjacent = {tuple(sorted((k, (k + 1) % num_views))) for k in range(num_views)}
+    return sorted(adjacent | {(0, k) for k in range(1, num_views)})
 
 
 __all__ = [

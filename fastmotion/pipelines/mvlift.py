@@ -3,11 +3,14 @@ under SDS from the frozen stage-1 model and epipolar consistency, then the 3D re
 refinement of the reprojection error), which gives global 3D with its root trajectory.
 
 Everything runs batched over clips and views. Clips are lifted in windows of the stage-1 model's training length,
-each in MVLift's clip normalisation; consecutive windows overlap and are chained by a similarity fit on their
-shared frames (our addition: the paper lifts fixed-length windows).
+each turned so that its first frame's hip centre is on the optical axis, then in MVLift's clip normalisation;
+consecutive windows overlap and are chained by the scale that fits their shared frames (our addition: the paper
+lifts fixed-length windows). Random draws are made per window (seeded by the clip's name and the window's start),
+so a clip lifts the same whichever clips share its batch.
 """
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -17,7 +20,6 @@ from torch.profiler import record_function
 from fastmotion.checkpoint import load_checkpoint
 from fastmotion.diffusion import GaussianDiffusion
 from fastmotion.losses.mvlift import consistency_pairs, epipolar_consistency, sds_loss
-from fastmotion.metrics.lifting import umeyama
 from fastmotion.models.mvlift import LineDenoiser, LineDenoiserConfig, normalise_clips
 from fastmotion.motion import multiview
 from fastmotion.motion.skeleton import SMPL22
@@ -38,7 +40,8 @@ class Stage2Config:
     iterations: int = 5000
     lr: float = 1e-3
     epipolar_weight: float = 1e3  # divided by (views - 2), as in the paper's release
-    line_source: str = "random"  # each view's line condition from a random other view per iteration, or "reference"
+    # each view's line condition: from each other view in turn, one per iteration ("cycle"), or from view 0
+    line_source: str = "cycle"
     refine_iterations: int = 500
     refine_lr: float = 0.01
     overlap: int = 8  # frames shared by consecutive windows of a long clip
@@ -65,8 +68,18 @@ class Stage2Config:
                              f"{self.overlap}")
         if self.mode not in ("stage2", "stage1", "sds3d"):
             raise ValueError(f"mode must be 'stage2', 'stage1' or 'sds3d', got {self.mode!r}")
-        if self.line_source not in ("random", "reference"):
-            raise ValueError(f"line_source must be 'random' or 'reference', got {self.line_source!r}")
+        if self.line_source not in ("cycle", "reference"):
+            raise ValueError(f"line_source must be 'cycle' or 'reference', got {self.line_source!r}")
+        for name in ("iterations", "batch_clips", "sample_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.refine_iterations < 0:
+            raise ValueError(f"refine_iterations must be >= 0, got {self.refine_iterations}")
+        for name in ("lr", "refine_lr", "distance", "epipolar_weight"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.focal is not None and not self.focal > 0:
+            raise ValueError(f"focal must be positive or None (per clip), got {self.focal}")
 
 
 def load_stage1(path, device) -> tuple[LineDenoiser, int]:
@@ -89,17 +102,52 @@ def ring_fundamentals(config: Stage2Config, focal: torch.Tensor) -> torch.Tensor
     return (inverse_k @ F[:, :, None] @ inverse_k)[:, :, :, None, None]
 
 
+class WindowNoise:
+    """The random draws of a batch of windows, one generator per window (seeded by `window_seed`), so that a
+    window's lift does not depend on the windows that share its batch."""
+
+    def __init__(self, seeds: list[int]):
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+
+    @classmethod
+    def of(cls, noise: WindowNoise | torch.Generator, batch: int) -> WindowNoise:
+        """`noise` itself, or per-window generators seeded from one generator."""
+        if isinstance(noise, WindowNoise):
+            if len(noise.generators) != batch:
+                raise ValueError(f"noise has {len(noise.generators)} generators for {batch} windows")
+            return noise
+        return cls(torch.randint(2 ** 62, (batch,), generator=noise).tolist())
+
+    def randn(self, shape, dtype, device) -> torch.Tensor:
+        """[B, *shape] standard normal draws."""
+        return torch.stack([torch.randn(shape, generator=g, dtype=dtype) for g in self.generators]).to(device)
+
+    def randint(self, low: int, high: int, shape, device) -> torch.Tensor:
+        """[B, *shape] integers in [low, high)."""
+        return torch.stack([torch.randint(low, high, shape, generator=g) for g in self.generators]).to(device)
+
+
+def window_seed(seed: int, name: str, start: int) -> int:
+    return (seed * 1_000_003 + zlib.crc32(f"{name}:{start}".encode())) % 2 ** 62
+
+
+def _view_major(x: torch.Tensor) -> torch.Tensor:
+    """[B, V-1, ...] per-window draws -> [(V-1) B, ...], the order of views.reshape((V-1) * B, ...)."""
+    return x.transpose(0, 1).reshape(-1, *x.shape[2:])
+
+
 def optimise_views(model: LineDenoiser, reference: torch.Tensor, mask: torch.Tensor, config: Stage2Config,
-                   generator: torch.Generator, focal: torch.Tensor | None = None,
+                   noise: WindowNoise | torch.Generator, focal: torch.Tensor | None = None,
                    progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """Stage 2: reference [B, T, J, 2] (view 0, normalised), mask [B, T] -> views [V, B, T, J, 2], views 1..V-1
     optimised from zero by Adam under L = L_SDS + epipolar_weight / (V - 2) * L_epi. Each iteration draws
-    t ~ U{1..steps-1} per view and clip and conditions each view on the epipolar lines that another view's current
-    2D induces (detached). focal [B]: the ring cameras' focal length per clip in normalised-2D units (default 1,
-    the paper's; `MVLiftLifter` passes 1 / the clip's normalisation scale, the real camera's). `progress(n)` after
-    every n iterations done."""
+    t ~ U{1..steps-1} per view and window and conditions each view on the epipolar lines that another view's current
+    2D induces (detached; `config.line_source`). focal [B]: the ring cameras' focal length per window in
+    normalised-2D units (default 1, the paper's; `MVLiftLifter` passes the real camera's). `progress(1)` per
+    iteration."""
     V, (B, T, J, _) = config.views, reference.shape
     device, dtype = reference.device, reference.dtype
+    noise = WindowNoise.of(noise, B)
     diffusion = GaussianDiffusion(model.config.diffusion_steps)
     focal = torch.ones(B, device=device) if focal is None else focal.to(device)
     F = ring_fundamentals(config, focal).to(dtype)
@@ -107,22 +155,19 @@ def optimise_views(model: LineDenoiser, reference: torch.Tensor, mask: torch.Ten
     free = torch.zeros(V - 1, B, T, J, 2, device=device, dtype=dtype, requires_grad=True)
     opt = torch.optim.Adam([free], lr=config.lr)
     masks = mask.repeat(V - 1, 1)
-    ticks = max(1, config.iterations // 100)
     for it in range(config.iterations):
         views = torch.cat([reference[None], free])
         with torch.no_grad():
             with record_function("mvlift.lines"):
-                if config.line_source == "reference":
-                    source = torch.zeros(V - 1, dtype=torch.long)
-                else:  # a random other view for each optimised view k (never k itself)
-                    source = (torch.arange(1, V) + torch.randint(1, V, (V - 1,), generator=generator)) % V
-                lines = torch.stack([multiview.epipolar_lines(views[j], F[j, k]) for k, j in
-                                     zip(range(1, V), source.tolist())])
+                shift = 1 + it % (V - 1)  # view k reads view (k + shift) mod V: each other view in turn
+                source = [0 if config.line_source == "reference" else (k + shift) % V for k in range(1, V)]
+                lines = torch.stack([multiview.epipolar_lines(views[j], F[j, k])
+                                     for k, j in zip(range(1, V), source)])
             with record_function("mvlift.denoiser"):
                 x = free.reshape((V - 1) * B, T, J, 2)
-                t = torch.randint(1, diffusion.steps, ((V - 1) * B,), generator=generator).to(device)
-                noise = torch.randn(x.shape, generator=generator, dtype=dtype).to(device)
-                x0_hat = model(diffusion.q_sample(x, t, noise), lines.reshape(*x.shape[:-1], 3), t, masks)
+                t = _view_major(noise.randint(1, diffusion.steps, (V - 1,), device))
+                eps = _view_major(noise.randn((V - 1, T, J, 2), dtype, device))
+                x0_hat = model(diffusion.q_sample(x, t, eps), lines.reshape(*x.shape[:-1], 3), t, masks)
         with record_function("mvlift.consistency"):
             consistency = epipolar_consistency(views, F, pairs, mask)
         with record_function("mvlift.backward"):
@@ -131,8 +176,8 @@ def optimise_views(model: LineDenoiser, reference: torch.Tensor, mask: torch.Ten
             loss.backward()
         with record_function("mvlift.adam"):
             opt.step()
-        if progress and (it + 1) % ticks == 0:
-            progress(ticks)
+        if progress:
+            progress(1)
     return torch.cat([reference[None], free.detach()])
 
 
@@ -153,35 +198,47 @@ def recover_3d(views: torch.Tensor, config: Stage2Config, focal: torch.Tensor | 
 
 
 def sample_views(model: LineDenoiser, reference: torch.Tensor, mask: torch.Tensor, config: Stage2Config,
-                 generator: torch.Generator, focal: torch.Tensor | None = None) -> torch.Tensor:
+                 noise: WindowNoise | torch.Generator, focal: torch.Tensor | None = None,
+                 progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """The "stage 1 alone" ablation: views 1..V-1 [V, B, T, J, 2] each sampled on its own (DDIM, `sample_steps`)
     from the frozen stage-1 model, conditioned on the epipolar lines of the reference view 0; no joint
-    optimisation."""
+    optimisation. `progress(1)` per sampling step."""
     V, (B, T, J, _) = config.views, reference.shape
+    noise = WindowNoise.of(noise, B)
     focal = torch.ones(B, device=reference.device) if focal is None else focal.to(reference.device)
     F = ring_fundamentals(config, focal).to(reference.dtype)
     lines = torch.cat([multiview.epipolar_lines(reference, F[0, k]) for k in range(1, V)])  # [(V-1) B, T, J, 3]
     masks = mask.repeat(V - 1, 1)
     diffusion = GaussianDiffusion(model.config.diffusion_steps)
-    x = diffusion.sample(lambda x_t, t: model(x_t, lines, t, masks), ((V - 1) * B, T, J, 2), generator, "ddim",
-                         config.sample_steps, reference.device, dtype=reference.dtype)
+    start = _view_major(noise.randn((V - 1, T, J, 2), reference.dtype, reference.device))
+
+    def tick(x0, step):
+        if progress:
+            progress(1)
+        return x0
+
+    x = diffusion.sample(lambda x_t, t: model(x_t, lines, t, masks), ((V - 1) * B, T, J, 2), None, "ddim",
+                         config.sample_steps, reference.device, tick, reference.dtype, start)
     return torch.cat([reference[None], x.reshape(V - 1, B, T, J, 2)])
 
 
 def sds_3d(model: LineDenoiser, reference: torch.Tensor, mask: torch.Tensor, config: Stage2Config,
-           generator: torch.Generator, focal: torch.Tensor | None = None) -> torch.Tensor:
+           noise: WindowNoise | torch.Generator, focal: torch.Tensor | None = None,
+           progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The "SDS for 3D without epipolar lines" ablation: joints [B, T, J, 3] (in view 0's camera frame as
-    `recover_3d` returns them) and their views [V, B, T, J, 2], the joints optimised directly from view 0's rays at the ring distance, under SDS on their
-    projections into views 1..V-1 (zero line conditions) plus epipolar_weight x the squared reprojection error in
-    view 0."""
+    `recover_3d` returns them) and their views [V, B, T, J, 2], the joints optimised directly from view 0's rays at
+    the ring distance, under SDS on their projections into views 1..V-1 (zero line conditions, which stage 1 meets
+    only where a joint sits on its epipole) plus epipolar_weight x the squared reprojection error in view 0."""
     V, (B, T, J, _) = config.views, reference.shape
     device, dtype = reference.device, reference.dtype
+    noise = WindowNoise.of(noise, B)
     focal = torch.ones(B, device=device) if focal is None else focal.to(device)
     cams = multiview.ring_cameras(V, config.distance, dtype=torch.float64)
     P = multiview.projection_matrices(cams).to(device, dtype)
+    R0, t0 = cams.R[0].to(device, dtype), cams.t[0].to(device, dtype)
     f = focal.to(dtype).view(1, B, 1, 1, 1)
     rays = torch.cat([reference / f[0], torch.ones_like(reference[..., :1])], -1) * config.distance  # camera 0
-    world = ((rays - cams.t[0].to(device, dtype)) @ cams.R[0].to(device, dtype)).detach().requires_grad_(True)
+    world = ((rays - t0) @ R0).detach().requires_grad_(True)
     opt = torch.optim.Adam([world], lr=config.lr)
     diffusion = GaussianDiffusion(model.config.diffusion_steps)
     masks, m = mask.repeat(V - 1, 1), mask.to(dtype)[..., None, None]
@@ -190,60 +247,62 @@ def sds_3d(model: LineDenoiser, reference: torch.Tensor, mask: torch.Tensor, con
         views = multiview.project(world, P) * f  # [V, B, T, J, 2]
         x = views[1:].reshape((V - 1) * B, T, J, 2)
         with torch.no_grad():
-            t = torch.randint(1, diffusion.steps, ((V - 1) * B,), generator=generator).to(device)
-            noise = torch.randn(x.shape, generator=generator, dtype=dtype).to(device)
-            x0_hat = model(diffusion.q_sample(x, t, noise), no_lines, t, masks)
+            t = _view_major(noise.randint(1, diffusion.steps, (V - 1,), device))
+            eps = _view_major(noise.randn((V - 1, T, J, 2), dtype, device))
+            x0_hat = model(diffusion.q_sample(x, t, eps), no_lines, t, masks)
         reprojection = (((views[0] - reference) ** 2).sum(-1, keepdim=True) * m).sum() / (m.sum() * J)
         loss = sds_loss(x, x0_hat, masks) + config.epipolar_weight / (V - 2) * reprojection
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if progress:
+            progress(1)
     views = (multiview.project(world, P) * f).detach()
-    return world.detach() @ cams.R[0].to(device, dtype).T + cams.t[0].to(device, dtype), views
+    return world.detach() @ R0.T + t0, views
 
 
 def lift_windows(model: LineDenoiser, reference: torch.Tensor, mask: torch.Tensor, config: Stage2Config,
-                 generator: torch.Generator, focal: torch.Tensor | None = None,
-                 progress: Callable[[int], None] | None = None) -> torch.Tensor:
+                 noise: WindowNoise | torch.Generator, focal: torch.Tensor | None = None,
+                 progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised windows reference [B, T, J, 2] -> (joints [B, T, J, 3] in view 0's camera frame, the V views
     [V, B, T, J, 2] behind them) by `config.mode`: stage 2 + 3D recovery, or one of the paper's ablations."""
     if config.mode == "sds3d":
-        return sds_3d(model, reference, mask, config, generator, focal)
-    views = (optimise_views(model, reference, mask, config, generator, focal, progress) if config.mode == "stage2"
-             else sample_views(model, reference, mask, config, generator, focal))
+        return sds_3d(model, reference, mask, config, noise, focal, progress)
+    make = optimise_views if config.mode == "stage2" else sample_views
+    views = make(model, reference, mask, config, noise, focal, progress)
     return recover_3d(views, config, focal), views
 
 
 def windows(frames: int, length: int, overlap: int) -> list[tuple[int, int]]:
-    """[start, end) windows of at most `length` frames covering `frames`, consecutive ones sharing `overlap`
-    frames; the last one ends at `frames` (starting earlier when it would be short)."""
+    """[start, end) windows of at most `length` frames covering `frames`, consecutive ones sharing at least
+    `overlap` frames (1 <= overlap < length); the last one ends at `frames`. Raises ValueError otherwise."""
+    if not 1 <= overlap < length:
+        raise ValueError(f"overlap must be in [1, length={length}), got {overlap}")
     if frames <= length:
         return [(0, frames)]
-    stride = max(1, length - overlap)
-    starts = list(range(0, frames - length + 1, stride))
+    starts = list(range(0, frames - length + 1, length - overlap))
     if starts[-1] + length < frames:
         starts.append(frames - length)
     return [(s, s + length) for s in starts]
 
 
 def chain_windows(pieces: list[torch.Tensor], spans: list[tuple[int, int]], frames: int) -> torch.Tensor:
-    """Window lifts [L_i, J, 3] (each in its own scale and frame), in the order of `windows` -> one clip
-    [frames, J, 3] in the first window's frame: each next window is mapped by the similarity (Umeyama) that best
-    fits its frames shared with the previous window onto them."""
+    """Window lifts [L_i, J, 3], each in the camera frame up to its own scale (about the camera centre), in the order
+    of `windows` -> one clip [frames, J, 3] at the first window's scale: each next window is scaled by the factor
+    that best fits its frames shared with the previous window onto them (least squares). A scale about the camera
+    centre keeps every window on its camera rays."""
     out = torch.zeros(frames, pieces[0].shape[1], 3, dtype=pieces[0].dtype)
     out[:spans[0][1]] = pieces[0]
     for piece, (start, end), (_, previous_end) in zip(pieces[1:], spans[1:], spans[:-1]):
         shared = previous_end - start
-        scale, R, shift = umeyama(piece[:shared].reshape(-1, 3), out[start:previous_end].reshape(-1, 3))
-        out[previous_end:end] = scale * piece[shared:] @ R.T + shift
+        p, q = piece[:shared], out[start:previous_end]
+        out[previous_end:end] = piece[shared:] * (p * q).sum() / (p * p).sum().clamp_min(1e-12)
     return out
 
 
 def toward(centre: torch.Tensor) -> torch.Tensor:
     """The smallest rotations [B, 3, 3] taking the optical axis (0, 0, 1) onto the camera rays through centre
-    [B, 2] (normalised image coordinates). The ring's view 0 looks at the first frame's hip centre; turned by this,
-    its 3D is in the real camera's frame, its projection matching the input up to second order in the centre's
-    offset (MVLift's normalisation drops that offset)."""
+    [B, 2] (normalised image coordinates)."""
     d = torch.nn.functional.normalize(torch.cat([centre, torch.ones_like(centre[:, :1])], -1).double(), dim=-1)
     v = torch.linalg.cross(torch.tensor([0.0, 0.0, 1.0], dtype=d.dtype).expand_as(d), d, dim=-1)
     x, y, z = v.unbind(-1)
@@ -252,53 +311,108 @@ def toward(centre: torch.Tensor) -> torch.Tensor:
     return (torch.eye(3, dtype=d.dtype) + skew + skew @ skew / (1 + d[:, 2])[:, None, None]).to(centre.dtype)
 
 
-class MVLiftLifter(Lifter):
-    """MVLift's optimisation-based lifting (stage 2 + 3D recovery) with a frozen stage-1 model; clips are cut into
-    windows of its training length, optimised `config.batch_clips` windows at a time."""
+def on_axis(keypoints: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """keypoints [B, T, J, 2] (normalised image coordinates) as a camera turned by `toward(centre)` sees them: the
+    point `centre` [B, 2] lands on the optical axis. MVLift's ring looks at the first frame's hip; turning the
+    camera there first (instead of shifting the image) keeps the lift exact for an off-centre subject."""
+    rays = torch.cat([keypoints, torch.ones_like(keypoints[..., :1])], -1) @ toward(centre)[:, None]  # R^T x
+    return rays[..., :2] / rays[..., 2:]
 
-    name = "MVLift (stage 2)"
+
+MIN_FRAMES = 4  # a window shorter than this is no motion to optimise
+
+
+class MVLiftLifter(Lifter):
+    """MVLift's optimisation-based lifting (stage 2 + 3D recovery, or an ablation by `config.mode`) with a frozen
+    stage-1 model; clips are cut into windows of its training length, lifted `config.batch_clips` windows at a time.
+    Clips it cannot lift are listed with the reason in `skipped`; `views` keeps each clip's first window's views."""
+
+    NAMES = {"stage2": "MVLift (stage 2)", "stage1": "MVLift (stage 1 alone)",
+             "sds3d": "MVLift (SDS for 3D, no lines)"}
 
     def __init__(self, model: LineDenoiser, length: int, config: Stage2Config, seed: int = 0):
         self.model, self.length, self.config, self.seed = model, length, config, seed
+        self.name = self.NAMES[config.mode]
+        self.overlap = min(config.overlap, max(1, length // 4))
         self.iteration_progress: Callable[[int], None] | None = None
         self.views: dict[str, torch.Tensor] = {}  # name -> the first window's V views [V, T, J, 2] (normalised 2D)
+        self.skipped: list[str] = []
 
     @classmethod
     def from_checkpoint(cls, path, device="cpu", preset: str = "small", seed: int = 0, **overrides) -> MVLiftLifter:
         model, length = load_stage1(path, device)
         return cls(model, length, Stage2Config(**{**asdict(Stage2Config.preset(preset)), **overrides}), seed)
 
+    def settings(self) -> dict:
+        """What a lift depends on besides the checkpoint (for result files)."""
+        return {**asdict(self.config), "seed": self.seed, "window": self.length, "overlap": self.overlap}
+
+    def _check(self, clip) -> str | None:
+        k = clip.keypoints
+        if k.shape[1] != self.model.config.joints:
+            return f"{k.shape[1]} joints, the checkpoint's model has {self.model.config.joints}"
+        if len(k) < MIN_FRAMES:
+            return f"{len(k)} frames; MVLift needs at least {MIN_FRAMES}"
+        bad = (~torch.isfinite(k).all(-1).all(-1)).nonzero()[:, 0].tolist()
+        if bad:
+            return f"NaN or inf keypoints in frame(s) {', '.join(map(str, bad[:5]))}{' ...' if len(bad) > 5 else ''}"
+        if float((k[0].amax(0) - k[0].amin(0)).max()) <= 0:
+            return "its first frame has all joints at one point"
+        return None
+
+    def plan(self, clips, record: bool = True) -> list[tuple[int, tuple[int, int]]]:
+        """The windows to lift, (clip index, (start, end)), clip by clip; with `record`, the clips that cannot be
+        lifted are listed in `skipped`."""
+        jobs = []
+        for i, clip in enumerate(clips):
+            reason = self._check(clip)
+            if reason:
+                if record:
+                    self.skipped.append(f"{clip.name}: skipped ({reason})")
+                continue
+            jobs += [(i, span) for span in windows(len(clip.keypoints), self.length, self.overlap)]
+        return jobs
+
+    def iterations(self, clips) -> int:
+        """How many times `lift` will call `iteration_progress(1)` for these clips."""
+        batches = -(-len(self.plan(clips, record=False)) // self.config.batch_clips)
+        return batches * (self.config.sample_steps if self.config.mode == "stage1" else self.config.iterations)
+
     def lift(self, clips, progress=None):
         device = next(self.model.parameters()).device
-        jobs = []  # (clip index, span)
-        for i, clip in enumerate(clips):
-            if len(clip.keypoints) < 2:
-                continue  # nothing to normalise a motion by; left out (the caller reports missing clips)
-            jobs += [(i, span) for span in windows(len(clip.keypoints), self.length, self.config.overlap)]
+        jobs = self.plan(clips)
         lifted: dict[int, list] = {}
-        g = torch.Generator().manual_seed(self.seed)
+        remaining = {}
+        for i, _ in jobs:
+            remaining[i] = remaining.get(i, 0) + 1
+        out = {}
         for b in range(0, len(jobs), self.config.batch_clips):
             batch = jobs[b:b + self.config.batch_clips]
             longest = max(e - s for _, (s, e) in batch)
-            x = torch.zeros(len(batch), longest, clips[0].keypoints.shape[1], 2)
+            x = torch.zeros(len(batch), longest, self.model.config.joints, 2)
             mask = torch.zeros(len(batch), longest, dtype=torch.bool)
             for k, (i, (s, e)) in enumerate(batch):
                 x[k, :e - s] = clips[i].keypoints[s:e]
                 x[k, e - s:] = clips[i].keypoints[e - 1]
                 mask[k, :e - s] = True
-            ref, centre, scale = normalise_clips(x, ROOT)
+            hip = x[:, 0, ROOT].clone()
+            ref, _, scale = normalise_clips(on_axis(x, hip), ROOT)
             focal = 1 / scale if self.config.focal is None else torch.full_like(scale, self.config.focal)
-            joints, views = lift_windows(self.model, ref.to(device), mask.to(device), self.config, g, focal,
+            noise = WindowNoise([window_seed(self.seed, clips[i].name, s) for i, (s, _) in batch])
+            joints, views = lift_windows(self.model, ref.to(device), mask.to(device), self.config, noise, focal,
                                          self.iteration_progress)
-            joints = joints.cpu() @ toward(centre).transpose(-1, -2)[:, None]
+            joints = joints.cpu() @ toward(hip).transpose(-1, -2)[:, None]  # back to the real camera's frame
             for k, (i, (s, e)) in enumerate(batch):
                 lifted.setdefault(i, []).append(((s, e), joints[k, :e - s]))
                 if s == 0:
                     self.views[clips[i].name] = views[:, k, :e - s].cpu()
-        out = {}
-        for i, parts in lifted.items():
-            out[clips[i].name] = chain_windows([p for _, p in parts], [span for span, _ in parts],
-                                               len(clips[i].keypoints))
-            if progress:
-                progress(1)
+                remaining[i] -= 1
+                if not remaining[i]:  # the clip's last window: chain and report it
+                    parts = lifted.pop(i)
+                    out[clips[i].name] = chain_windows([p for _, p in parts], [span for span, _ in parts],
+                                                       len(clips[i].keypoints))
+                    if progress:
+                        progress(1)
+        if progress and len(clips) > len(out):
+            progress(len(clips) - len(out))  # the skipped clips
         return out
