@@ -8,7 +8,7 @@ the prior's reconstruction error (standardised features, as in L_rec) of
   zero    the zero-depth motion (the 2D with every joint at the root's depth) turned the same way.
 The gap (zero / true) is what L_rec can teach: a prior that scores both alike cannot tell depth.
 
-    python experiments/real_data/prior_gap.py --prior RUN/last.pt --data DIR2D [--split val] [--views 8]
+    python experiments/real_data/prior_gap.py --prior RUN/last.pt --data DIR2D [--split val] [--views 8] [--continuous]
 """
 from __future__ import annotations
 
@@ -43,11 +43,11 @@ def crops(bank: ClipBank, root: Path, length: int):
 
 
 @torch.no_grad()
-def prior_error(prior, joints2d: torch.Tensor) -> torch.Tensor:
-    """Per-motion reconstruction error [N] of 2D motions [N, L, 22, 2]."""
+def prior_error(prior, joints2d: torch.Tensor, quantise: bool = True) -> torch.Tensor:
+    """Per-motion reconstruction error [N] of 2D motions [N, L, 22, 2], through the codebook or (quantise=False)
+    the encoder's continuous latent, as today's L_rec scores views."""
     x = prior.stats.normalize(motion_features(joints2d))
-    recon, _ = prior(x)
-    return ((recon - x) ** 2).mean((1, 2))
+    return ((prior.reconstruct(x, quantise) - x) ** 2).mean((1, 2))
 
 
 def main() -> None:
@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--length", type=int, default=32)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--continuous", action="store_true",
+                        help="score through the prior's continuous latent (L_rec's default) instead of its codebook")
     args = parser.parse_args()
     prior = load_prior(args.prior, "cpu")
     bank = ClipBank(args.data, args.split)
@@ -68,9 +70,10 @@ def main() -> None:
     seen_true = project_weak_perspective(k3, rotations).flatten(0, 1)
     seen_zero = project_weak_perspective(zero, rotations).flatten(0, 1)
     result = {"clips": len(k2), "views": args.views, "length": args.length,
-              "input": float(prior_error(prior, k2 - k2[:, :1, :1]).mean()),
-              "true_turned": float(prior_error(prior, seen_true).mean()),
-              "zero_turned": float(prior_error(prior, seen_zero).mean())}
+              "path": "continuous latent" if args.continuous else "codebook",
+              "input": float(prior_error(prior, k2 - k2[:, :1, :1], not args.continuous).mean()),
+              "true_turned": float(prior_error(prior, seen_true, not args.continuous).mean()),
+              "zero_turned": float(prior_error(prior, seen_zero, not args.continuous).mean())}
     result["gap"] = result["zero_turned"] / result["true_turned"]
     print(json.dumps(result, indent=2))
     if args.json:
