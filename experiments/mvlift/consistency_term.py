@@ -11,7 +11,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 import fastmotion.pipelines.mvlift as stage2  # noqa: E402
-from fastmotion.losses.mvlift import _masked_mean  # noqa: E402
+from fastmotion.losses.free3d import masked_mean  # noqa: E402
 from fastmotion.motion import multiview  # noqa: E402
 from test_mvlift import Oracle, _ring_scene  # noqa: E402
 
@@ -21,7 +21,7 @@ def point_line_both_ways(views, F, pairs, mask):
     for i, j in pairs:
         for a, b in ((i, j), (j, i)):
             lines = multiview.epipolar_lines(views[a], F[a, b].to(views.dtype))
-            total = total + _masked_mean(multiview.point_line_distance(views[b], lines), mask)
+            total = total + masked_mean(multiview.point_line_distance(views[b], lines), mask)
     return total / (2 * len(pairs))
 
 

@@ -15,6 +15,8 @@ import torch
 from fastmotion.diffusion import GaussianDiffusion
 from fastmotion.motion import multiview
 
+from .free3d import masked_mean
+
 
 @dataclass
 class LineSimulation:
@@ -49,12 +51,6 @@ def simulate_lines(x0: torch.Tensor, generator: torch.Generator, sim: LineSimula
     return multiview.lines_through(x0.double(), epipole[:, None, None]).to(x0.dtype)
 
 
-def _masked_mean(value: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of value [B, T, ...] over real frames (mask [B, T])."""
-    m = mask.to(value.dtype).view(*mask.shape, *([1] * (value.dim() - 2)))
-    return (value * m).sum() / (m.sum() * value[0, 0].numel()).clamp_min(1)
-
-
 def stage1_losses(model, diffusion: GaussianDiffusion, x0: torch.Tensor, mask: torch.Tensor,
                   generator: torch.Generator, sim: LineSimulation | None = None,
                   line_weight: float = 1.0) -> dict[str, torch.Tensor]:
@@ -66,8 +62,8 @@ def stage1_losses(model, diffusion: GaussianDiffusion, x0: torch.Tensor, mask: t
     t = torch.randint(diffusion.steps, (B,), generator=generator).to(x0.device)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
     x0_hat = model(diffusion.q_sample(x0, t, noise), lines.to(x0.device), t, mask)
-    l1 = _masked_mean((x0_hat - x0).abs(), mask)
-    line = _masked_mean(multiview.point_line_distance(x0_hat, lines.to(x0.device)), mask)
+    l1 = masked_mean((x0_hat - x0).abs(), mask)
+    line = masked_mean(multiview.point_line_distance(x0_hat, lines.to(x0.device)), mask)
     return {"l1": l1, "line": line, "loss": l1 + line_weight * line}
 
 
@@ -90,7 +86,7 @@ def epipolar_consistency(views: torch.Tensor, F: torch.Tensor, pairs, mask: torc
     Sampson error; experiments/mvlift/consistency_term.py)."""
     total = views.new_zeros(())
     for i, j in pairs:
-        total = total + _masked_mean(multiview.sampson_error(views[i], views[j], F[i, j].to(views.dtype)), mask)
+        total = total + masked_mean(multiview.sampson_error(views[i], views[j], F[i, j].to(views.dtype)), mask)
     return total / max(1, len(pairs))
 
 

@@ -36,10 +36,10 @@ class MDMConfig:
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal features [B, dim] of integer timesteps."""
+    """Sinusoidal features [..., dim] of integer timesteps or positions t [...] (Vaswani et al. 2017)."""
     half = dim // 2
     freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    angles = t.float()[:, None] * freqs[None]
+    angles = t.float()[..., None] * freqs
     return torch.cat([angles.sin(), angles.cos()], -1)
 
 

@@ -7,12 +7,13 @@ each clip centred on its first frame's hip centre and scaled by its first frame'
 """
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+from .mdm import timestep_embedding
 
 
 @dataclass
@@ -38,14 +39,6 @@ class LineDenoiserConfig:
         raise ValueError(f"config must be 'small' or 'full', got {name!r}")
 
 
-def sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal features [..., dim] of integer positions or timesteps (Vaswani et al. 2017)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=positions.device, dtype=torch.float32) / half)
-    angles = positions.float()[..., None] * freqs
-    return torch.cat([angles.sin(), angles.cos()], -1)
-
-
 class LineDenoiser(nn.Module):
     """x_t [B, T, J, 2], lines [B, T, J, 3], t [B] (diffusion step), mask [B, T] (True on real frames)
     -> x0_hat [B, T, J, 2]. One token per frame (the noisy joints concatenated with their lines), a noise-level
@@ -63,7 +56,7 @@ class LineDenoiser(nn.Module):
             warnings.simplefilter("ignore")
             self.transformer = nn.TransformerEncoder(layer, config.layers)
         self.output = nn.Linear(w, J * 2)
-        self.register_buffer("positions", sinusoid(torch.arange(config.max_frames + 1), w), persistent=False)
+        self.register_buffer("positions", timestep_embedding(torch.arange(config.max_frames + 1), w), persistent=False)
 
     def forward(self, x: torch.Tensor, lines: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None):
         B, T, J, _ = x.shape
@@ -73,7 +66,7 @@ class LineDenoiser(nn.Module):
             raise ValueError(f"lines must be [B, T, J, 3] = {[B, T, J, 3]}, got {list(lines.shape)}")
         if T > self.config.max_frames:
             raise ValueError(f"{T} frames exceed the model's max_frames={self.config.max_frames}")
-        token = self.time(sinusoid(t, self.config.width).to(x.dtype))
+        token = self.time(timestep_embedding(t, self.config.width).to(x.dtype))
         h = self.input(torch.cat([x, lines], -1).reshape(B, T, J * 5))
         h = torch.cat([token[:, None], h], 1) + self.positions[:T + 1].to(h.dtype)
         pad = None if mask is None else torch.cat([mask.new_ones(B, 1), mask], 1).logical_not()
