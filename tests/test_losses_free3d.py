@@ -33,3 +33,21 @@ def test_what_the_detector_did_not_see_carries_no_weight():
     garbage[w == 0] = 1e6  # whatever sits where nothing was seen
     assert weighted_mean(garbage, mask, w) == pytest.approx(float(weighted_mean(values, mask, w)))
     torch.testing.assert_close(weighted_mean(values, mask, torch.ones_like(values)), masked_mean(values, mask))
+
+
+def test_up_from_lift_finds_the_camera_pitch_of_an_upright_body():
+    """A standing body seen by a camera pitched down by 20 degrees: the vertical estimated from the lift's torso is
+    the world's up in that camera, (0, -cos 20, -sin 20), with no roll."""
+    import math
+
+    from fastmotion.losses.free3d import up_from_lift
+    from fastmotion.models.mlrq import motion_features
+    from helpers import synthetic_clip
+
+    joints = synthetic_clip(0, 12).float()  # world, y up
+    e = math.radians(20)
+    R = torch.tensor([[1, 0, 0], [0, -math.cos(e), -math.sin(e)], [0, math.sin(e), -math.cos(e)]])  # y down
+    camera = joints @ R.T
+    up = up_from_lift(motion_features(camera[None]), torch.ones(1, 12, dtype=torch.bool))[0]
+    truth = R @ torch.tensor([0.0, 1.0, 0.0])
+    assert up[0] == 0 and torch.dot(up, truth) > math.cos(math.radians(12))  # the torso leans a little

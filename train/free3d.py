@@ -65,7 +65,7 @@ def prior_run(data, config: MotionVQConfig, batch_size: int, length: int, device
 
 def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: int, device, *, views: int = 4,
              use_rec=True, use_ori=True, use_feat=True, beta: float = 2.0, weights=(1.0, 1.0, 1.0),
-             max_yaw: float = math.pi, rec_quantised: bool = False) -> Run:
+             max_yaw: float = math.pi, rec_quantised: bool = False, up_from: str = "dataset") -> Run:
     bank = ClipBank(data, "train")
     prior = load_prior(prior_path, device)
     model = MLRQ(config)
@@ -73,7 +73,7 @@ def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: 
     model.to(device)
     length = _crop_length(length, model.frame_multiple)
     switches = {"views": views, "use_rec": use_rec, "use_ori": use_ori, "use_feat": use_feat, "beta": beta,
-                "weights": tuple(weights), "max_yaw": max_yaw, "rec_quantised": rec_quantised}
+                "weights": tuple(weights), "max_yaw": max_yaw, "rec_quantised": rec_quantised, "up_from": up_from}
 
     def step(model, step, generator):
         keypoints, mask, up, confidence = bank.batch(batch_size, length, generator)

@@ -141,7 +141,8 @@ class Trainer:
                  **self.run.extra}, indent=2) + "\n")
 
     # Options a run's checkpoint may lack (written before they existed), with the value they had then
-    LEGACY_EXTRA = {"rec_quantised": True, "max_yaw": 3.141592653589793, "weights": [1.0, 1.0, 1.0]}
+    LEGACY_EXTRA = {"rec_quantised": True, "max_yaw": 3.141592653589793, "weights": [1.0, 1.0, 1.0],
+                    "up_from": "dataset"}
 
     def _check_same_run(self, ckpt: Path, saved: dict) -> None:
         """Refuse to resume a run with other options (data, prior, losses) than it was trained with: a resumed

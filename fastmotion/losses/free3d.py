@@ -64,6 +64,21 @@ def vertical_rotations(up: torch.Tensor, views: int, generator: torch.Generator 
     return align @ yaw @ align.transpose(-1, -2)
 
 
+def up_from_lift(f3d: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The vertical [B, 3] in each camera frame estimated from the lift itself, for 2D without a camera pose:
+    the mean pelvis -> neck direction over the real frames (mask [B, T]) of the decoded motion f3d [B, T, 66],
+    its x component dropped (no camera roll assumed), so only the camera's pitch is estimated; detached. The torso
+    leans in many motions, so this is a rough vertical; an experiment (docs/detector-2d.md)."""
+    joints = features_to_joints(f3d.detach(), 3)
+    torso = joints[:, :, SMPL22.index("neck")] - joints[:, :, SMPL22.index("pelvis")]
+    m = mask.to(torso.dtype)[..., None]
+    mean = (torso * m).sum(1) / m.sum(1).clamp_min(1)
+    pitch = torch.stack([torch.zeros_like(mean[:, 0]), mean[:, 1], mean[:, 2]], -1)
+    fallback = pitch.new_tensor(CAMERA_UP).expand_as(pitch)
+    norm = pitch.norm(dim=-1, keepdim=True)
+    return torch.where(norm > 1e-6, pitch / norm.clamp_min(1e-12), fallback)
+
+
 def loss_rec(model: MLRQ, prior: Prior2D, f3d: torch.Tensor, mask: torch.Tensor, up: torch.Tensor, views: int,
              generator: torch.Generator | None = None, *, max_yaw: float = math.pi,
              quantised: bool = False) -> torch.Tensor:
@@ -107,11 +122,16 @@ def loss_feature(model: MLRQ, f3d: torch.Tensor, latent: torch.Tensor, mask: tor
 def mlrq_losses(model: MLRQ, prior: Prior2D, x: torch.Tensor, mask: torch.Tensor, up: torch.Tensor, *, views: int = 4,
                 weights=(1.0, 1.0, 1.0), beta: float = 2.0, use_rec=True, use_ori=True, use_feat=True,
                 max_yaw: float = math.pi, rec_quantised: bool = False, feature_weight: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                generator: torch.Generator | None = None, up_from: str = "dataset") -> dict[str, torch.Tensor]:
     """Every term and the total: L_2D + l1 L_rec + l2 L_ori + l3 L_feat + beta * commitment (section 4).
-    x: standardised 2D features [B, T, 44]; mask [B, T]; up [B, 3]: the vertical in each camera frame;
-    weights: (l1, l2, l3); max_yaw, rec_quantised: see `loss_rec`; feature_weight: see `loss_2d`."""
+    x: standardised 2D features [B, T, 44]; mask [B, T]; up [B, 3]: the vertical in each camera frame (up_from
+    "dataset"), or up_from "lift": estimated from the lift (`up_from_lift`; an experiment for 2D without camera
+    poses); weights: (l1, l2, l3); max_yaw, rec_quantised: see `loss_rec`; feature_weight: see `loss_2d`."""
+    if up_from not in ("dataset", "lift"):
+        raise ValueError(f"up_from must be 'dataset' or 'lift', got {up_from!r}")
     f3d, latent, q = model.lift(x)
+    if up_from == "lift":
+        up = up_from_lift(f3d, mask)
     out = {"l2d": loss_2d(model, f3d, x, mask, feature_weight), "commit": q.commitment}
     if use_rec:
         out["rec"] = loss_rec(model, prior, f3d, mask, up, views, generator, max_yaw=max_yaw,
