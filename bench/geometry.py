@@ -1,6 +1,7 @@
 """Geometry ops benchmark at training sizes: project_weak_perspective (B=256, T=196, J=22, V=8 views),
-reprojection_loss and ray_project (B=64, T=196, J=22); forward and forward+backward (gradient to the points),
-float32, every implemented backend against the torch reference.
+reprojection_loss and ray_project (B=64, T=196, J=22), sampson_consistency (MVLift stage 2: B=64 windows,
+T=196, J=22, V=6 ring views, its 9 view pairs, one F per window); forward and forward+backward (gradient to the
+points or views), float32, every implemented backend against the torch reference.
 
 "GB/s" is the bytes the op must move at the least (inputs read once, outputs written once) over the time;
 on a GPU "% peak" relates it to the device's peak memory bandwidth (2 x memory clock x bus width).
@@ -8,16 +9,24 @@ on a GPU "% peak" relates it to the device's peak memory bandwidth (2 x memory c
 from __future__ import annotations
 
 import torch
-
 from fastmotion.bench.harness import Row, peak_extra_bytes, time_cases
-from fastmotion.ops import backends, project_weak_perspective, ray_project, reprojection_loss, sample_view_rotations
+
+from fastmotion.ops import (
+    backends,
+    project_weak_perspective,
+    ray_project,
+    reprojection_loss,
+    sample_view_rotations,
+    sampson_consistency,
+)
 from fastmotion.ops.geometry import IMPLEMENTED
 
 PROJECTION = dict(B=256, T=196, J=22, V=8)
 CAMERA_OPS = dict(B=64, T=196, J=22)
-OPS = ("project_weak_perspective", "reprojection_loss", "ray_project")
+EPIPOLAR = dict(B=64, T=196, J=22, V=6, P=9)
+OPS = ("project_weak_perspective", "reprojection_loss", "ray_project", "sampson_consistency")
 MODES = ("fwd", "fwd+bwd")
-META = {"dtype": "float32", "projection": PROJECTION, "loss_and_ray": CAMERA_OPS}
+META = {"dtype": "float32", "projection": PROJECTION, "loss_and_ray": CAMERA_OPS, "sampson": EPIPOLAR}
 
 
 def _camera_inputs(device):
@@ -32,8 +41,30 @@ def _camera_inputs(device):
     return [x.to(device) for x in (points, keypoints, K, R, t)]
 
 
+def _epipolar_inputs(device):
+    """Noisy views of random 3D points on MVLift's ring, the ring's pairs and one F per window (focal 0.5-2)."""
+    from fastmotion.losses.mvlift import consistency_pairs
+    from fastmotion.motion import multiview
+
+    g = torch.Generator().manual_seed(0)
+    B, T, J, V = (EPIPOLAR[k] for k in "BTJV")
+    P = multiview.projection_matrices(multiview.ring_cameras(V, 3.0, dtype=torch.float64))
+    views = multiview.project(torch.randn(B, T, J, 3, generator=g, dtype=torch.float64) * 0.4, P)
+    pairs = consistency_pairs(V)
+    focal = torch.rand(B, generator=g, dtype=torch.float64) * 1.5 + 0.5
+    k = torch.diag_embed(torch.stack([1 / focal, 1 / focal, torch.ones_like(focal)], -1))
+    F = multiview.fundamental_matrices(P)
+    per_window = torch.stack([k @ F[i, j] @ k for i, j in pairs])  # [P, B, 3, 3]
+    views = (views * focal.view(1, B, 1, 1, 1) + 0.01 * torch.randn(views.shape, generator=g, dtype=torch.float64))
+    return views.float().to(device), per_window.float().to(device), pairs
+
+
 def min_bytes(op: str, mode: str) -> int:
     """Bytes that must move: inputs read once and outputs written once (backward: grad in, grad out)."""
+    if op == "sampson_consistency":  # views and one F per window and pair in; backward: views' gradient out
+        views = EPIPOLAR["V"] * EPIPOLAR["B"] * EPIPOLAR["T"] * EPIPOLAR["J"] * 2
+        fwd = (views + EPIPOLAR["P"] * EPIPOLAR["B"] * 9) * 4
+        return fwd if mode == "fwd" else fwd * 2 + views * 4
     if op == "project_weak_perspective":
         points = PROJECTION["B"] * PROJECTION["T"] * PROJECTION["J"] * 3
         out = points // 3 * 2 * PROJECTION["V"]
@@ -56,6 +87,11 @@ def make_case(op: str, mode: str, backend: str, device: str):
 
         def forward(p):
             return project_weak_perspective(p, rotations, backend=backend)
+    elif op == "sampson_consistency":
+        points, F, pairs = _epipolar_inputs(device)
+
+        def forward(views):
+            return sampson_consistency(views, F, pairs, backend=backend)
     else:
         points, keypoints, K, R, t = _camera_inputs(device)
         fn = reprojection_loss if op == "reprojection_loss" else ray_project

@@ -4,6 +4,7 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "epipolar/sampson.h"
 #include "geometry/geometry.h"
 #include "rvq_search/rvq_search.h"
 
@@ -19,6 +20,8 @@ TORCH_LIBRARY(fastmotion, m) {
   m.def("reprojection_terms_backward(Tensor grad_terms, Tensor points, Tensor keypoints, Tensor K, Tensor R, "
         "Tensor t, Tensor? weights, Tensor? mask, bool depth_weighted, float min_depth, bool velocity, "
         "bool detach_depth) -> Tensor");
+  m.def("sampson_terms(Tensor views, Tensor F, int[] pairs, Tensor? mask) -> Tensor");
+  m.def("sampson_terms_backward(Tensor grad_terms, Tensor views, Tensor F, int[] pairs, Tensor? mask) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
@@ -29,6 +32,8 @@ TORCH_LIBRARY_IMPL(fastmotion, CPU, m) {
   m.impl("ray_project_backward", &fastmotion::ray_project_backward_cpu);
   m.impl("reprojection_terms", &fastmotion::reprojection_terms_cpu);
   m.impl("reprojection_terms_backward", &fastmotion::reprojection_terms_backward_cpu);
+  m.impl("sampson_terms", &fastmotion::sampson_terms_cpu);
+  m.impl("sampson_terms_backward", &fastmotion::sampson_terms_backward_cpu);
 }
 
 #ifdef FASTMOTION_WITH_CUDA
@@ -40,6 +45,8 @@ TORCH_LIBRARY_IMPL(fastmotion, CUDA, m) {
   m.impl("ray_project_backward", &fastmotion::ray_project_backward_cuda);
   m.impl("reprojection_terms", &fastmotion::reprojection_terms_cuda);
   m.impl("reprojection_terms_backward", &fastmotion::reprojection_terms_backward_cuda);
+  m.impl("sampson_terms", &fastmotion::sampson_terms_cuda);
+  m.impl("sampson_terms_backward", &fastmotion::sampson_terms_backward_cuda);
 }
 #endif
 

@@ -8,13 +8,14 @@ are the public ops' checks.
 Importing this package needs triton; fastmotion.ops imports it lazily and reports why when it cannot.
 Run on CPU tensors with TRITON_INTERPRET=1 (slow: tests use small shapes).
 """
-from . import geometry
+from . import epipolar, geometry
+from .epipolar import sampson_terms, sampson_terms_backward
 from .geometry import (project_weak_perspective, project_weak_perspective_backward, ray_project,
                        ray_project_backward, reprojection_terms, reprojection_terms_backward)
 from .rvq import rvq_search_triton
 
 rvq_search = rvq_search_triton  # the compiled op's name
 
-__all__ = ["geometry", "project_weak_perspective", "project_weak_perspective_backward", "ray_project",
+__all__ = ["epipolar", "geometry", "project_weak_perspective", "project_weak_perspective_backward", "ray_project",
            "ray_project_backward", "reprojection_terms", "reprojection_terms_backward", "rvq_search",
-           "rvq_search_triton"]
+           "rvq_search_triton", "sampson_terms", "sampson_terms_backward"]

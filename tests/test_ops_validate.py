@@ -12,6 +12,7 @@ import torch
 
 import fastmotion.ops as ops
 from fastmotion.ops import _backends, _validate, backends, reference
+from fastmotion.ops import epipolar as epipolar_module
 from fastmotion.ops import geometry as geometry_module
 from fastmotion.ops import rvq as rvq_module
 
@@ -39,7 +40,13 @@ def public_inputs():
         "reprojection_loss": dict(points=points, keypoints=keypoints, mask=torch.ones(B, T, J, dtype=torch.bool),
                                   K=K, R=R, t=t, weights=torch.ones(J, dtype=F64)),
         "ray_project": dict(points=points, keypoints=keypoints, K=K, R=R, t=t),
+        "sampson_consistency": dict(views=torch.randn(V, B, T, J, 2, dtype=F64), F=torch.randn(2, B, 3, 3, dtype=F64),
+                                    mask=torch.ones(B, T, dtype=torch.bool)),
     }
+
+
+PAIRS = [(0, 1), (1, 2)]  # the non-tensor argument sampson_consistency needs
+DEFAULTS = {"sampson_consistency": dict(pairs=PAIRS)}
 
 
 NAN, INF = float("nan"), float("inf")
@@ -52,6 +59,10 @@ SCALAR_CASES = {
     "reprojection_loss": [("min_depth", "0.1", TypeError), ("min_depth", NAN, ValueError),
                           ("reduction", "max", ValueError), ("velocity", True, ValueError)],  # velocity: with T=1
     "ray_project": [],
+    "sampson_consistency": [("pairs", torch.tensor(PAIRS), TypeError), ("pairs", [(0, 1), (1, 3)], ValueError),
+                            ("pairs", [(0, 1), (1, 1)], ValueError), ("pairs", [(0, 1)], ValueError),
+                            ("pairs", [(0, 1), (1, 2.0)], TypeError), ("pairs", [(0, 1), (1, -1)], ValueError),
+                            ("reduction", "max", ValueError)],
     "sample_view_rotations": [("num_views", 2.5, TypeError), ("num_views", -1, ValueError), ("batch", "2", TypeError),
                               ("batch", -1, ValueError), ("max_pitch", "x", TypeError), ("max_roll", NAN, ValueError),
                               ("max_yaw", INF, ValueError), ("generator", 7, TypeError),
@@ -65,7 +76,7 @@ TENSOR_CASES = [(op, arg) for op, inputs in public_inputs().items() for arg in i
 def _call(op, inputs, **extra):
     if op == "sample_view_rotations":
         return ops.sample_view_rotations(**{"num_views": 2, "batch": 3, **extra})
-    return getattr(ops, op)(**{**inputs, **extra})
+    return getattr(ops, op)(**{**DEFAULTS.get(op, {}), **inputs, **extra})
 
 
 def wrong_shape(value):
@@ -150,6 +161,7 @@ def test_metadata_checks_read_no_data():
     _validate.project_weak_perspective(**meta["project_weak_perspective"])
     _validate.reprojection_loss(**meta["reprojection_loss"], velocity=True, min_depth=0.1, reduction="mean")
     _validate.ray_project(**meta["ray_project"])
+    _validate.sampson_consistency(**meta["sampson_consistency"], pairs=PAIRS, reduction="mean")
 
 
 # ---- the Triton entry points --------------------------------------------------------------------------------------
@@ -164,6 +176,9 @@ def kernel_inputs(kernels, device):
                  mask=torch.ones(B, T, J, dtype=torch.bool, device=device))
     flags = dict(depth_weighted=True, min_depth=0.1, velocity=False)
     flat = dict(points=points.reshape(B, -1, 3), keypoints=keypoints.reshape(B, -1, 2))
+    epipolar = dict(views=torch.randn(V, B, T * J, 2, dtype=F64, device=device),
+                    F=torch.randn(2, B, 3, 3, dtype=F64, device=device),
+                    mask=torch.ones(B, T * J, dtype=torch.bool, device=device))
     return {
         "rvq_search": (kernels.rvq_search, dict(x=torch.randn(5, 6, dtype=F64, device=device),
                                                 codebooks=torch.randn(2, 4, 6, dtype=F64, device=device)),
@@ -184,6 +199,10 @@ def kernel_inputs(kernels, device):
         "ray_project_backward": (kernels.ray_project_backward,
                                  dict(grad_out=torch.ones(B, T * J, 3, dtype=F64, device=device),
                                       keypoints=flat["keypoints"], K=K, R=R), {}),
+        "sampson_terms": (kernels.sampson_terms, epipolar, dict(pairs=[0, 1, 1, 2])),
+        "sampson_terms_backward": (kernels.sampson_terms_backward,
+                                   dict(epipolar, grad_terms=torch.ones(2, B, T * J, dtype=F64, device=device)),
+                                   dict(pairs=[0, 1, 1, 2])),
     }
 
 
@@ -247,8 +266,8 @@ def test_triton_entry_point_takes_valid_inputs(triton_kernels, entry):
     fn, tensors, other = kernel_inputs(triton_kernels, DEVICE)[entry]
     out = fn(**tensors, **other)
     assert out is not None
-    optional = {"weights": None, "mask": None}
-    if "mask" in tensors:
+    optional = {name: None for name in ("weights", "mask") if name in tensors}
+    if optional:
         fn(**{**tensors, **optional}, **other)
 
 
@@ -355,7 +374,7 @@ def test_ops_run_the_backend_resolve_picks(op, monkeypatch):
         used.append(backend)
         return _backends.kernels(backend)
 
-    for module in (rvq_module, geometry_module):
+    for module in (rvq_module, geometry_module, epipolar_module):
         monkeypatch.setattr(module, "kernels", spy)
     _call(op, inputs)
     assert set(used) == ({"cpp"} if expected == "cpp" else set())

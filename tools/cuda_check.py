@@ -29,8 +29,9 @@ def main() -> int:
     if not module.with_cuda:
         print("cuda-check: FAILED, the library was built without CUDA kernels", file=sys.stderr)
         return 1
-    ops = ("rvq_search", "project_weak_perspective", "project_weak_perspective_backward", "ray_project",
-           "ray_project_backward", "reprojection_terms", "reprojection_terms_backward")
+    from fastmotion.ops._backends import OPS
+
+    ops = sorted({name for spec in OPS.values() if "cuda" in spec.implemented for name in spec.entry_points})
     missing = [op for op in ops
                if not torch._C._dispatch_has_kernel_for_dispatch_key(f"fastmotion::{op}", "CUDA")]
     if missing:

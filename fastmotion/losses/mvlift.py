@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fastmotion import ops
 from fastmotion.diffusion import GaussianDiffusion
 from fastmotion.motion import multiview
 
@@ -76,18 +77,20 @@ def sds_loss(x: torch.Tensor, x0_hat: torch.Tensor, mask: torch.Tensor) -> torch
 
 
 def epipolar_consistency(views: torch.Tensor, F: torch.Tensor, pairs, mask: torch.Tensor) -> torch.Tensor:
-    """Mean Sampson error (`fastmotion.motion.multiview.sampson_error`) of views [V, B, T, J, 2] over the given
-    (i, j) view pairs and the real frames (mask [B, T]); F [V, V, 3, 3], F[i, j] mapping view i's points to lines
-    in view j. MVLift stage 2's multi-view consistency term (its weight, 1e3 / (K - 2), is the caller's).
+    """Mean Sampson error of views [V, B, T, J, 2] over the given (i, j) view pairs and the real frames (mask
+    [B, T], bool or 0/1); F [V, V, B, 1, 1, 3, 3] (`pipelines.mvlift.ring_fundamentals`) or [V, V, 3, 3], F[i, j]
+    mapping view i's points to lines in view j. MVLift stage 2's multi-view consistency term (its weight,
+    1e3 / (K - 2), is the caller's), computed by the fused op `fastmotion.ops.sampson_consistency`.
 
     Deviation: the paper sums point-line distances both ways. Near an epipole that distance turns with the point
     (its gradient grows as 1 / distance), and on the ring the opposite camera's epipole lies on the body: from zero,
     with a denoiser that returns the true views, the optimisation stalled 0.78 units from them (0.004 with the
     Sampson error; experiments/mvlift/consistency_term.py)."""
-    total = views.new_zeros(())
-    for i, j in pairs:
-        total = total + masked_mean(multiview.sampson_error(views[i], views[j], F[i, j].to(views.dtype)), mask)
-    return total / max(1, len(pairs))
+    if not pairs:
+        return views.new_zeros(())
+    per_pair = torch.stack([F[i, j] for i, j in pairs]).to(views.dtype).reshape(len(pairs), -1, 3, 3)
+    per_pair = per_pair[:, 0] if per_pair.shape[1] == 1 else per_pair  # one F per pair, shared by the batch
+    return ops.sampson_consistency(views, per_pair, list(pairs), mask if mask.dtype == torch.bool else mask > 0)
 
 
 def consistency_pairs(num_views: int) -> list[tuple[int, int]]:

@@ -3,8 +3,9 @@
 
 `backends()` tells which backends run here and why the others do not."""
 from ._backends import BACKENDS, BackendStatus, backends
+from .epipolar import sampson_consistency
 from .geometry import project_weak_perspective, ray_project, reprojection_loss, sample_view_rotations
 from .rvq import rvq_search
 
 __all__ = ["BACKENDS", "BackendStatus", "backends", "project_weak_perspective", "ray_project", "reprojection_loss",
-           "rvq_search", "sample_view_rotations"]
+           "rvq_search", "sample_view_rotations", "sampson_consistency"]

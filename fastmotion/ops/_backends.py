@@ -39,6 +39,8 @@ OPS = {
     "reprojection_loss": OpBackends(BACKENDS, ("cuda", "triton", "torch"),
                                     ("reprojection_terms", "reprojection_terms_backward")),
     "ray_project": OpBackends(BACKENDS, ("cuda", "triton", "torch"), ("ray_project", "ray_project_backward")),
+    "sampson_consistency": OpBackends(BACKENDS, ("cuda", "triton", "torch"),
+                                      ("sampson_terms", "sampson_terms_backward")),
 }
 CPU_ORDER = ("cpp", "torch")
 IMPLEMENTED = {op: spec.implemented for op, spec in OPS.items()}

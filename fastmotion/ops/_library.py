@@ -44,3 +44,11 @@ def register_fake_kernels() -> None:
     def _terms_backward_fake(grad_terms, points, keypoints, K, R, t, weights, mask, depth_weighted, min_depth,
                              velocity, detach_depth):
         return torch.empty_like(points)
+
+    @torch.library.register_fake("fastmotion::sampson_terms")
+    def _sampson_fake(views, F, pairs, mask):
+        return views.new_empty((F.shape[0], views.shape[1], views.shape[2]))
+
+    @torch.library.register_fake("fastmotion::sampson_terms_backward")
+    def _sampson_backward_fake(grad_terms, views, F, pairs, mask):
+        return torch.empty_like(views)

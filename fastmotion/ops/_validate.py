@@ -215,6 +215,41 @@ def ray_project(points, keypoints, K, R, t) -> None:
     camera(op, K, R, t, dims, like)
 
 
+MAX_SAMPSON_PAIRS = 128  # the compiled kernels take the pairs by value (csrc/epipolar/sampson.h)
+
+
+def sampson_consistency(views, F, pairs, mask, reduction) -> tuple:
+    """views [V, B, T, J, 2]; F [P, B, 3, 3] or [P, 3, 3] like the views; pairs P (i, j) Python ints in [0, V)
+    with i != j, P <= MAX_SAMPSON_PAIRS; mask None or bool [B, T] or [B, T, J]; reduction 'mean' | 'sum' | 'none'.
+    Returns the pairs flattened (i0, j0, i1, j1, ...)."""
+    op, dims = "sampson_consistency", {}
+    tensor(op, "views", views, "[V, B, T, J, 2]", dims)
+    like = ("views", views)
+    tensor(op, "F", F, "[P, B, 3, 3] or [P, 3, 3]", dims, like)
+    if mask is not None:
+        tensor(op, "mask", mask, "[B, T] or [B, T, J]", dims, like, dtypes=(torch.bool,))
+    choice(op, "reduction", reduction, ("mean", "sum", "none"))
+    if isinstance(pairs, torch.Tensor) or not isinstance(pairs, (list, tuple)):
+        raise TypeError(f"{op}: pairs must be a list of (i, j) view indices (Python ints: a tensor would cost a "
+                        f"host sync), got {type(pairs).__name__}")
+    flat = []
+    for pair in pairs:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"{op}: pairs must hold (i, j) view index pairs, got {pair!r}")
+        for v in pair:
+            integer(op, "pairs", v)
+            if v >= views.shape[0]:
+                raise ValueError(f"{op}: pairs names view {v} but views has V={views.shape[0]}")
+        if pair[0] == pair[1]:
+            raise ValueError(f"{op}: pairs must join two different views, got {tuple(pair)}")
+        flat += [int(pair[0]), int(pair[1])]
+    if len(pairs) != F.shape[0]:
+        raise ValueError(f"{op}: pairs has {len(pairs)} pairs but F has P={F.shape[0]}")
+    if len(pairs) > MAX_SAMPSON_PAIRS:
+        raise ValueError(f"{op}: at most {MAX_SAMPSON_PAIRS} pairs per call, got {len(pairs)}")
+    return tuple(flat)
+
+
 def sample_view_rotations(num_views, batch, max_pitch, max_roll, max_yaw, generator, dtype) -> None:
     """num_views, batch (or None) ints >= 0; the angle bounds finite numbers; a torch.Generator or None; a float
     dtype."""

@@ -200,3 +200,30 @@ def sample_view_rotations(num_views: int, batch: int | None = None, *, max_pitch
 
     rotations = rot("z", roll) @ rot("x", pitch) @ rot("y", yaw)
     return rotations.to(dtype=dtype, device=device)
+
+
+def sampson_consistency(views, F, pairs, mask=None, reduction="mean"):
+    """MVLift stage 2's multi-view epipolar consistency: the Sampson error (Hartley & Zisserman section 11.4.3,
+    eq. 11.9; `fastmotion.motion.multiview.sampson_error`) of the matched joints of each view pair.
+
+    views [V, B, T, J, 2] (image units); F [P, B, 3, 3] or [P, 3, 3], F[p] mapping view pairs[p][0]'s points to
+    lines in view pairs[p][1] (a constant: no gradient); pairs: P (i, j) view indices; mask None or bool [B, T] /
+    [B, T, J] (False: the joint is ignored, its views may hold anything, NaN included). Returns terms [P, B, T, J]
+    (reduction "none", zero where masked), their "sum", or the "mean" over the unmasked joints and the pairs (the
+    mean of each pair's masked mean). Differentiable in views.
+    """
+    from fastmotion.motion.multiview import sampson_error
+
+    _, B, T, J, _ = views.shape
+    valid = views.new_ones((B, T, J), dtype=torch.bool) if mask is None else mask.expand(B, T, J) if mask.dim() == 3 \
+        else mask[..., None].expand(B, T, J)
+    safe = torch.where(valid[..., None], views, torch.zeros_like(views))  # no NaN reaches a value or a gradient
+    F = (F if F.dim() == 4 else F[:, None]).detach().expand(len(pairs), B, 3, 3)[:, :, None, None]
+    terms = torch.stack([sampson_error(safe[i], safe[j], F[p]) for p, (i, j) in enumerate(pairs)]) if pairs else \
+        views.new_zeros((0, B, T, J))
+    terms = torch.where(valid, terms, torch.zeros_like(terms))
+    if reduction == "none":
+        return terms
+    if reduction == "sum":
+        return terms.sum()
+    return terms.sum() / (valid.sum() * len(pairs)).clamp_min(1)
