@@ -51,6 +51,9 @@ class Stage2Config:
     # into views 1..V-1 without line conditions, the reprojection error in view 0)
     mode: str = "stage2"
     sample_steps: int = 50  # DDIM steps of mode "stage1"
+    # where stage 2's views 1..V-1 start: "zero" (the paper) or "stage1" (the stage-1 samples, DDIM from the lines
+    # view 0 induces: our option; SDS then refines views that already agree with view 0)
+    init: str = "zero"
 
     @classmethod
     def preset(cls, name: str) -> Stage2Config:
@@ -68,6 +71,8 @@ class Stage2Config:
                              f"{self.overlap}")
         if self.mode not in ("stage2", "stage1", "sds3d"):
             raise ValueError(f"mode must be 'stage2', 'stage1' or 'sds3d', got {self.mode!r}")
+        if self.init not in ("zero", "stage1"):
+            raise ValueError(f"init must be 'zero' or 'stage1', got {self.init!r}")
         if self.line_source not in ("cycle", "reference"):
             raise ValueError(f"line_source must be 'cycle' or 'reference', got {self.line_source!r}")
         for name in ("iterations", "batch_clips", "sample_steps"):
@@ -138,9 +143,9 @@ def _view_major(x: torch.Tensor) -> torch.Tensor:
 
 def optimise_views(model: LineDenoiser, reference: torch.Tensor, mask: torch.Tensor, config: Stage2Config,
                    noise: WindowNoise | torch.Generator, focal: torch.Tensor | None = None,
-                   progress: Callable[[int], None] | None = None) -> torch.Tensor:
+                   progress: Callable[[int], None] | None = None, start: torch.Tensor | None = None) -> torch.Tensor:
     """Stage 2: reference [B, T, J, 2] (view 0, normalised), mask [B, T] -> views [V, B, T, J, 2], views 1..V-1
-    optimised from zero by Adam under L = L_SDS + epipolar_weight / (V - 2) * L_epi. Each iteration draws
+    optimised from zero (or from `start` [V - 1, B, T, J, 2]) by Adam under L = L_SDS + epipolar_weight / (V - 2) * L_epi. Each iteration draws
     t ~ U{1..steps-1} per view and window and conditions each view on the epipolar lines that another view's current
     2D induces (detached; `config.line_source`). focal [B]: the ring cameras' focal length per window in
     normalised-2D units (default 1, the paper's; `MVLiftLifter` passes the real camera's). `progress(1)` per
@@ -152,7 +157,8 @@ def optimise_views(model: LineDenoiser, reference: torch.Tensor, mask: torch.Ten
     focal = torch.ones(B, device=device) if focal is None else focal.to(device)
     F = ring_fundamentals(config, focal).to(dtype)
     pairs = consistency_pairs(V)
-    free = torch.zeros(V - 1, B, T, J, 2, device=device, dtype=dtype, requires_grad=True)
+    free = (torch.zeros(V - 1, B, T, J, 2, device=device, dtype=dtype) if start is None else
+            start.detach().to(device, dtype).clone()).requires_grad_(True)
     opt = torch.optim.Adam([free], lr=config.lr)
     masks = mask.repeat(V - 1, 1)
     for it in range(config.iterations):
@@ -268,8 +274,11 @@ def lift_windows(model: LineDenoiser, reference: torch.Tensor, mask: torch.Tenso
     [V, B, T, J, 2] behind them) by `config.mode`: stage 2 + 3D recovery, or one of the paper's ablations."""
     if config.mode == "sds3d":
         return sds_3d(model, reference, mask, config, noise, focal, progress)
-    make = optimise_views if config.mode == "stage2" else sample_views
-    views = make(model, reference, mask, config, noise, focal, progress)
+    if config.mode == "stage2":
+        start = sample_views(model, reference, mask, config, noise, focal)[1:] if config.init == "stage1" else None
+        views = optimise_views(model, reference, mask, config, noise, focal, progress, start)
+    else:
+        views = sample_views(model, reference, mask, config, noise, focal, progress)
     return recover_3d(views, config, focal), views
 
 
