@@ -60,7 +60,8 @@ def run(device: str = "cpu", clips: int = 16, frames: int = 32, iterations: int 
     diffusion = GaussianDiffusion(model.config.diffusion_steps)
 
     def lines():
-        return torch.stack([multiview.epipolar_lines(views[(k + 1) % V], F[(k + 1) % V, k]) for k in range(1, V)])
+        source = [(k + 1) % V for k in range(1, V)]
+        return multiview.epipolar_lines(views[source], F[source, list(range(1, V))])
 
     lines_now = lines().reshape(*x.shape[:-1], 3)
 

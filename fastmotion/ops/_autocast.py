@@ -17,7 +17,10 @@ def _autocast_device(args, kwargs) -> str | None:
     for value in (*args, *kwargs.values()):
         if isinstance(value, torch.Tensor):
             device = value.device.type  # autocast-less devices (meta) would raise: leave them to the op's checks
-            return device if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device) else None
+            # cpu and cuda always have autocast: asking would break torch.compile's graph on torch 2.11 (Dynamo
+            # cannot trace torch._C._is_autocast_available; seen on the H200, 2026-11-30)
+            available = device in ("cpu", "cuda") or torch.amp.is_autocast_available(device)
+            return device if available and torch.is_autocast_enabled(device) else None
     return None
 
 

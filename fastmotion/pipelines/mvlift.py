@@ -167,8 +167,7 @@ def optimise_views(model: LineDenoiser, reference: torch.Tensor, mask: torch.Ten
             with record_function("mvlift.lines"):
                 shift = 1 + it % (V - 1)  # view k reads view (k + shift) mod V: each other view in turn
                 source = [0 if config.line_source == "reference" else (k + shift) % V for k in range(1, V)]
-                lines = torch.stack([multiview.epipolar_lines(views[j], F[j, k])
-                                     for k, j in zip(range(1, V), source)])
+                lines = multiview.epipolar_lines(views[source], F[source, list(range(1, V))])  # one batched call
             with record_function("mvlift.denoiser"):
                 x = free.reshape((V - 1) * B, T, J, 2)
                 t = _view_major(noise.randint(1, diffusion.steps, (V - 1,), device))
