@@ -30,7 +30,8 @@ build() {
   ln -sfn ../kernels fastmotion/kernels; ln -sfn ../train fastmotion/train; ln -sfn ../bench fastmotion/bench
   FASTMOTION_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 $PY setup.py -q build_ext --inplace
 }
-step build 240 build > "$OUT/build.log" 2>&1; tail -3 "$OUT/build.log" | tee -a "$OUT/session.log"
+export -f build; export PY
+step build 240 bash -c build > "$OUT/build.log" 2>&1; tail -3 "$OUT/build.log" | tee -a "$OUT/session.log"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 $PY -c "import fastmotion._C as c; print('fastmotion._C with_cuda', c.with_cuda)" 2>&1 | tee -a "$OUT/session.log"
 step tests 150 $PY -m pytest -q -p no:cacheprovider tests/test_ops_epipolar.py tests/test_ops_geometry.py \

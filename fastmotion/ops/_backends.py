@@ -30,6 +30,8 @@ class OpBackends(NamedTuple):
 #   0.23, 0.35. Triton stays before torch: 6% slower fwd+bwd but faster forward and 0 vs 69 MiB extra memory.
 # - reprojection_loss (B=64, T=196, J=22), fwd+bwd: cuda 1.25, triton 1.44, torch 2.40.
 # - ray_project (B=64, T=196, J=22), fwd+bwd: cuda 0.89, triton 0.96, torch 1.43.
+# - sampson_consistency (B=64, T=196, J=22, V=6, 9 pairs), fwd+bwd, H200 (torch 2.11, 2026-11-30): cuda 1.01,
+#   triton 1.09, torch 15.58.
 # CPU_ORDER: cpp is 1.3-2.9x the reference for rvq_search, 3.6-7.8x for the geometry ops (2-core EPYC tables);
 # triton on CPU tensors only runs interpreted (slow), so only when asked for.
 OPS = {
