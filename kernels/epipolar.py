@@ -42,8 +42,8 @@ def _fwd(views_ptr, F_ptr, pairs_ptr, mask_ptr, terms_ptr, tiny_ptr, P, B, M, n_
     if HAS_MASK:
         valid = valid & (tl.load(mask_ptr + bm, mask=ok, other=0) != 0)
     tiny = tl.load(tiny_ptr)
-    BM = B * M
-    for p in range(P):
+    BM = (b * 0 + B) * M  # in int64, like b: P * B * M may pass 2^31 on a large GPU
+    for p in range(P):  # p * BM and p * B + b are int64 through BM and b
         i = tl.load(pairs_ptr + 2 * p).to(tl.int64)
         j = tl.load(pairs_ptr + 2 * p + 1).to(tl.int64)
         a = views_ptr + (i * BM + bm) * 2
@@ -67,10 +67,10 @@ def _bwd(grad_ptr, views_ptr, F_ptr, pairs_ptr, mask_ptr, gv_ptr, tiny_ptr, P, B
     if HAS_MASK:
         valid = valid & (tl.load(mask_ptr + bm, mask=ok, other=0) != 0)
     tiny = tl.load(tiny_ptr)
-    BM = B * M
+    BM = (b * 0 + B) * M  # in int64, like b: P * B * M may pass 2^31 on a large GPU
     g0 = tl.zeros((BLOCK,), dtype=gv_ptr.dtype.element_ty)
     g1 = tl.zeros((BLOCK,), dtype=gv_ptr.dtype.element_ty)
-    for p in range(P):
+    for p in range(P):  # p * BM and p * B + b are int64 through BM and b
         i = tl.load(pairs_ptr + 2 * p).to(tl.int64)
         j = tl.load(pairs_ptr + 2 * p + 1).to(tl.int64)
         if (i == v) | (j == v):

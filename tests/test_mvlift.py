@@ -172,6 +172,22 @@ def test_ablation_modes_with_an_oracle_recover_the_3d(mode):
     assert (lifted - (joints @ cams.R[0].T + cams.t[0])).norm(dim=-1).mean() < 0.05
 
 
+def test_stage2_can_start_from_the_stage1_samples():
+    """init='stage1': stage 2 starts from the views stage 1 samples (with the oracle: the true views, so one
+    iteration already holds them; from zero it does not); a start of another shape is refused by name."""
+    from fastmotion.pipelines.mvlift import lift_windows
+
+    _, images, _ = _ring_scene()
+    oracle, reference, mask = Oracle(images[1:].float()), images[0].float(), torch.ones(1, 8, dtype=torch.bool)
+    for init, close in (("stage1", True), ("zero", False)):
+        config = Stage2Config(iterations=1, refine_iterations=1, sample_steps=5, init=init)
+        _, views = lift_windows(oracle, reference, mask, config, torch.Generator().manual_seed(0))
+        assert bool((views - images.float()).abs().max() < 0.05) == close, init
+    with pytest.raises(ValueError, match=r"start must be \[V - 1, B, T, J, 2\]"):
+        optimise_views(oracle, reference, mask, Stage2Config(iterations=1), torch.Generator().manual_seed(0),
+                       start=images.float())
+
+
 def test_windows_cover_and_chain_exactly():
     assert windows(10, 16, 4) == [(0, 10)]
     spans = windows(50, 16, 4)
@@ -279,6 +295,10 @@ def test_stage2_config_checks():
         Stage2Config(mode="x")
     with pytest.raises(ValueError, match="line_source"):
         Stage2Config(line_source="x")
+    with pytest.raises(ValueError, match="init must be"):
+        Stage2Config(init="x")
+    with pytest.raises(ValueError, match="init='stage1' is a setting of mode 'stage2'"):
+        Stage2Config(init="stage1", mode="sds3d")
     with pytest.raises(ValueError, match="batch_clips"):
         Stage2Config(batch_clips=0)
     with pytest.raises(ValueError, match="focal"):

@@ -9,7 +9,6 @@ from helpers import fused_backends
 
 from fastmotion.motion import multiview
 from fastmotion.ops import sampson_consistency
-from fastmotion.ops._backends import IMPLEMENTED
 
 FUSED = fused_backends()
 V = 4
@@ -46,9 +45,9 @@ def test_definition_matches_opencv_sampson_distance():
     torch.testing.assert_close(mean, terms.mean())
 
 
-@pytest.mark.parametrize("backend", ["torch", *IMPLEMENTED["sampson_consistency"][1:2]])
-def test_zero_on_consistent_views_and_positive_off_them(backend):
-    views, F = scene(noise=0.0)
+@pytest.mark.parametrize("backend,device", [pytest.param("torch", "cpu", id="torch"), *FUSED])
+def test_zero_on_consistent_views_and_positive_off_them(backend, device):
+    views, F = (x.to(device) for x in scene(noise=0.0))
     assert float(sampson_consistency(views, F, PAIRS, backend=backend)) < 1e-20
     off = views.clone()
     off[2, 0, 1, 3] += 0.1
@@ -102,6 +101,17 @@ def test_gradcheck_masked_nan_and_empty(backend, device):
     assert torch.isfinite(loss) and torch.isfinite(holed.grad).all() and (holed.grad[:, :, 1] == 0).all()
     empty = sampson_consistency(views[:, :, :0], F, PAIRS, mask[:, :0], backend=backend)
     assert float(empty) == 0.0
+    no_pairs = sampson_consistency(v, F[:0], [], mask, backend=backend)  # P = 0: zero, and still differentiable
+    no_pairs.backward()
+    assert float(no_pairs.detach()) == 0.0 and (v.grad == 0).all()
+    joint_mask = torch.ones(1, 2, 3, dtype=torch.bool, device=device)
+    joint_mask[0, 0, 1] = False  # one joint a detector missed: NaN there, ignored
+    holed = views.clone()
+    holed[:, 0, 0, 1] = float("nan")
+    holed.requires_grad_()
+    sampson_consistency(holed, F, PAIRS, joint_mask, backend=backend).backward()
+    assert torch.isfinite(holed.grad).all() and (holed.grad[:, 0, 0, 1] == 0).all()
+    assert (holed.grad[:, 0, 0, 0] != 0).any()
 
 
 def test_bad_pairs_name_the_argument():
@@ -116,3 +126,23 @@ def test_bad_pairs_name_the_argument():
         sampson_consistency(views, F, PAIRS[:-1])
     with pytest.raises(ValueError, match="^sampson_consistency: reduction must be"):
         sampson_consistency(views, F, PAIRS, reduction="max")
+    with pytest.raises(TypeError, match="^sampson_consistency: pairs must hold Python ints, got bool"):
+        sampson_consistency(views, F, PAIRS[:-1] + [(True, 2)])
+    with pytest.raises(ValueError, match="^sampson_consistency: F must not require grad"):
+        sampson_consistency(views, F.clone().requires_grad_(), PAIRS)
+    many = [(0, 1)] * 129
+    with pytest.raises(ValueError, match="^sampson_consistency: at most 128 pairs per call, got 129"):
+        sampson_consistency(views, F[:1].expand(129, 3, 3), many)
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_pair_of_one_view_twice_and_clamped_norm_match_reference(backend, device):
+    """The kernels' edge cases: a view in many pairs on both sides (its gradient sums them), and an F so small
+    that the norm is clamped (the gradient then flows through the epipolar residual only, as the reference)."""
+    views, F = scene(batch=1, frames=2, joints=3, noise=0.3)
+    tiny = F * 1e-160
+    for F_case in (F, tiny):
+        got = _grads(views, F_case, None, backend, "none", device)
+        ref = _grads(views, F_case, None, "torch", "none", "cpu")
+        torch.testing.assert_close(got[0], ref[0])
+        torch.testing.assert_close(got[1], ref[1])

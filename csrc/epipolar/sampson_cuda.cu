@@ -17,12 +17,12 @@ constexpr int kThreads = 256;
 
 struct PairList {
   int count;
-  int16_t view[2 * kMaxSampsonPairs];
+  int32_t view[2 * kMaxSampsonPairs];
 };
 
 PairList pair_list(at::IntArrayRef pairs) {
   PairList list{static_cast<int>(pairs.size() / 2), {}};
-  for (size_t k = 0; k < pairs.size(); ++k) list.view[k] = static_cast<int16_t>(pairs[k]);
+  for (size_t k = 0; k < pairs.size(); ++k) list.view[k] = static_cast<int32_t>(pairs[k]);
   return list;
 }
 

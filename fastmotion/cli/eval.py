@@ -81,7 +81,9 @@ def eval_lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, te
 
 @evaluate.command("table")
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--name", "names", multiple=True, help="A row name per result file (default: the file's stem).")
+@click.option("--name", "names", multiple=True,
+              help="A row name per result file (default: the lifter's name in the file, with the file's stem where "
+                   "two files share it).")
 @click.option("--protocol", type=click.Choice(["ours", "mvlift"]), default="ours", show_default=True,
               help="mvlift: MVLift's figures instead (T_root, MPJPE, PA-MPJPE-seq in mm, J_2D in pixels; files "
                    "written before they existed are refused).")
@@ -111,6 +113,9 @@ def eval_table(results, names, protocol):
         except (ValueError, KeyError, TypeError) as err:
             raise click.BadParameter(f"{path} is not a file of `fastmotion eval lift --json` ({err!r})",
                                      param_hint="RESULTS") from None
+    if not names:  # the lifter's own name, told apart by the file's stem where two files share it
+        lifters = [r.get("lifter") or p.stem for r, p in zip(loaded, results)]
+        names = [name if lifters.count(name) == 1 else f"{name} ({p.stem})" for name, p in zip(lifters, results)]
     limbs = all("PA-MPJPE-12" in r["model"] for r in loaded)  # files written before it existed lack it
     columns = ("N-MPJPE", "PA-MPJPE", *(("PA-MPJPE-12",) if limbs else ()), "PCK@50", "accel", "root")
     if protocol == "mvlift":
@@ -132,7 +137,7 @@ def eval_table(results, names, protocol):
                 click.echo(_table_row(label, clips, base, columns, ""))
             # each row against the zero depth of its own clips (a lifter may skip some)
             change = f"{100 * (figures[rank] / base[rank] - 1):+.0f}%"
-            click.echo(_table_row(names[i] if names else path.stem, clips, figures, columns, change))
+            click.echo(_table_row(names[i], clips, figures, columns, change))
         except (KeyError, TypeError, ZeroDivisionError) as err:
             raise click.BadParameter(f"{path} is not a file of `fastmotion eval lift --json` ({err!r})",
                                      param_hint="RESULTS") from None

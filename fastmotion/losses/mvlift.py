@@ -88,7 +88,8 @@ def epipolar_consistency(views: torch.Tensor, F: torch.Tensor, pairs, mask: torc
     Sampson error; experiments/mvlift/consistency_term.py)."""
     if not pairs:
         return views.new_zeros(())
-    per_pair = torch.stack([F[i, j] for i, j in pairs]).to(views.dtype).reshape(len(pairs), -1, 3, 3)
+    dtype = views.dtype if views.dtype == torch.float64 else torch.float32  # the op computes bf16 views in float32
+    per_pair = torch.stack([F[i, j] for i, j in pairs]).to(dtype).reshape(len(pairs), -1, 3, 3)
     per_pair = per_pair[:, 0] if per_pair.shape[1] == 1 else per_pair  # one F per pair, shared by the batch
     return ops.sampson_consistency(views, per_pair, list(pairs), mask if mask.dtype == torch.bool else mask > 0)
 

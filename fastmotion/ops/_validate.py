@@ -226,6 +226,9 @@ def sampson_consistency(views, F, pairs, mask, reduction) -> tuple:
     tensor(op, "views", views, "[V, B, T, J, 2]", dims)
     like = ("views", views)
     tensor(op, "F", F, "[P, B, 3, 3] or [P, 3, 3]", dims, like)
+    if F.requires_grad:
+        raise ValueError(f"{op}: F must not require grad (the fundamental matrices are constants here: no backend "
+                         "returns their gradient); pass F.detach()")
     if mask is not None:
         tensor(op, "mask", mask, "[B, T] or [B, T, J]", dims, like, dtypes=(torch.bool,))
     choice(op, "reduction", reduction, ("mean", "sum", "none"))
@@ -237,6 +240,8 @@ def sampson_consistency(views, F, pairs, mask, reduction) -> tuple:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise ValueError(f"{op}: pairs must hold (i, j) view index pairs, got {pair!r}")
         for v in pair:
+            if isinstance(v, (bool, torch.Tensor)):
+                raise TypeError(f"{op}: pairs must hold Python ints, got {type(v).__name__} {v!r}")
             integer(op, "pairs", v)
             if v >= views.shape[0]:
                 raise ValueError(f"{op}: pairs names view {v} but views has V={views.shape[0]}")

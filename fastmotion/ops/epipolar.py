@@ -39,22 +39,23 @@ def sampson_consistency(views, F, pairs, mask=None, *, reduction="mean", backend
     points to lines in view pairs[p][1]; pairs: a list of P (i, j) view indices (Python ints, i != j, P <= 128);
     mask None or bool [B, T] or [B, T, J] (False: ignored, the views may hold NaN there). Returns terms
     [P, B, T, J] in squared image units (reduction "none", zero where masked), their "sum", or the "mean" over the
-    unmasked joints and the pairs. Differentiable in views; F is a constant (no gradient on any backend). Values
+    unmasked joints and the pairs. Differentiable in views; F is a constant (refused if it requires grad). Values
     are not checked: a NaN in an unmasked joint gives NaN.
 
     Raises (messages name the op and the argument; checks in `fastmotion.ops._validate`):
         TypeError: a non-tensor, a dtype other than float32/float64 (float16/bfloat16 only under autocast) or other
-            than the views' (mask: bool), pairs that are not a list of int pairs.
+            than the views' (mask: bool), pairs that are not a list of Python int pairs (bools and tensors too).
         ValueError: a shape that does not fit the layouts (B, T, J must agree; F's P must be len(pairs)), a view
-            index outside [0, V) or a pair of one view, more than 128 pairs, another reduction, a tensor on another
+            index outside [0, V) or a pair of one view, more than 128 pairs, F requiring grad, another reduction, a
+            tensor on another
             device than the views, an unknown backend or one that cannot take this device.
         NotImplementedError / RuntimeError: a backend this op lacks / that cannot run here (with the reason).
     """
     op = "sampson_consistency"
     flat = check.sampson_consistency(views, F, pairs, mask, reduction)
     chosen = resolve_backend(op, backend, views)
-    if chosen == "torch":
-        return reference.sampson_consistency(views, F, pairs, mask, reduction)
+    if chosen == "torch":  # the validated pairs, as Python ints
+        return reference.sampson_consistency(views, F, list(zip(flat[::2], flat[1::2])), mask, reduction)
     V, B, T, J, _ = views.shape
     if mask is not None:
         mask = (mask if mask.dim() == 3 else mask[..., None]).expand(B, T, J).reshape(B, T * J)

@@ -220,7 +220,7 @@ def sampson_consistency(views, F, pairs, mask=None, reduction="mean"):
     safe = torch.where(valid[..., None], views, torch.zeros_like(views))  # no NaN reaches a value or a gradient
     F = (F if F.dim() == 4 else F[:, None]).detach().expand(len(pairs), B, 3, 3)[:, :, None, None]
     terms = torch.stack([sampson_error(safe[i], safe[j], F[p]) for p, (i, j) in enumerate(pairs)]) if pairs else \
-        views.new_zeros((0, B, T, J))
+        safe[:0, ..., 0]  # P = 0: empty, still connected to the views for autograd
     terms = torch.where(valid, terms, torch.zeros_like(terms))
     if reduction == "none":
         return terms

@@ -73,6 +73,8 @@ class Stage2Config:
             raise ValueError(f"mode must be 'stage2', 'stage1' or 'sds3d', got {self.mode!r}")
         if self.init not in ("zero", "stage1"):
             raise ValueError(f"init must be 'zero' or 'stage1', got {self.init!r}")
+        if self.init != "zero" and self.mode != "stage2":
+            raise ValueError(f"init={self.init!r} is a setting of mode 'stage2', not of mode {self.mode!r}")
         if self.line_source not in ("cycle", "reference"):
             raise ValueError(f"line_source must be 'cycle' or 'reference', got {self.line_source!r}")
         for name in ("iterations", "batch_clips", "sample_steps"):
@@ -157,6 +159,8 @@ def optimise_views(model: LineDenoiser, reference: torch.Tensor, mask: torch.Ten
     focal = torch.ones(B, device=device) if focal is None else focal.to(device)
     F = ring_fundamentals(config, focal).to(dtype)
     pairs = consistency_pairs(V)
+    if start is not None and tuple(start.shape) != (V - 1, B, T, J, 2):
+        raise ValueError(f"start must be [V - 1, B, T, J, 2] = {[V - 1, B, T, J, 2]}, got {list(start.shape)}")
     free = (torch.zeros(V - 1, B, T, J, 2, device=device, dtype=dtype) if start is None else
             start.detach().to(device, dtype).clone()).requires_grad_(True)
     opt = torch.optim.Adam([free], lr=config.lr)
