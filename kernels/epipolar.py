@@ -32,17 +32,24 @@ def _sampson(F, ax, ay, bx, by, tiny):
 
 
 @triton.jit
-def _fwd(views_ptr, F_ptr, pairs_ptr, mask_ptr, terms_ptr, tiny_ptr, P, B, M, n_blocks, HAS_MASK: tl.constexpr,
-         BLOCK: tl.constexpr):
-    b = (tl.program_id(0) // n_blocks).to(tl.int64)
-    m = (tl.program_id(0) % n_blocks) * BLOCK + tl.arange(0, BLOCK)
+def _block(mask_ptr, b, block, B, M, HAS_MASK: tl.constexpr, BLOCK: tl.constexpr):
+    """Motion b's block of points: in range, their flat index over [B, M], unmasked, and B * M (int64 like b:
+    P * B * M may pass 2^31 on a large GPU)."""
+    m = block * BLOCK + tl.arange(0, BLOCK)
     ok = m < M
     bm = b * M + m
     valid = ok
     if HAS_MASK:
         valid = valid & (tl.load(mask_ptr + bm, mask=ok, other=0) != 0)
+    return ok, bm, valid, (b * 0 + B) * M
+
+
+@triton.jit
+def _fwd(views_ptr, F_ptr, pairs_ptr, mask_ptr, terms_ptr, tiny_ptr, P, B, M, n_blocks, HAS_MASK: tl.constexpr,
+         BLOCK: tl.constexpr):
+    b = (tl.program_id(0) // n_blocks).to(tl.int64)
+    ok, bm, valid, BM = _block(mask_ptr, b, tl.program_id(0) % n_blocks, B, M, HAS_MASK, BLOCK)
     tiny = tl.load(tiny_ptr)
-    BM = (b * 0 + B) * M  # in int64, like b: P * B * M may pass 2^31 on a large GPU
     for p in range(P):  # p * BM and p * B + b are int64 through BM and b
         i = tl.load(pairs_ptr + 2 * p).to(tl.int64)
         j = tl.load(pairs_ptr + 2 * p + 1).to(tl.int64)
@@ -60,14 +67,8 @@ def _bwd(grad_ptr, views_ptr, F_ptr, pairs_ptr, mask_ptr, gv_ptr, tiny_ptr, P, B
     pid = tl.program_id(0)
     v = (pid // (B * n_blocks)).to(tl.int64)
     b = ((pid // n_blocks) % B).to(tl.int64)
-    m = (pid % n_blocks) * BLOCK + tl.arange(0, BLOCK)
-    ok = m < M
-    bm = b * M + m
-    valid = ok
-    if HAS_MASK:
-        valid = valid & (tl.load(mask_ptr + bm, mask=ok, other=0) != 0)
+    ok, bm, valid, BM = _block(mask_ptr, b, pid % n_blocks, B, M, HAS_MASK, BLOCK)
     tiny = tl.load(tiny_ptr)
-    BM = (b * 0 + B) * M  # in int64, like b: P * B * M may pass 2^31 on a large GPU
     g0 = tl.zeros((BLOCK,), dtype=gv_ptr.dtype.element_ty)
     g1 = tl.zeros((BLOCK,), dtype=gv_ptr.dtype.element_ty)
     for p in range(P):  # p * BM and p * B + b are int64 through BM and b
