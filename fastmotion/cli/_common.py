@@ -128,8 +128,8 @@ def mvlift_options(command):
     """--mvlift-config, --iterations and --mvlift-mode: MVLift's stage-2 settings for `lift` and `eval lift`."""
     options = [
         click.option("--mvlift-config", type=click.Choice(["small", "full"]), default=None,
-                     help="With --model mvlift: stage-2 preset, small (400 iterations at lr 1e-2, for a CPU; the "
-                          "default) or full (the paper's 5000 at lr 1e-3)."),
+                     help="With --model mvlift: stage-2 preset, small (400 iterations at lr 1e-2, lines from the "
+                          "observed view, for a CPU; the default) or full (the paper's 5000 at lr 1e-3)."),
         click.option("--iterations", type=click.IntRange(min=1), default=None,
                      help="With --model mvlift: stage-2 iterations per window (default: the preset's)."),
         click.option("--mvlift-mode", type=click.Choice(["stage2", "stage1", "sds3d"]), default=None,
