@@ -17,6 +17,8 @@ import math
 
 import torch
 
+from fastmotion.ops import reference
+
 from .camera import Cameras, look_at
 
 
@@ -227,12 +229,7 @@ def sampson_error(points_a: torch.Tensor, points_b: torch.Tensor, F: torch.Tenso
     _broadcastable("points_a[..., 0]", points_a.shape[:-1], "points_b[..., 0]", points_b.shape[:-1])
     _broadcastable("points[..., 0]", torch.broadcast_shapes(points_a.shape[:-1], points_b.shape[:-1]),
                    "F[..., 0, 0]", F.shape[:-2])
-    xa, xb = _homogeneous(points_a), _homogeneous(points_b)
-    line_b = (F @ xa[..., None])[..., 0]  # in view b
-    line_a = (F.transpose(-1, -2) @ xb[..., None])[..., 0]  # in view a
-    algebraic = (xb * line_b).sum(-1)
-    norm = line_b[..., 0] ** 2 + line_b[..., 1] ** 2 + line_a[..., 0] ** 2 + line_a[..., 1] ** 2
-    return algebraic ** 2 / norm.clamp_min(torch.finfo(norm.dtype).tiny)
+    return reference.sampson_error(points_a, points_b, F)  # the definition the fused op is tested against
 
 
 def project(points3d: torch.Tensor, P: torch.Tensor, min_depth: float = 1e-3) -> torch.Tensor:

@@ -202,9 +202,22 @@ def sample_view_rotations(num_views: int, batch: int | None = None, *, max_pitch
     return rotations.to(dtype=dtype, device=device)
 
 
+def sampson_error(points_a, points_b, F):
+    """The Sampson error (Hartley & Zisserman section 11.4.3, eq. 11.9) of matched points [..., 2] under F
+    [..., 3, 3] (view a's points -> lines in view b), broadcast: (x_b^T F x_a)^2 / ((F x_a)_1^2 + (F x_a)_2^2 +
+    (F^T x_b)_1^2 + (F^T x_b)_2^2), the norm clamped to the dtype's smallest normal number."""
+    xa = torch.cat([points_a, torch.ones_like(points_a[..., :1])], -1)
+    xb = torch.cat([points_b, torch.ones_like(points_b[..., :1])], -1)
+    line_b = (F @ xa[..., None])[..., 0]  # in view b
+    line_a = (F.transpose(-1, -2) @ xb[..., None])[..., 0]  # in view a
+    algebraic = (xb * line_b).sum(-1)
+    norm = line_b[..., 0] ** 2 + line_b[..., 1] ** 2 + line_a[..., 0] ** 2 + line_a[..., 1] ** 2
+    return algebraic ** 2 / norm.clamp_min(torch.finfo(norm.dtype).tiny)
+
+
 def sampson_consistency(views, F, pairs, mask=None, reduction="mean"):
     """MVLift stage 2's multi-view epipolar consistency: the Sampson error (Hartley & Zisserman section 11.4.3,
-    eq. 11.9; `fastmotion.motion.multiview.sampson_error`) of the matched joints of each view pair.
+    eq. 11.9; `sampson_error` above) of the matched joints of each view pair.
 
     views [V, B, T, J, 2] (image units); F [P, B, 3, 3] or [P, 3, 3], F[p] mapping view pairs[p][0]'s points to
     lines in view pairs[p][1] (a constant: no gradient); pairs: P (i, j) view indices; mask None or bool [B, T] /
@@ -212,8 +225,6 @@ def sampson_consistency(views, F, pairs, mask=None, reduction="mean"):
     (reduction "none", zero where masked), their "sum", or the "mean" over the unmasked joints and the pairs (the
     mean of each pair's masked mean). Differentiable in views.
     """
-    from fastmotion.motion.multiview import sampson_error
-
     _, B, T, J, _ = views.shape
     valid = views.new_ones((B, T, J), dtype=torch.bool) if mask is None else mask.expand(B, T, J) if mask.dim() == 3 \
         else mask[..., None].expand(B, T, J)
