@@ -1,5 +1,5 @@
-"""Stick-figure rendering of 3D motions ([T, 22, 3], metres, y up) and 2D keypoint sequences ([T, 22, 2],
-pixels) to GIF (Pillow) or MP4 (when ffmpeg is installed). Several motions render side by side, each in its
+"""Stick-figure rendering of 3D motions ([T, J, 3], metres, y up) and 2D keypoint sequences ([T, J, 2],
+pixels; SMPL-22 or another layout of fastmotion.motion.skeleton.SKELETONS) to GIF (Pillow) or MP4 (when ffmpeg is installed). Several motions render side by side, each in its
 own panel, with a ground grid, the root's trajectory trace and an optional title."""
 from __future__ import annotations
 
@@ -11,17 +11,28 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fastmotion.motion.skeleton import SMPL22
+from fastmotion.motion.skeleton import SKELETONS, SMPL22, Skeleton
 from fastmotion.render_text import title_font
 
 PANEL = 320
 LEFT_COLOUR, RIGHT_COLOUR, CENTRE_COLOUR = (220, 60, 60), (50, 110, 220), (40, 40, 40)
-_LEFT = {j for pair in SMPL22.left_right for j in pair[:1]}
-_RIGHT = {j for pair in SMPL22.left_right for j in pair[1:]}
+_BY_COUNT = {22: "smpl22", 17: "coco17", 18: "openpose18", 25: "openpose25"}  # 17: COCO unless named
 
 
-def _colour(child: int):
-    return LEFT_COLOUR if child in _LEFT else RIGHT_COLOUR if child in _RIGHT else CENTRE_COLOUR
+def skeleton_of(joints: int, preferred: str | None = None) -> Skeleton:
+    """The skeleton to draw a motion of `joints` joints with: `preferred` (a key of SKELETONS) when it has that
+    many, else the layout of that joint count (17: COCO-17). Raises ValueError for a count no layout has."""
+    if preferred is not None and SKELETONS[preferred].num_joints == joints:
+        return SKELETONS[preferred]
+    if joints not in _BY_COUNT:
+        raise ValueError(f"no known skeleton has {joints} joints ({', '.join(f'{n}: {c}' for c, n in _BY_COUNT.items())})")
+    return SKELETONS[_BY_COUNT[joints]]
+
+
+def _colour(skeleton: Skeleton, child: int):
+    left = {pair[0] for pair in skeleton.left_right}
+    right = {pair[1] for pair in skeleton.left_right}
+    return LEFT_COLOUR if child in left else RIGHT_COLOUR if child in right else CENTRE_COLOUR
 
 
 class _View:
@@ -46,7 +57,7 @@ class _View:
         return c[..., :2] / z * self.focal + PANEL / 2
 
 
-def _panel_3d(joints: np.ndarray, frame: int, view: _View, title: str | None) -> Image.Image:
+def _panel_3d(joints: np.ndarray, frame: int, view: _View, title: str | None, skeleton: Skeleton) -> Image.Image:
     img = Image.new("RGB", (PANEL, PANEL), (250, 250, 250))
     draw = ImageDraw.Draw(img)
     lo, hi = joints[..., [0, 2]].reshape(-1, 2).min(0) - 0.5, joints[..., [0, 2]].reshape(-1, 2).max(0) + 0.5
@@ -56,29 +67,29 @@ def _panel_3d(joints: np.ndarray, frame: int, view: _View, title: str | None) ->
     for z in np.arange(np.floor(lo[1]), hi[1] + 1e-9, 0.5):
         a, b = view(np.array([[lo[0], 0.0, z], [hi[0], 0.0, z]]))
         draw.line([tuple(a), tuple(b)], fill=(215, 215, 215))
-    trace = joints[:frame + 1, 0].copy()
+    trace = np.array(skeleton.root_position(joints[:frame + 1]))
     trace[:, 1] = 0.0
     if len(trace) > 1:
         draw.line([tuple(p) for p in view(trace)], fill=(120, 180, 120), width=2)
     pts = view(joints[frame])
-    for parent, child in SMPL22.limbs:
-        draw.line([tuple(pts[parent]), tuple(pts[child])], fill=_colour(child), width=3)
+    for parent, child in skeleton.limbs:
+        draw.line([tuple(pts[parent]), tuple(pts[child])], fill=_colour(skeleton, child), width=3)
     for p in pts:
         draw.ellipse([p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2], fill=(30, 30, 30))
     _caption(draw, title, frame, len(joints))
     return img
 
 
-def _panel_2d(keypoints: np.ndarray, frame: int, title: str | None) -> Image.Image:
+def _panel_2d(keypoints: np.ndarray, frame: int, title: str | None, skeleton: Skeleton) -> Image.Image:
     img = Image.new("RGB", (PANEL, PANEL), (250, 250, 250))
     draw = ImageDraw.Draw(img)
     finite = keypoints[np.isfinite(keypoints).all(-1)]
     lo, hi = (finite.min(0), finite.max(0)) if len(finite) else (np.zeros(2), np.ones(2))
     scale = 0.8 * PANEL / max(float((hi - lo).max()), 1e-6)
     pts = (keypoints[frame] - 0.5 * (lo + hi)) * scale + PANEL / 2  # image y already points down
-    for parent, child in SMPL22.limbs:
+    for parent, child in skeleton.limbs:
         if np.isfinite(pts[[parent, child]]).all():
-            draw.line([tuple(pts[parent]), tuple(pts[child])], fill=_colour(child), width=3)
+            draw.line([tuple(pts[parent]), tuple(pts[child])], fill=_colour(skeleton, child), width=3)
     _caption(draw, title, frame, len(keypoints))
     return img
 
@@ -105,18 +116,25 @@ def load_motion(path) -> np.ndarray:
     return data.astype(np.float64)
 
 
-def render_frames(motions: list[np.ndarray], titles: list[str | None] | None = None) -> list[Image.Image]:
-    """One image per frame (the longest motion's length; shorter ones hold their last frame)."""
+def render_frames(motions: list[np.ndarray], titles: list[str | None] | None = None,
+                  skeleton: str | None = None) -> list[Image.Image]:
+    """One image per frame (the longest motion's length; shorter ones hold their last frame). Each motion is
+    drawn with `skeleton_of(its joint count, skeleton)`.
+
+    Raises:
+        ValueError: no motions, or a joint count no skeleton has.
+    """
     if not motions:
         raise ValueError("render_frames: no motions given")
     titles = list(titles or [None] * len(motions))
     views = [_View(m) if m.shape[-1] == 3 else None for m in motions]
+    trees = [skeleton_of(m.shape[1], skeleton) for m in motions]
     frames = []
     for f in range(max(len(m) for m in motions)):
         sheet = Image.new("RGB", (PANEL * len(motions), PANEL))
-        for i, (m, view) in enumerate(zip(motions, views)):
+        for i, (m, view, tree) in enumerate(zip(motions, views, trees)):
             k = min(f, len(m) - 1)
-            panel = _panel_3d(m, k, view, titles[i]) if view else _panel_2d(m, k, titles[i])
+            panel = _panel_3d(m, k, view, titles[i], tree) if view else _panel_2d(m, k, titles[i], tree)
             sheet.paste(panel, (PANEL * i, 0))
         frames.append(sheet)
     return frames

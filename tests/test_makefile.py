@@ -125,3 +125,12 @@ def test_make_demo_detector_renders_imports_trains_and_tabulates(tmp_path):
     at = [next(i for i, line in enumerate(lines) if step in line) for step in order]
     assert at == sorted(at), lines
     assert "--layout coco17 --noise detector --no-camera" in lines[at[0]]
+
+
+def test_make_mvlift_coco_imports_natively_trains_and_lifts(tmp_path):
+    lines = "\n".join(dry_run(tmp_path, "mvlift-coco")).replace("\\\n", " ").splitlines()
+    order = ["data render --from " + f"{tmp_path}/synth", "data import", "train mvlift", "eval lift --model mvlift",
+             "eval table"]
+    at = [next(i for i, line in enumerate(lines) if step in line) for step in order]
+    assert at == sorted(at), lines
+    assert "--layout coco17" in lines[at[0]] and "--noise" not in lines[at[0]] and "--native" in lines[at[1]]

@@ -349,3 +349,53 @@ def test_bench_lift_reports_throughput_and_the_parts():
     batched = next(r for r in rows if r.backend == "batched" and "iteration" in r.op)
     assert batched.median_ms > 0 and float(batched.extra["windows/min (small preset)"]) > 0
     assert {"denoiser", "lines", "consistency", "geometry"} <= set(batched.extra)
+
+
+def test_cli_native_coco17_end_to_end(tmp_path):
+    """MVLift on a skeleton other than SMPL-22: COCO-17 keypoints imported as they are (`data import --native`),
+    stage 1 trained on them, clips lifted to [T, 17, 3] and scored on the joints both layouts have; the Free3D
+    trainers and a COCO-17 model each refuse the other skeleton's data by name."""
+    import json
+    import shutil
+
+    from helpers import fastmotion_cli
+
+    from fastmotion.data.build import build_synthetic, render_2d
+
+    build_synthetic(tmp_path / "synth", num=24, seed=0)
+    render_2d(tmp_path / "synth", tmp_path / "coco", seed=0, layout="coco17", camera=False)
+    data = tmp_path / "coco2d"
+    fastmotion_cli("data", "import", "--from", tmp_path / "coco", "--out", data, "--native")
+    assert json.loads((data / "meta.json").read_text())["skeleton"] == "coco17"
+    name = (data / "test.txt").read_text().split()[0]
+    assert np.load(data / "keypoints" / f"{name}.npy").shape[1:] == (17, 2)
+    refused = fastmotion_cli("train", "prior", "--data", data, "--out", tmp_path / "prior", "--steps", 1, check=False)
+    assert refused.returncode != 0 and "holds coco17 keypoints" in refused.stderr and "Traceback" not in refused.stderr
+
+    run = tmp_path / "mvlift"
+    fastmotion_cli("train", "mvlift", "--data", data, "--out", run, "--steps", 4, "--batch-size", 4, "--length", 16,
+                   "--eval-every", 4, "--ckpt-every", 4)
+    out = tmp_path / "lifted"
+    fastmotion_cli("lift", "--model", "mvlift", "--checkpoint", run / "last.pt", "--data", data, "--limit", 2,
+                   "--iterations", 2, "--out", out, "--render")
+    lifted = sorted(out.glob("*.npy"))
+    assert len(lifted) == 2 and all(np.load(p).shape[1:] == (17, 3) for p in lifted)
+    assert (out / f"{lifted[0].stem}.gif").exists()
+    report = tmp_path / "eval.json"
+    fastmotion_cli("eval", "lift", "--model", "mvlift", "--checkpoint", run / "last.pt", "--data", data,
+                   "--limit", 2, "--iterations", 2, "--json", report)
+    result = json.loads(report.read_text())
+    assert result["joints"].startswith("coco17") and np.isfinite(result["model"]["PA-MPJPE-12"])
+
+    track = tmp_path / "walk.npy"  # a detector's COCO-17 file [T, 17, 3], lifted natively
+    shutil.copy(tmp_path / "coco" / "keypoints" / f"{name.rsplit('_', 1)[0]}.npy", track)
+    fastmotion_cli("lift", "--model", "mvlift", "--checkpoint", run / "last.pt", "--keypoints", track,
+                   "--iterations", 2, "--out", tmp_path / "from-file")
+    assert np.load(tmp_path / "from-file" / "walk.npy").shape[1:] == (17, 3)
+
+    smpl = tmp_path / "smpl2d"
+    render_2d(tmp_path / "synth", smpl, seed=0)
+    wrong = fastmotion_cli("lift", "--model", "mvlift", "--checkpoint", run / "last.pt", "--data", smpl,
+                           "--out", tmp_path / "wrong", check=False)
+    assert wrong.returncode != 0 and "holds smpl22 keypoints; this model takes coco17" in wrong.stderr
+    assert not (tmp_path / "wrong").exists()

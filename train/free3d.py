@@ -65,8 +65,9 @@ def prior_run(data, config: MotionVQConfig, batch_size: int, length: int, device
 
 def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: int, device, *, views: int = 4,
              use_rec=True, use_ori=True, use_feat=True, beta: float = 2.0, weights=(1.0, 1.0, 1.0),
-             max_yaw: float = math.pi, rec_quantised: bool = False, up_from: str = "dataset") -> Run:
-    bank = ClipBank(data, "train")
+             max_yaw: float = math.pi, rec_quantised: bool = False, up_from: str = "dataset",
+             assumed_pitch: float = 0.0) -> Run:
+    bank = ClipBank(data, "train", assumed_pitch=assumed_pitch)
     prior = load_prior(prior_path, device)
     model = MLRQ(config)
     model.stats.load_state_dict(prior.stats.state_dict())  # same data, same representation
@@ -74,6 +75,7 @@ def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: 
     length = _crop_length(length, model.frame_multiple)
     switches = {"views": views, "use_rec": use_rec, "use_ori": use_ori, "use_feat": use_feat, "beta": beta,
                 "weights": tuple(weights), "max_yaw": max_yaw, "rec_quantised": rec_quantised, "up_from": up_from}
+    pitch = {"assumed_pitch": assumed_pitch}
 
     def step(model, step, generator):
         keypoints, mask, up, confidence = bank.batch(batch_size, length, generator)
@@ -81,7 +83,7 @@ def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: 
         return mlrq_losses(model, prior, x, mask.to(device), up.to(device), generator=generator,
                            feature_weight=_weights(bank, confidence, device), **switches)
 
-    val = ClipBank(data, "val")
+    val = ClipBank(data, "val", assumed_pitch=assumed_pitch)
     has_3d = all((Path(data) / "eval3d" / "new_joints" / f"{n}.npy").exists() for n in val.names)
 
     def evaluate(model):
@@ -99,5 +101,6 @@ def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: 
 
     model_config = {"kind": "MLRQ", **asdict(config), "length": length}
     return Run("MLRQ", model, model_config, step, evaluate,
-               extra={"data": str(Path(data).resolve()), "prior": str(Path(prior_path).resolve()), **switches},
+               extra={"data": str(Path(data).resolve()), "prior": str(Path(prior_path).resolve()), **switches,
+                      **pitch},
                best=("val_loss", "min"))

@@ -3,7 +3,7 @@ dataset folder's train split (`fastmotion data render` or `data import`), with s
 chosen by the stage-1 objective on fixed val crops (no 3D is read)."""
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -12,24 +12,23 @@ from fastmotion.data.clip_bank import ClipBank
 from fastmotion.diffusion import GaussianDiffusion
 from fastmotion.losses.mvlift import LineSimulation, stage1_losses
 from fastmotion.models.mvlift import LineDenoiser, LineDenoiserConfig, normalise_clips
-from fastmotion.motion.skeleton import SMPL22
 
 from .loop import Run
 
-ROOT = SMPL22.index("pelvis")  # the hip centre: ClipBank holds SMPL-22 keypoints
-
 
 def crops(bank: ClipBank, size: int, length: int, generator: torch.Generator, device):
-    """size random crops of `length` frames in MVLift's clip normalisation -> (x0 [B, L, 22, 2], mask [B, L])."""
+    """size random crops of `length` frames in MVLift's clip normalisation (about the hip centre of the bank's
+    skeleton) -> (x0 [B, L, J, 2], mask [B, L])."""
     keypoints, mask, _, _ = bank.batch(size, length, generator)
-    x0, _, _ = normalise_clips(keypoints, ROOT)
+    x0, _, _ = normalise_clips(keypoints, bank.skeleton.root_position(keypoints))
     return x0.to(device), mask.to(device)
 
 
 def stage1_run(data, config: LineDenoiserConfig, batch_size: int, length: int, device,
                sim: LineSimulation | None = None, line_weight: float = 1.0) -> Run:
     sim = sim or LineSimulation()
-    bank, val = ClipBank(data, "train"), ClipBank(data, "val")
+    bank, val = ClipBank(data, "train", skeletons=None), ClipBank(data, "val", skeletons=None)  # any skeleton
+    config = replace(config, skeleton=bank.skeleton_name, joints=bank.skeleton.num_joints)
     if length > config.max_frames:
         raise ValueError(f"length {length} exceeds the model's max_frames={config.max_frames}")
     model = LineDenoiser(config).to(device)

@@ -195,15 +195,19 @@ def data_teacher(data, mlrq_path, lifted_dir, cameras, out, device):
               help="Shorter pieces are dropped (and reported).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=196, show_default=True,
               help="Longer pieces are split at calm frames.")
-def data_import(src, out, layout, fps, focal, image_size, texts, max_gap, min_frames, max_frames):
+@click.option("--native", is_flag=True,
+              help="Keep the keypoints' own layout (e.g. COCO-17) instead of completing SMPL-22: for MVLift, which "
+                   "lifts any skeleton (the ML-RQ and VideoMDM need SMPL-22).")
+def data_import(src, out, layout, fps, focal, image_size, texts, max_gap, min_frames, max_frames, native):
     """Turn 2D keypoint tracks from a pose detector into a 2D-only training dataset.
 
     Joints the detector does not give are completed for the models' input and have confidence 0
     (OUT/confidence/), so no loss trusts them. OUT/report.json lists every cut and dropped piece with its reason.
 
     \b
-    Example:
+    Examples:
       fastmotion data import --from detections/ --out data/video2d --fps 30
+      fastmotion data import --from detections/ --out data/video2d-coco --fps 30 --native   # for MVLift
     """
     from fastmotion.data.importer import import_keypoints
 
@@ -216,7 +220,7 @@ def data_import(src, out, layout, fps, focal, image_size, texts, max_gap, min_fr
     total = sum(1 for _ in src.iterdir()) if src.is_dir() else 0
     with user_errors(), _progress("importing", total) as bar:
         summary = import_keypoints(src, out, layout, fps, focal, image_size, texts, max_gap, min_frames, max_frames,
-                                   progress=bar.update)
+                                   progress=bar.update, native=native)
     clips = ", ".join(f"{n} {s}" for s, n in summary["clips"].items())
     click.echo(f"wrote {clips} clips from {summary['tracks']} track(s) to {out}; {summary['cut']} piece(s) cut, "
                f"{summary['dropped']} dropped (reasons in {out / 'report.json'})")

@@ -53,7 +53,7 @@ def eval_lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, te
         options = lifter_settings(model_kind, mvlift_config, iterations, mvlift_mode, data=data, split=split,
                                   teacher=teacher)
         lifter = load_lifter(model_kind, checkpoint, resolve_device(device), **options)
-        clips = dataset_clips(data, split, limit)
+        clips = dataset_clips(data, split, limit, lifter.skeleton)
         result = lift_with_progress(
             lifter, clips, lambda progress: evaluate_lifting(lifter, data, split, progress=progress, clips=clips))
     for line in getattr(lifter, "skipped", []):

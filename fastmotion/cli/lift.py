@@ -57,7 +57,7 @@ def lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, teacher
     import numpy as np
 
     from fastmotion.motion.free3d import upright
-    from fastmotion.pipelines.lifting import dataset_clips, load_lifter, read_keypoint_file
+    from fastmotion.pipelines.lifting import dataset_clips, lifter_skeleton, load_lifter, read_keypoint_file
 
     if (data is None) == (keypoints is None):
         raise click.UsageError("give exactly one of --data or --keypoints")
@@ -70,8 +70,9 @@ def lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, teacher
         except (ValueError, AssertionError):
             raise click.BadParameter("expected fx,fy,cx,cy", param_hint="--intrinsics") from None
     with user_errors():
-        clips = (dataset_clips(data, split, limit) if data is not None else  # the input first: checked up front
-                 [read_keypoint_file(keypoints, intrinsics, layout, _track_id(track), fps)])
+        skeleton = lifter_skeleton(model_kind, checkpoint)
+        clips = (dataset_clips(data, split, limit, skeleton) if data is not None else  # the input: checked up front
+                 [read_keypoint_file(keypoints, intrinsics, layout, _track_id(track), fps, skeleton)])
         announce(checkpoint)
         options = lifter_settings(model_kind, mvlift_config, iterations, mvlift_mode, data=data, split=split,
                                   teacher=teacher)
@@ -103,7 +104,7 @@ def lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, teacher
             if truth is not None and truth.exists():  # shown, never used for anything else
                 panels.append(np.load(truth))
                 titles.append("hidden true 3D")
-            save_animation(render_frames(panels, titles), out / f"{clip.name}.gif")
+            save_animation(render_frames(panels, titles, skeleton), out / f"{clip.name}.gif")
     click.echo(f"lifted {len(lifted)} clip(s) into {out}")
 
 

@@ -54,12 +54,16 @@ def train_prior(data, out, preset, steps, batch_size, length, lr, seed, resume, 
 @click.option("--rec-through-codebook", is_flag=True,
               help="Score L_rec's views through the prior's codebook (Free3D as published) instead of its "
                    "continuous latent; it blew up with well-trained priors on real 2D (docs/real-data.md).")
-@click.option("--up-from", type=click.Choice(["dataset", "lift"]), default="dataset", show_default=True,
+@click.option("--up-from", type=click.Choice(["dataset", "lift", "search"]), default="dataset", show_default=True,
               help="The vertical that L_rec turns views about: the dataset's camera (a level camera for imported "
-                   "2D), or estimated from the lift's torso (pitch only; an experiment for 2D without cameras).")
+                   "2D), estimated from the lift's torso, or the camera pitch (-10..40 degrees) under which the "
+                   "prior finds the lift's views most plausible (experiments for 2D without cameras).")
+@click.option("--assumed-pitch", type=click.FloatRange(min=-90, max=90), default=0.0, show_default=True,
+              help="For 2D without camera poses (`data import`): how far down the camera is assumed to look at the "
+                   "subject, degrees (0: level); sets L_rec's vertical. Ignored where the dataset has poses.")
 def train_mlrq(data, out, preset, steps, batch_size, length, lr, seed, resume, ckpt_every, eval_every, device,
                prior_path, views, no_rec, no_ori, no_feat, rec_weight, ori_weight, feat_weight, max_yaw,
-               rec_through_codebook, up_from):
+               rec_through_codebook, up_from, assumed_pitch):
     """Train the Motion-Lifting RQ-VAE from 2D alone: L_2D + L_rec + L_ori + L_feat + commitment.
 
     \b
@@ -76,7 +80,7 @@ def train_mlrq(data, out, preset, steps, batch_size, length, lr, seed, resume, c
                                             use_ori=not no_ori, use_feat=not no_feat,
                                             weights=(rec_weight, ori_weight, feat_weight),
                                             max_yaw=math.radians(max_yaw), rec_quantised=rec_through_codebook,
-                                            up_from=up_from),
+                                            up_from=up_from, assumed_pitch=assumed_pitch),
                  preset, steps, MLRQ_STEPS, batch_size, length, lr, seed, resume, out, device, ckpt_every, eval_every)
 
 

@@ -1,32 +1,50 @@
 """A split of a 2D-only dataset in memory, for training crops and for lifting whole clips."""
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from fastmotion.errors import DatasetError
+from fastmotion.motion.skeleton import SKELETONS, Skeleton
 from fastmotion.ops.reference import normalized_keypoints
 
 from . import humanml3d as hml
 
+DISPLAY = {"smpl22": "SMPL-22", "coco17": "COCO-17", "h36m17": "Human3.6M-17", "openpose18": "OpenPose-18",
+           "openpose25": "OpenPose-25"}
 LEVEL_CAMERA = torch.diag(torch.tensor([1.0, -1.0, -1.0]))  # world y up -> image y down, looking along -z
+
+
+def pitched_camera(degrees: float) -> torch.Tensor:
+    """R [3, 3] (world y up -> OpenCV camera) of a camera without roll pitched down by `degrees` (negative: up);
+    its second column, the world's up in the camera frame, is (0, -cos, -sin)."""
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    return torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]]) @ LEVEL_CAMERA
 
 
 class ClipBank:
     """Every clip of one split of a 2D dataset folder (`fastmotion data render` or `data import`) in memory:
-    `names`, `clips` (keypoints in normalised image coordinates [T, 22, 2]) and `cameras` ((K [3, 3] pixels,
+    `names`, `clips` (keypoints in normalised image coordinates [T, J, 2]: SMPL-22, or the layout of a folder from
+    `data import --native`, `skeleton`, which the caller must accept: `skeletons`) and `cameras` ((K [3, 3] pixels,
     R [3, 3], t [3] metres) world -> camera; for imported clips, whose camera pose is unknown, LEVEL_CAMERA and
     t = 0: the vertical that L_rec turns views about is then the image's, which assumes no camera pitch or
-    roll). Never reads eval3d/.
+    roll; `assumed_pitch` (degrees down) tilts that assumed camera). Never reads eval3d/.
 
     Raises:
-        DatasetError: the split file or a clip's keypoints are missing or malformed, or the split is empty.
+        DatasetError: the split file or a clip's keypoints are missing or malformed, the split is empty, or the
+            folder's skeleton is not one of `skeletons` (None: any).
     """
 
-    def __init__(self, root, split: str):
+    def __init__(self, root, split: str, skeletons: tuple[str, ...] | None = ("smpl22",),
+                 assumed_pitch: float = 0.0):
         self.root = Path(root)
+        self.skeleton_name = require_skeleton(self.root, skeletons)
+        self.skeleton: Skeleton = SKELETONS[self.skeleton_name]
+        joints = self.skeleton.num_joints
         try:
             self.names = hml.read_split(self.root, split)
         except (FileNotFoundError, ValueError) as err:
@@ -37,15 +55,15 @@ class ClipBank:
             if not path.exists():
                 raise DatasetError(f"{path} is missing (is {self.root} a folder from `fastmotion data render`?)")
             k = np.load(path)
-            if k.ndim != 3 or k.shape[1:] != (22, 2):
-                raise DatasetError(f"{path}: expected SMPL-22 keypoints [T, 22, 2], got {list(k.shape)} "
-                                    "(wrong joint count?)")
+            if k.ndim != 3 or k.shape[1:] != (joints, 2):
+                raise DatasetError(f"{path}: expected {DISPLAY.get(self.skeleton_name, self.skeleton_name)} keypoints [T, {joints}, 2], got "
+                                   f"{list(k.shape)} (wrong joint count?)")
             with np.load(self.root / "cameras" / f"{name}.npz") as cam:
                 K = torch.from_numpy(np.asarray(cam["K"], np.float32))
                 if "R" in cam:
                     R, t = (torch.from_numpy(np.asarray(cam[key], np.float32)) for key in ("R", "t"))
-                else:  # imported keypoints: the pose is unknown; a level camera (no pitch, no roll) is assumed
-                    R, t = LEVEL_CAMERA, torch.zeros(3)
+                else:  # imported keypoints: the pose is unknown; no roll and `assumed_pitch` are assumed
+                    R, t = pitched_camera(assumed_pitch), torch.zeros(3)
             n = normalized_keypoints(torch.from_numpy(k.astype(np.float32))[None], K[None])[0]
             if not torch.isfinite(n).all():
                 raise DatasetError(f"{path}: keypoints contain NaN or inf")
@@ -61,14 +79,15 @@ class ClipBank:
         return any(bool((c < 1).any()) for c in self.confidence)
 
     def _confidence(self, name: str, frames: int) -> torch.Tensor:
-        """confidence/NAME.npy [T, 22] in [0, 1] (`data import`: 0 for joints the detector did not give),
+        """confidence/NAME.npy [T, J] in [0, 1] (`data import`: 0 for joints the detector did not give),
         else all 1."""
         path = self.root / "confidence" / f"{name}.npy"
+        joints = self.skeleton.num_joints
         if not path.exists():
-            return torch.ones(frames, 22)
+            return torch.ones(frames, joints)
         c = np.load(path)
-        if c.shape != (frames, 22) or not np.isfinite(c).all() or c.min() < 0 or c.max() > 1:
-            raise DatasetError(f"{path}: expected confidences in [0, 1] of shape [{frames}, 22], got "
+        if c.shape != (frames, joints) or not np.isfinite(c).all() or c.min() < 0 or c.max() > 1:
+            raise DatasetError(f"{path}: expected confidences in [0, 1] of shape [{frames}, {joints}], got "
                                f"{list(c.shape)}")
         return torch.from_numpy(c.astype(np.float32))
 
@@ -81,11 +100,12 @@ class ClipBank:
 
     def batch(self, size: int, length: int, generator: torch.Generator):
         """size random crops of `length` frames (padded, with a frame mask), each clip's up axis in its camera,
-        and the joints' confidences -> ([B, L, 22, 2], [B, L], [B, 3], [B, L, 22])."""
+        and the joints' confidences -> ([B, L, J, 2], [B, L], [B, 3], [B, L, J])."""
         picks = torch.randint(len(self.clips), (size,), generator=generator).tolist()
-        out = torch.zeros(size, length, 22, 2)
+        joints = self.skeleton.num_joints
+        out = torch.zeros(size, length, joints, 2)
         mask = torch.zeros(size, length, dtype=torch.bool)
-        confidence = torch.zeros(size, length, 22)
+        confidence = torch.zeros(size, length, joints)
         for i, c in enumerate(picks):
             clip = self.clips[c]
             start = int(torch.randint(max(1, len(clip) - length + 1), (), generator=generator))
@@ -95,3 +115,36 @@ class ClipBank:
             mask[i, :len(piece)] = True
             confidence[i, :len(piece)] = self.confidence[c][start:start + length]
         return out, mask, torch.stack([self.up(c) for c in picks]), confidence
+
+
+def dataset_skeleton(root) -> str:
+    """The keypoint layout of a 2D dataset folder: meta.json's "skeleton" (`data import --native`), else smpl22.
+
+    Raises:
+        DatasetError: meta.json is unreadable or names an unknown skeleton.
+    """
+    path = Path(root) / "meta.json"
+    if not path.exists():
+        return "smpl22"
+    try:
+        name = json.loads(path.read_text()).get("skeleton", "smpl22")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+        raise DatasetError(f"{path}: not a JSON object ({err})") from None
+    if name not in SKELETONS:
+        raise DatasetError(f"{path}: unknown skeleton {name!r}; known: {', '.join(SKELETONS)}")
+    return name
+
+
+def require_skeleton(root, skeletons: tuple[str, ...] | None = ("smpl22",)) -> str:
+    """The skeleton of a 2D dataset folder (`dataset_skeleton`), which must be one of `skeletons` (None: any).
+
+    Raises:
+        DatasetError: naming the folder, its skeleton and the ones this model takes.
+    """
+    name = dataset_skeleton(root)
+    if skeletons is not None and name not in skeletons:
+        fix = ("import the keypoints without --native" if "smpl22" in skeletons else
+               f"train the model on this folder's skeleton, or import {skeletons[0]} keypoints with "
+               "`data import --native`")
+        raise DatasetError(f"{root} holds {name} keypoints; this model takes {' or '.join(skeletons)}: {fix}")
+    return name

@@ -13,6 +13,7 @@ from fastmotion.motion.free3d import Normalizer, to_features
 from fastmotion.ops.reference import normalized_keypoints
 
 from . import humanml3d as hml
+from .clip_bank import require_skeleton
 
 
 class Keypoints2DDataset(torch.utils.data.Dataset):
@@ -29,6 +30,7 @@ class Keypoints2DDataset(torch.utils.data.Dataset):
         if length < 1:
             raise ValueError(f"length must be at least 1 frame, got {length}")
         self.names = hml.read_split(self.root, split)
+        require_skeleton(self.root)  # the Free3D features are SMPL-22's
         self.length, self.seed, self.epoch, self.min_length = length, seed, 0, min_length
         stats = self.root / "stats_free3d_2d.npz"
         self.normalizer = Normalizer.load(stats) if stats.exists() else None

@@ -19,6 +19,11 @@ Writes OUT/keypoints/NAME.npy [T, 22, 2] pixels, OUT/confidence/NAME.npy [T, 22]
 only: the camera pose is unknown), OUT/texts/NAME.txt (captions from SRC/texts/VIDEO.txt or a CSV), the
 split files (by video, so no video is in two splits), stats_free3d_2d.npz, meta.json and report.json (every
 cut and every dropped piece with its reason). The folder appears only when complete.
+
+`native=True` keeps the source's own layout instead ([T, K, 2], meta.json "skeleton": the layout; MVLift lifts
+any skeleton, the Free3D and VideoMDM models need SMPL-22): joints missing in some frames are filled from the
+nearest frame where they were seen (confidence 0 there), a clip with a joint never seen is dropped, and no
+stats_free3d_2d.npz is written (the Free3D features are SMPL-22's).
 """
 from __future__ import annotations
 
@@ -37,26 +42,27 @@ from fastmotion.ops.reference import normalized_keypoints
 
 from . import humanml3d as hml
 from .clips import split_clips
-from .keypoints import (coco_track_ids, complete_smpl22, guess_intrinsics, read_coco_json, read_keypoints_npy,
-                        read_openpose_folder)
+from .keypoints import (LAYOUT_BY_COUNT, coco_track_ids, complete_smpl22, fill_from_nearest, guess_intrinsics,
+                        read_coco_json, read_keypoints_npy, read_openpose_folder)
 
 FPS = 20.0
 
 
 @dataclass
 class Track:
-    """One person in one video: SMPL-22 keypoints [T, 22, 2] (pixels, NaN where missing), mask [T, 22]."""
+    """One person in one video: keypoints [T, J, 2] (pixels, NaN where missing; SMPL-22 unless imported
+    `native`), mask [T, J]."""
     video: str
     name: str
     keypoints: np.ndarray
     mask: np.ndarray
-    confidence: np.ndarray  # [T, 22] the detector's, 0 where missing
+    confidence: np.ndarray  # [T, J] the detector's, 0 where missing
     image_size: tuple[float, float] | None = None
     split: str | None = None  # a rendered source's split
     K: np.ndarray | None = None  # a rendered source's intrinsics
 
 
-def rendered_tracks(src: Path, layout: str | None, report: list) -> list[Track]:
+def rendered_tracks(src: Path, layout: str | None, report: list, native: bool = False) -> list[Track]:
     """The clips of a folder written by `data render` (keypoints/, cameras/, split files), one track each."""
     tracks = []
     for split in hml.SPLITS:
@@ -65,7 +71,7 @@ def rendered_tracks(src: Path, layout: str | None, report: list) -> list[Track]:
         for name in hml.read_split(src, split):
             path = src / "keypoints" / f"{name}.npy"
             try:
-                k, m, c = read_keypoints_npy(path, layout, with_confidence=True)
+                k, m, c = read_keypoints_npy(path, layout, with_confidence=True, native=native)
                 K = _intrinsics(src / "cameras" / f"{name}.npz")
             except (ValueError, OSError) as err:
                 report.append({"source": str(path), "dropped": "unreadable", "reason": str(err)})
@@ -74,7 +80,7 @@ def rendered_tracks(src: Path, layout: str | None, report: list) -> list[Track]:
     return tracks
 
 
-def read_tracks(src: Path, layout: str | None, report: list) -> list[Track]:
+def read_tracks(src: Path, layout: str | None, report: list, native: bool = False) -> list[Track]:
     """Every track of every source in `src` (module docstring); unreadable sources are reported, not fatal."""
     tracks = []
     for path in sorted(src.iterdir()):
@@ -85,14 +91,14 @@ def read_tracks(src: Path, layout: str | None, report: list) -> list[Track]:
                 size = _image_size(path)
                 ids = coco_track_ids(path)
                 for track in ids:
-                    k, m, c = read_coco_json(path, track=track, layout=layout, with_confidence=True)
+                    k, m, c = read_coco_json(path, track=track, layout=layout, with_confidence=True, native=native)
                     suffix = "" if len(ids) == 1 else "_t" + re.sub(r"[^A-Za-z0-9.-]", "-", str(track))
                     tracks.append(Track(path.stem, f"{path.stem}{suffix}", k, m, c, size))
             elif path.is_dir() and any(path.glob("*_keypoints.json")):
-                k, m, c = read_openpose_folder(path, layout, with_confidence=True)
+                k, m, c = read_openpose_folder(path, layout, with_confidence=True, native=native)
                 tracks.append(Track(path.name, path.name, k, m, c))
             elif path.suffix.lower() == ".npy":
-                k, m, c = read_keypoints_npy(path, layout, with_confidence=True)
+                k, m, c = read_keypoints_npy(path, layout, with_confidence=True, native=native)
                 tracks.append(Track(path.stem, path.stem, k, m, c))
             else:
                 continue
@@ -142,7 +148,7 @@ def _image_size(path: Path) -> tuple[float, float] | None:
 
 
 def resample_track(keypoints: np.ndarray, mask: np.ndarray, fps: float, confidence: np.ndarray | None = None):
-    """Keypoints [T, 22, 2], mask (and confidence) [T, 22] at `fps` -> at 20 fps: linear between the two nearest
+    """Keypoints [T, J, 2], mask (and confidence) [T, J] at `fps` -> at 20 fps: linear between the two nearest
     source frames, seen only where both are (or where the time falls on a seen source frame)."""
     T = len(keypoints)
     if abs(fps - FPS) <= 1e-4 * FPS or T < 2:
@@ -221,15 +227,15 @@ def fix_small_splits(written: dict[str, list[str]], report: list) -> None:
 
 def import_keypoints(src, out, layout: str | None = None, fps: float = FPS, focal: float | None = None,
                      image_size: tuple[float, float] | None = None, texts=None, max_gap: int = 5,
-                     min_frames: int = 16, max_frames: int = 196, progress=None) -> dict:
+                     min_frames: int = 16, max_frames: int = 196, progress=None, native: bool = False) -> dict:
     """Build a 2D-only dataset folder from detector keypoints; see the module docstring. fps: the source's
     frame rate; focal (pixels) and image_size (width, height) give K (default: the image size of a COCO file,
     else the keypoints' extent, and a focal length of its larger side: `guess_intrinsics`). Returns the summary (also
-    meta.json).
+    meta.json). native: keep the source's layout (module docstring).
 
     Raises:
-        FileNotFoundError: no such folder. ValueError: bad arguments, or no clip could be made (the report's
-            first reasons named).
+        FileNotFoundError: no such folder. ValueError: bad arguments, no clip could be made (the report's
+            first reasons named), or `native` with sources of different layouts.
     """
     src = Path(src)
     if not src.is_dir():
@@ -239,7 +245,8 @@ def import_keypoints(src, out, layout: str | None = None, fps: float = FPS, foca
                          f"{min_frames}, {max_frames}")
     report: list[dict] = []
     rendered = (src / "keypoints").is_dir() and any((src / f"{s}.txt").exists() for s in hml.SPLITS)
-    tracks = rendered_tracks(src, layout, report) if rendered else read_tracks(src, layout, report)
+    tracks = rendered_tracks(src, layout, report, native) if rendered else read_tracks(src, layout, report, native)
+    skeleton = _native_layout(tracks, layout) if native else "smpl22"
     captions = _captions(src, texts)
     written: dict[str, list[str]] = {s: [] for s in hml.SPLITS}
     train_features = []
@@ -259,7 +266,7 @@ def import_keypoints(src, out, layout: str | None = None, fps: float = FPS, foca
                 for start, end in _calm_cuts(k[a:b], m[a:b], min_frames, max_frames, track.name, a, report):
                     piece = slice(a + start, a + end)
                     clip = _write_clip(tmp, track, k[piece], m[piece], c[piece], f"{track.name}_{a + start:06d}",
-                                       focal, image_size, captions, report)
+                                       focal, image_size, captions, report, native)
                     if clip is None:
                         continue
                     name, features = clip
@@ -277,9 +284,10 @@ def import_keypoints(src, out, layout: str | None = None, fps: float = FPS, foca
             raise ValueError(f"{src}: no clip could be made ({len(report)} piece(s) dropped); first: {reasons}")
         for split, names in written.items():
             (tmp / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
-        Normalizer.fit(train_features or [f for f in _all_features(tmp, written)]).save(tmp / "stats_free3d_2d.npz")
+        if not native:
+            Normalizer.fit(train_features or _all_features(tmp, written)).save(tmp / "stats_free3d_2d.npz")
         summary = {"source": str(src.resolve()), "kind": "imported keypoints", "cameras": "intrinsics only",
-                   "layout": layout, "fps": fps, "max_gap": max_gap, "min_frames": min_frames,
+                   "layout": layout, "skeleton": skeleton, "fps": fps, "max_gap": max_gap, "min_frames": min_frames,
                    "max_frames": max_frames, "clips": {s: len(n) for s, n in written.items()},
                    "tracks": len(tracks), "dropped": len([r for r in report if "dropped" in r]),
                    "cut": len([r for r in report if "cut" in r])}
@@ -328,10 +336,22 @@ def _calm_cuts(k, m, min_frames, max_frames, name, offset, report) -> list[tuple
 COMPLETED_WEIGHT = 0.25  # the confidence of joints placed by `complete_smpl22`'s rules (spine, neck, collars)
 
 
+def _native_layout(tracks: list[Track], layout: str | None) -> str:
+    """The one layout of natively imported tracks: `layout`, else from the keypoint count. Raises ValueError
+    naming two tracks of different layouts."""
+    names = {}
+    for track in tracks:
+        names.setdefault(layout or LAYOUT_BY_COUNT.get(track.keypoints.shape[1]), track.name)
+    if len(names) > 1:
+        raise ValueError("--native keeps one layout for the whole dataset; the sources have "
+                         + ", ".join(f"{n} ({t})" for n, t in names.items()))
+    return next(iter(names), layout or "coco17")
+
+
 def _write_clip(tmp: Path, track: Track, k: np.ndarray, m: np.ndarray, c: np.ndarray, name: str, focal, image_size,
-                captions, report) -> tuple[str, np.ndarray] | None:
+                captions, report, native: bool = False) -> tuple[str, np.ndarray] | None:
     try:
-        filled, _ = complete_smpl22(k, m)
+        filled = fill_from_nearest(k, m) if native else complete_smpl22(k, m)[0]
     except ValueError as err:
         report.append({"source": track.name, "clip": name, "dropped": "incomplete", "reason": str(err)})
         return None
@@ -349,6 +369,8 @@ def _write_clip(tmp: Path, track: Track, k: np.ndarray, m: np.ndarray, c: np.nda
     clean = [" ".join(text.replace("#", " ").split()) for text in captions.get(track.video, [])]
     (tmp / "texts" / f"{name}.txt").write_text("".join(hml.format_caption(hml.Caption(t, hml.tokenize(t))) + "\n"
                                                        for t in clean if t))
+    if native:
+        return name, np.zeros(0)
     n = normalized_keypoints(torch.from_numpy(filled.astype(np.float32))[None], torch.from_numpy(K)[None])[0]
     return name, to_features(n).float().numpy()
 

@@ -11,16 +11,18 @@ import numpy as np
 from fastmotion.data.humanml3d import load_npy
 from fastmotion.motion.skeleton import LAYOUTS, SMPL22, keypoints_to_smpl22
 
-_LAYOUT_BY_COUNT = {17: "coco17", 18: "openpose18", 22: "smpl22", 25: "openpose25"}  # 17: COCO unless told
+LAYOUT_BY_COUNT = {17: "coco17", 18: "openpose18", 22: "smpl22", 25: "openpose25"}  # 17: COCO unless told
 
 
-def read_keypoints_npy(path, layout: str | None = None, with_confidence: bool = False):
+def read_keypoints_npy(path, layout: str | None = None, with_confidence: bool = False, native: bool = False):
     """[T, K, 2] (or [T, K, 3] with confidences in [0, 1]) keypoints in pixels -> SMPL-22 keypoints [T, 22, 2]
     (NaN where missing) and mask [T, 22].
 
     layout: "smpl22" or a key of LAYOUTS (coco17, h36m17, openpose18, openpose25); guessed from K when
     omitted (17 is taken as COCO; the guess is checked with `check_layout`, an explicit layout is trusted).
     NaN keypoints are missing. with_confidence: also return the confidences [T, 22] (0 where missing).
+    native: the layout's own joints [T, K, 2] (mask, confidences [T, K]) instead of SMPL-22 (MVLift lifts any
+    skeleton).
 
     Raises:
         FileNotFoundError: no such file. ValueError: naming the file: another shape, a joint count that does
@@ -33,7 +35,7 @@ def read_keypoints_npy(path, layout: str | None = None, with_confidence: bool = 
     if data.ndim != 3 or data.shape[-1] not in (2, 3) or data.shape[0] == 0:
         raise ValueError(f"{path}: expected keypoints [T, K, 2] or [T, K, 3] (x, y, confidence), got "
                          f"{list(data.shape)}")
-    layout = layout or _LAYOUT_BY_COUNT.get(data.shape[1])
+    layout = layout or LAYOUT_BY_COUNT.get(data.shape[1])
     if layout is None:
         raise ValueError(f"{path}: cannot tell the layout of {data.shape[1]} keypoints; give it (`fastmotion lift "
                          "--layout`, or layout= in Python): smpl22, coco17, h36m17, openpose18 or openpose25")
@@ -47,15 +49,28 @@ def read_keypoints_npy(path, layout: str | None = None, with_confidence: bool = 
     expected = 22 if layout == "smpl22" else len(LAYOUTS[layout][0])
     if xy.shape[1] != expected:
         raise ValueError(f"{path}: {layout} keypoints need {expected} joints, got {xy.shape[1]}")
+    return _result(xy, layout, confidence, 0.0, path, explicit, native, with_confidence)
+
+
+def _seen(xy: np.ndarray, confidence: np.ndarray | None, min_confidence: float):
+    """Keypoints [T, K, 2] as they are: (keypoints, NaN where missing; mask [T, K]; confidences, 0 where
+    missing); a keypoint is missing where NaN or its confidence <= min_confidence."""
+    mask = np.isfinite(xy).all(-1) & (confidence > min_confidence if confidence is not None else True)
+    conf = np.where(mask, np.nan_to_num(confidence) if confidence is not None else 1.0, 0.0)
+    return np.where(mask[..., None], xy, np.nan), mask, conf.clip(0, 1)
+
+
+def _result(xy, layout, confidence, min_confidence, path, explicit: bool, native: bool, with_confidence: bool):
+    """The readers' common end: SMPL-22 (or, `native`, the layout's own joints), checked with `check_layout`
+    unless the layout was given."""
     if layout == "smpl22":
-        mask = np.isfinite(xy).all(-1) & (confidence > 0 if confidence is not None else True)
-        keypoints = np.where(mask[..., None], xy, np.nan)
-        conf = np.where(mask, np.nan_to_num(confidence) if confidence is not None else 1.0, 0.0)
+        smpl = _seen(xy, confidence, min_confidence)
     else:
-        keypoints, mask, conf = keypoints_to_smpl22(xy, layout, confidence, with_confidence=True)
+        smpl = keypoints_to_smpl22(xy, layout, confidence, min_confidence, with_confidence=True)
     if not explicit:
-        check_layout(keypoints, mask, path, layout)
-    return (keypoints, mask, conf) if with_confidence else (keypoints, mask)
+        check_layout(smpl[0], smpl[1], path, layout)
+    out = _seen(xy, confidence, min_confidence) if native else smpl
+    return out if with_confidence else out[:2]
 
 
 def _frame_index(value, path, where) -> int:
@@ -119,7 +134,7 @@ AUTO = "auto"  # read_coco_json's default track: the one seen in the most frames
 
 
 def read_coco_json(path, track=AUTO, min_confidence: float = 0.0, layout: str | None = None,
-                   with_confidence: bool = False):
+                   with_confidence: bool = False, native: bool = False):
     """COCO-style keypoint JSON -> SMPL-22 keypoints [T, 22, 2] (pixels; NaN where missing) and mask [T, 22].
 
     The time axis is the file's: the list index for a list of frames, else each detection's `image_id` (frames
@@ -128,6 +143,7 @@ def read_coco_json(path, track=AUTO, min_confidence: float = 0.0, layout: str | 
     track ids are one person, the best-scoring one per frame. Keypoints with confidence <= min_confidence are
     missing. layout: the keypoints' order (a key of LAYOUTS; default coco17, as detectors write it, checked with
     `check_layout`; an explicit layout is trusted). with_confidence: also return the confidences [T, 22].
+    native: the layout's own joints [T, K, 2] instead of SMPL-22.
 
     Raises:
         FileNotFoundError: no such file. ValueError: naming the file (and the detection or frame): invalid JSON,
@@ -191,11 +207,8 @@ def read_coco_json(path, track=AUTO, min_confidence: float = 0.0, layout: str | 
     if np.nanmax(np.abs(confidence - 0.5)) > 0.5 + 1e-6:
         raise ValueError(f"{path}: confidences outside [0, 1] (max {np.nanmax(confidence):.3g}): are these 3D "
                          "joints rather than keypoints with confidences?")
-    keypoints, mask, conf = keypoints_to_smpl22(rows[..., :2], layout, np.nan_to_num(confidence, nan=0.0),
-                                                min_confidence, with_confidence=True)
-    if not explicit:
-        check_layout(keypoints, mask, path, layout)
-    return (keypoints, mask, conf) if with_confidence else (keypoints, mask)
+    return _result(rows[..., :2], layout, np.nan_to_num(confidence, nan=0.0), min_confidence, path, explicit, native,
+                   with_confidence)
 
 
 # Focal length guess without intrinsics: the larger image side (a horizontal field of view of 53 degrees for a
@@ -232,11 +245,11 @@ def coco_track_ids(path) -> list:
     return sorted(tracks, key=lambda k: (-len(tracks[k]), min(tracks[k]), str(k)))
 
 
-def read_openpose_folder(folder, layout: str | None = None, with_confidence: bool = False):
+def read_openpose_folder(folder, layout: str | None = None, with_confidence: bool = False, native: bool = False):
     """An OpenPose output folder (one `*_keypoints.json` per frame, `people[i].pose_keypoints_2d`) -> SMPL-22
     keypoints [T, 22, 2] and mask: the frame number is the last number in each file name (gaps are missing
     frames), the first person of each frame; layout openpose25 (BODY_25) or openpose18 (COCO-18), by default
-    from the keypoint count.
+    from the keypoint count. native: the layout's own joints [T, K, 2] instead of SMPL-22.
 
     Raises:
         ValueError: naming the folder or file: no frame files, duplicate frame numbers, unreadable JSON, a
@@ -278,10 +291,7 @@ def read_openpose_folder(folder, layout: str | None = None, with_confidence: boo
     for frame, r in rows.items():
         stacked[frame - first] = r
     confidence = np.nan_to_num(stacked[..., 2], nan=0.0)  # OpenPose writes 0 0 0 for an unseen joint
-    keypoints, mask, conf = keypoints_to_smpl22(stacked[..., :2], layout, confidence, with_confidence=True)
-    if not explicit:
-        check_layout(keypoints, mask, folder, layout)
-    return (keypoints, mask, conf) if with_confidence else (keypoints, mask)
+    return _result(stacked[..., :2], layout, confidence, 0.0, folder, explicit, native, with_confidence)
 
 
 def check_layout(keypoints: np.ndarray, mask: np.ndarray, path, layout: str) -> None:
@@ -312,18 +322,33 @@ _SPINE_FRACTIONS = {"spine1": 0.22, "spine2": 0.48, "spine3": 0.58}
 _COLLAR_FRACTION = 0.4
 
 
+def fill_from_nearest(keypoints: np.ndarray, mask: np.ndarray, require_all: bool = True) -> np.ndarray:
+    """Keypoints [T, J, 2] with each joint missing in some frames (mask [T, J] False) taken from the nearest frame
+    where it was seen (the earlier one on a tie); a float64 copy.
+
+    Raises:
+        ValueError: `require_all` and some joint is never seen (its index named).
+    """
+    k = np.array(keypoints, dtype=np.float64)
+    seen = np.asarray(mask, dtype=bool)
+    never = np.nonzero(~seen.any(0))[0].tolist()
+    if require_all and never:
+        raise ValueError(f"cannot fill the skeleton: joint(s) {', '.join(map(str, never))} never visible")
+    frames_all = np.arange(len(k))
+    for j in range(k.shape[1]):
+        frames = np.nonzero(seen[:, j])[0]
+        if 0 < len(frames) < len(k):
+            k[:, j] = k[frames[np.abs(frames_all[:, None] - frames[None]).argmin(1)], j]
+    return k
+
+
 def complete_smpl22(keypoints: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fill SMPL-22 joints that a COCO-style detector never gives, from the ones it does: neck = shoulders'
     midpoint, spine1..3 on the pelvis-neck segment, collars between the neck and each shoulder, feet at the
     ankles (a zero-length foot). Joints that are missing only in some frames take their value from the nearest
     frame where they were seen. Returns (keypoints [T, 22, 2], estimated [T, 22] bool: True where filled)."""
-    k = np.array(keypoints, dtype=np.float64)
+    k = fill_from_nearest(keypoints, mask, require_all=False)
     seen = np.array(mask, dtype=bool)
-    for j in range(k.shape[1]):  # temporal fill of joints seen somewhere
-        frames = np.nonzero(seen[:, j])[0]
-        if 0 < len(frames) < len(k):
-            nearest = frames[np.abs(np.arange(len(k))[:, None] - frames[None]).argmin(1)]
-            k[:, j] = k[nearest, j]
     have = seen.any(0)
     idx = SMPL22.index
 

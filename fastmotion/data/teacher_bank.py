@@ -13,6 +13,7 @@ from fastmotion.errors import DatasetError
 from fastmotion.motion.humanml3d import FEATURE_DIM, canonical_transform, joints_to_features
 
 from . import humanml3d as hml
+from .clip_bank import require_skeleton
 
 
 @dataclass
@@ -43,6 +44,7 @@ class TeacherBank:
 
     def __init__(self, data, teacher, split: str, max_frames: int, buckets: int = 8):
         data, teacher = Path(data), Path(teacher)
+        require_skeleton(data)
         if not teacher.is_dir():
             raise DatasetError(f"{teacher}: no teacher folder (build one with `fastmotion data teacher`)")
         try:

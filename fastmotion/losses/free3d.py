@@ -79,6 +79,46 @@ def up_from_lift(f3d: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(norm > 1e-6, pitch / norm.clamp_min(1e-12), fallback)
 
 
+PITCH_GRID_DEGREES = (-10.0, 0.0, 10.0, 20.0, 30.0, 40.0)  # the candidates of `up_by_pitch_search`
+
+
+def up_from_pitch(pitch: torch.Tensor) -> torch.Tensor:
+    """The world's up [..., 3] in the frame of a camera pitched down by `pitch` [...] radians (negative: up),
+    with no roll: (0, -cos, -sin) (OpenCV axes: y down, z forward)."""
+    return torch.stack([torch.zeros_like(pitch), -torch.cos(pitch), -torch.sin(pitch)], -1)
+
+
+@torch.no_grad()
+def up_by_pitch_search(prior: Prior2D, f3d: torch.Tensor, mask: torch.Tensor, views: int,
+                       generator: torch.Generator | None = None, max_yaw: float = math.pi,
+                       pitches_degrees=PITCH_GRID_DEGREES,
+                       quantised: bool = False) -> torch.Tensor:
+    """The vertical [B, 3] of each motion for 2D without a camera pose: the camera pitch, among
+    `pitches_degrees`, under which the frozen prior (through its codebook if `quantised`) finds the V rotated views of the current lift f3d [B, T, 66]
+    most plausible (lowest `loss_rec` per clip over the real frames, mask [B, T]; the same yaws for every
+    candidate); no roll assumed. ElePose (Wandt et al. 2022) learns the elevation with its lifter under a 2D
+    prior; this searches a grid instead, detached, anew for each batch. An experiment (docs/detector-2d.md).
+
+    Raises:
+        ValueError: `pitches_degrees` is empty.
+    """
+    if len(pitches_degrees) == 0:
+        raise ValueError("pitches_degrees must name at least one pitch")
+    joints = features_to_joints(f3d, 3)
+    b, p = joints.shape[0], len(pitches_degrees)
+    ups = up_from_pitch(joints.new_tensor([math.radians(d) for d in pitches_degrees]))  # [P, 3]
+    yaw = sample_view_rotations(views, b, max_pitch=0.0, max_roll=0.0, max_yaw=max_yaw, generator=generator,
+                                dtype=joints.dtype, device=joints.device)  # [B, V, 3, 3], shared by candidates
+    align = quat_to_matrix(qbetween(joints.new_tensor(CAMERA_UP).expand_as(ups), ups))  # [P, 3, 3]
+    rotations = align[:, None, None] @ yaw[None] @ align[:, None, None].transpose(-1, -2)  # [P, B, V, 3, 3]
+    seen = project_weak_perspective(joints.repeat(p, 1, 1, 1), rotations.flatten(0, 1))  # [P*B, V, T, 22, 2]
+    x = prior.stats.normalize(motion_features(seen.flatten(0, 1)))
+    error = ((prior.reconstruct(x, quantise=quantised) - x) ** 2).mean(-1).view(p, b, views, -1).mean(2)  # [P, B, T]
+    m = mask.to(error.dtype)
+    score = (error * m).sum(-1) / m.sum(-1).clamp_min(1)  # [P, B]
+    return ups[score.argmin(0)]
+
+
 def loss_rec(model: MLRQ, prior: Prior2D, f3d: torch.Tensor, mask: torch.Tensor, up: torch.Tensor, views: int,
              generator: torch.Generator | None = None, *, max_yaw: float = math.pi,
              quantised: bool = False) -> torch.Tensor:
@@ -125,13 +165,15 @@ def mlrq_losses(model: MLRQ, prior: Prior2D, x: torch.Tensor, mask: torch.Tensor
                 generator: torch.Generator | None = None, up_from: str = "dataset") -> dict[str, torch.Tensor]:
     """Every term and the total: L_2D + l1 L_rec + l2 L_ori + l3 L_feat + beta * commitment (section 4).
     x: standardised 2D features [B, T, 44]; mask [B, T]; up [B, 3]: the vertical in each camera frame (up_from
-    "dataset"), or up_from "lift": estimated from the lift (`up_from_lift`; an experiment for 2D without camera
-    poses); weights: (l1, l2, l3); max_yaw, rec_quantised: see `loss_rec`; feature_weight: see `loss_2d`."""
-    if up_from not in ("dataset", "lift"):
-        raise ValueError(f"up_from must be 'dataset' or 'lift', got {up_from!r}")
+    "dataset"), or up_from "lift": estimated from the lift's torso (`up_from_lift`), "search": the camera pitch
+    the prior prefers (`up_by_pitch_search`) (both experiments for 2D without camera poses); weights: (l1, l2, l3); max_yaw, rec_quantised: see `loss_rec`; feature_weight: see `loss_2d`."""
+    if up_from not in ("dataset", "lift", "search"):
+        raise ValueError(f"up_from must be 'dataset', 'lift' or 'search', got {up_from!r}")
     f3d, latent, q = model.lift(x)
     if up_from == "lift":
         up = up_from_lift(f3d, mask)
+    elif up_from == "search":
+        up = up_by_pitch_search(prior, f3d, mask, views, generator, max_yaw, quantised=rec_quantised)
     out = {"l2d": loss_2d(model, f3d, x, mask, feature_weight), "commit": q.commitment}
     if use_rec:
         out["rec"] = loss_rec(model, prior, f3d, mask, up, views, generator, max_yaw=max_yaw,

@@ -51,11 +51,12 @@ def _clip_scale(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
 
 
 def lifting_metrics(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor | None = None,
-                    metric: bool = False) -> dict[str, float]:
+                    metric: bool = False, limbs=LIMB_JOINTS) -> dict[str, float]:
     """pred, true: [N, T, J, 3] in the same frame (e.g. the camera's), metres; mask [N, T] of real frames;
     metric: pred is in metres too (adds MPJPE). -> {"N-MPJPE", ["MPJPE",] "PA-MPJPE", "PA-MPJPE-12", "PCK@50",
     "PCK@100", "accel", "root"} in millimetres (PCK in %). Definitions: the module docstring (N-MPJPE: Rhodin et al. 2018;
-    PA-MPJPE and the acceleration error as in HMR and VIBE)."""
+    PA-MPJPE and the acceleration error as in HMR and VIBE). limbs: the indices of the 12 limb joints in J
+    (default SMPL-22's; joint 0 is the root)."""
     pred, true = pred.double(), true.double()
     if mask is None:
         mask = torch.ones(pred.shape[:2], dtype=torch.bool, device=pred.device)
@@ -66,7 +67,7 @@ def lifting_metrics(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor |
     aligned = procrustes(pred, true)
     err = (aligned - true).norm(dim=-1)  # [N, T, J]
     pa = (err.mean(-1) * m).sum() / m.sum()
-    limbs = list(LIMB_JOINTS)
+    limbs = list(limbs)
     pa12 = ((procrustes(pred[:, :, limbs], true[:, :, limbs]) - true[:, :, limbs]).norm(dim=-1).mean(-1) * m).sum() \
         / m.sum()
     pck = {f"PCK@{mm}": float(((err < mm / 1000).to(pred.dtype).mean(-1) * m).sum() / m.sum() * 100)

@@ -19,6 +19,7 @@ from .mdm import timestep_embedding
 @dataclass
 class LineDenoiserConfig:
     joints: int = 22
+    skeleton: str = "smpl22"  # the keypoint layout trained on (a key of fastmotion.motion.skeleton.SKELETONS)
     width: int = 512
     layers: int = 4
     heads: int = 4

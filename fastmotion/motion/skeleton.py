@@ -15,9 +15,10 @@ class Skeleton:
     names: tuple[str, ...]
     parents: tuple[int, ...]  # -1 for the root; every parent comes before its children
     left_right: tuple[tuple[int, int], ...]  # (left joint, right joint) pairs, for mirroring
-    feet: tuple[int, ...]  # left ankle, left foot, right ankle, right foot (HumanML3D's foot-contact joints)
     hips: tuple[int, int]  # (left hip, right hip): their cross product with up gives the body's forward
     shoulders: tuple[int, int]  # (left shoulder, right shoulder)
+    # left ankle, left foot, right ankle, right foot (HumanML3D's foot-contact joints); () for keypoint layouts
+    feet: tuple[int, ...] = ()
 
     @property
     def num_joints(self) -> int:
@@ -33,6 +34,15 @@ class Skeleton:
             return self.names.index(name)
         except ValueError:
             raise KeyError(f"joint {name!r} is not in this skeleton ({', '.join(self.names)})") from None
+
+    def root_position(self, points):
+        """The hip centre [..., C] of points [..., J, C] (numpy or torch): the pelvis joint where the skeleton has
+        one (SMPL-22, Human3.6M-17, OpenPose-25's mid-hip), else the hips' midpoint (COCO-17, OpenPose-18)."""
+        for name in ("pelvis", "mid_hip"):
+            if name in self.names:
+                return points[..., self.names.index(name), :]
+        left, right = self.hips
+        return 0.5 * (points[..., left, :] + points[..., right, :])
 
     def mirror_permutation(self) -> np.ndarray:
         perm = np.arange(self.num_joints)
@@ -107,6 +117,51 @@ OPENPOSE25_TO_SMPL22 = {**OPENPOSE18_TO_SMPL22, "mid_hip": "pelvis", "left_big_t
 LAYOUTS = {"coco17": (COCO17_NAMES, COCO17_TO_SMPL22), "h36m17": (H36M17_NAMES, H36M17_TO_SMPL22),
            "openpose18": (OPENPOSE18_NAMES, OPENPOSE18_TO_SMPL22),
            "openpose25": (OPENPOSE25_NAMES, OPENPOSE25_TO_SMPL22)}
+
+
+def keypoint_skeleton(names: tuple[str, ...], parent_of: dict[str, str]) -> Skeleton:
+    """A keypoint layout's kinematic tree: `parent_of` maps every joint but the root (the first name) to its
+    parent; left/right pairs are matched by name. Raises ValueError on a malformed tree."""
+    parents = tuple(-1 if i == 0 else names.index(parent_of[n]) for i, n in enumerate(names))
+    if any(p >= i for i, p in enumerate(parents) if i) or set(parent_of) != set(names[1:]):
+        raise ValueError(f"not a tree over {names} with parents before children: {parent_of}")
+    pairs = tuple((names.index(n), names.index(n.replace("left", "right"))) for n in names if n.startswith("left_"))
+    return Skeleton(names, parents, pairs, hips=(names.index("left_hip"), names.index("right_hip")),
+                    shoulders=(names.index("left_shoulder"), names.index("right_shoulder")))
+
+
+def _chains(*chains: str) -> dict[str, str]:
+    """'a b c' -> {b: a, c: b} for each chain, merged."""
+    out = {}
+    for chain in chains:
+        joints = chain.split()
+        out.update({child: parent for parent, child in zip(joints, joints[1:])})
+    return out
+
+
+def _arms_legs(shoulder_parent: str, hip_parent: str) -> list[str]:
+    """The four limb chains, hanging from the given joints."""
+    return [f"{top} {side}_{a} {side}_{b} {side}_{c}" for side in ("left", "right")
+            for top, (a, b, c) in ((shoulder_parent, ("shoulder", "elbow", "wrist")),
+                                   (hip_parent, ("hip", "knee", "ankle")))]
+
+
+# The layouts' kinematic trees (MVLift lifts any of them natively; drawing uses them). COCO-17 and OpenPose have no
+# pelvis: the hips hang from the shoulders (COCO) or the neck (OpenPose-18), the tree's root is the nose.
+COCO17 = keypoint_skeleton(COCO17_NAMES, _chains(
+    "nose left_eye left_ear", "nose right_eye right_ear", "nose left_shoulder left_elbow left_wrist",
+    "nose right_shoulder right_elbow right_wrist", "left_shoulder left_hip left_knee left_ankle",
+    "right_shoulder right_hip right_knee right_ankle"))
+H36M17 = keypoint_skeleton(H36M17_NAMES, _chains(
+    "pelvis spine thorax neck_nose head_top", *_arms_legs("thorax", "pelvis")))
+OPENPOSE18 = keypoint_skeleton(OPENPOSE18_NAMES, _chains(
+    "nose neck", "nose right_eye right_ear", "nose left_eye left_ear", *_arms_legs("neck", "neck")))
+OPENPOSE25 = keypoint_skeleton(OPENPOSE25_NAMES, _chains(
+    "nose neck mid_hip", "nose right_eye right_ear", "nose left_eye left_ear", *_arms_legs("neck", "mid_hip"),
+    "left_ankle left_big_toe left_small_toe", "left_ankle left_heel", "right_ankle right_big_toe right_small_toe",
+    "right_ankle right_heel"))
+SKELETONS = {"smpl22": SMPL22, "coco17": COCO17, "h36m17": H36M17, "openpose18": OPENPOSE18,
+             "openpose25": OPENPOSE25}
 
 
 def keypoints_to_smpl22(keypoints: np.ndarray, layout: str, confidence: np.ndarray | None = None,

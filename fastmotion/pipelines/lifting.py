@@ -18,13 +18,15 @@ import torch
 from fastmotion.data.clip_bank import ClipBank
 from fastmotion.data.keypoints import AUTO
 from fastmotion.errors import DatasetError
-from fastmotion.metrics.lifting import lifting_metrics, mvlift_metrics
+from fastmotion.metrics.lifting import LIMB_JOINTS, lifting_metrics, mvlift_metrics
+from fastmotion.motion.skeleton import SKELETONS, SMPL22
 
 
 @dataclass
 class Clip2D:
-    """One clip to lift: its name, keypoints [T, 22, 2] in normalised image coordinates (x / z, y / z of the
-    camera frame), and its camera (K [3, 3] pixels, R [3, 3], t [3] metres; world -> camera) when known."""
+    """One clip to lift: its name, keypoints [T, J, 2] in normalised image coordinates (x / z, y / z of the
+    camera frame; SMPL-22, J = 22, unless the lifter takes another skeleton), and its camera (K [3, 3] pixels,
+    R [3, 3], t [3] metres; world -> camera) when known."""
     name: str
     keypoints: torch.Tensor
     camera: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -33,10 +35,12 @@ class Clip2D:
 class Lifter(ABC):
     """Lifts 2D clips to 3D. `lift` returns {name: joints [T', 22, 3]} in each clip's camera frame (T' <= T);
     a clip the lifter cannot lift is left out of the dict. `metric_scale`: the joints are in metres (else any
-    global scale, which N-MPJPE and PA-MPJPE align)."""
+    global scale, which N-MPJPE and PA-MPJPE align). `skeleton`: the keypoint layout it lifts (a key of
+    SKELETONS; its output has the same joints)."""
 
     name: str = "lifter"
     metric_scale: bool = False
+    skeleton: str = "smpl22"
 
     @abstractmethod
     def lift(self, clips: Sequence[Clip2D], progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
@@ -56,9 +60,30 @@ class ZeroDepthLifter(Lifter):
 
 
 def zero_depth(keypoints_normalised: torch.Tensor) -> torch.Tensor:
-    """[T, 22, 2] normalised image coordinates -> [T, 22, 3]: the 2D offsets from the first frame's root, z = 0."""
+    """[T, J, 2] normalised image coordinates -> [T, J, 3]: the 2D offsets from the first frame's joint 0, z = 0."""
     k = keypoints_normalised - keypoints_normalised[:1, :1]
     return torch.cat([k, torch.zeros_like(k[..., :1])], -1)
+
+
+def eval_joints(points: torch.Tensor, skeleton: str) -> torch.Tensor:
+    """The joints every layout has exactly, for scoring a lift in another layout than the SMPL-22 truth:
+    points [..., J, C] in `skeleton` (a key of SKELETONS) -> [..., 13, C]: the hips' midpoint (the root), then the
+    12 limb joints in `fastmotion.metrics.lifting.LIMB_JOINTS` order."""
+    names = SKELETONS[skeleton].names
+    picks = [names.index(SMPL22.names[j]) for j in LIMB_JOINTS]
+    left, right = names.index("left_hip"), names.index("right_hip")
+    return torch.cat([0.5 * (points[..., left:left + 1, :] + points[..., right:right + 1, :]),
+                      points[..., picks, :]], -2)
+
+
+def lifter_skeleton(kind: str, checkpoint) -> str:
+    """The keypoint layout that the lifter of `kind` from `checkpoint` takes: SMPL-22, or for MVLift the layout
+    its stage-1 model was trained on. Raises CheckpointError (MVLift: the checkpoint is missing or another model)."""
+    if kind != "mvlift":
+        return "smpl22"
+    from fastmotion.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint, "LineDenoiser")["model_config"].get("skeleton", "smpl22")
 
 
 # kind -> (module, class): imported on use, so that `--help` and the other methods stay light
@@ -80,13 +105,14 @@ def load_lifter(kind: str, checkpoint, device="cpu", **options) -> Lifter:
     return getattr(importlib.import_module(module), cls).from_checkpoint(checkpoint, device, **options)
 
 
-def dataset_clips(data, split: str, limit: int | None = None) -> list[Clip2D]:
-    """The clips of a split of a 2D dataset folder, with their cameras (at most `limit`).
+def dataset_clips(data, split: str, limit: int | None = None, skeleton: str = "smpl22") -> list[Clip2D]:
+    """The clips of a split of a 2D dataset folder, with their cameras (at most `limit`); the folder's keypoints
+    must be in `skeleton` (the lifter's).
 
     Raises:
-        DatasetError: see `ClipBank`.
+        DatasetError: see `ClipBank` (another skeleton than `skeleton` named).
     """
-    bank = ClipBank(data, split)
+    bank = ClipBank(data, split, skeletons=(skeleton,))
     return [Clip2D(n, k, cam) for n, k, cam in zip(bank.names, bank.clips, bank.cameras)][:limit]
 
 
@@ -102,8 +128,10 @@ def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | Non
         DatasetError: the split or a clip's held-out 3D is missing, or no clip was lifted.
     """
     root = Path(data)
-    clips = dataset_clips(data, split, limit) if clips is None else clips
+    clips = dataset_clips(data, split, limit, lifter.skeleton) if clips is None else clips
     lifted = lifter.lift(clips, progress)
+    native = lifter.skeleton != "smpl22"  # scored on the joints both layouts have (`eval_joints`)
+    picked = (lambda x: eval_joints(x, lifter.skeleton)) if native else (lambda x: x)  # noqa: E731
     preds, bases, trues, cams, keypoints = [], [], [], [], []
     for clip in clips:
         pred = lifted.get(clip.name)
@@ -115,17 +143,17 @@ def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | Non
                                "render` writes to eval3d/")
         K, R, t = _true_camera(root, clip)
         camera = torch.from_numpy(np.load(path)) @ R.T + t  # the truth in the camera frame, metres
-        preds.append(pred)
-        bases.append(zero_depth(clip.keypoints)[:len(pred)])
-        trues.append(camera[:len(pred)])
+        preds.append(picked(pred))
+        bases.append(picked(zero_depth(clip.keypoints))[:len(pred)])
+        trues.append(eval_joints(camera[:len(pred)], "smpl22") if native else camera[:len(pred)])
         cams.append((K, R, t))
-        keypoints.append(clip.keypoints[:len(pred)])
+        keypoints.append(picked(clip.keypoints[:len(pred)]))
     if not preds:
         raise DatasetError(f"{data}: no clip of the {split} split could be lifted")
     longest = max(len(p) for p in preds)
 
     def stack(xs):
-        out = torch.zeros(len(xs), longest, 22, xs[0].shape[-1], dtype=torch.float64)
+        out = torch.zeros(len(xs), longest, *xs[0].shape[1:], dtype=torch.float64)
         for i, x in enumerate(xs):
             out[i, :len(x)] = x
             out[i, len(x):] = x[-1]
@@ -136,8 +164,10 @@ def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | Non
         mask[i, :len(p)] = True
     true, camera = stack(trues), [torch.stack(c).double() for c in zip(*cams)]
     pred, base, seen = stack(preds), stack(bases), stack(keypoints)
-    return {"model": lifting_metrics(pred, true, mask, lifter.metric_scale),
-            "zero_depth": lifting_metrics(base, true, mask), "clips": len(preds),
+    limbs = tuple(range(1, 13)) if native else LIMB_JOINTS
+    return {"model": lifting_metrics(pred, true, mask, lifter.metric_scale, limbs),
+            "zero_depth": lifting_metrics(base, true, mask, limbs=limbs), "clips": len(preds),
+            "joints": f"{lifter.skeleton}: the hips' midpoint and the 12 limb joints" if native else "smpl22",
             "mvlift_protocol": {"model": mvlift_protocol(pred, true, mask, camera, seen, lifter.metric_scale),
                                 "zero_depth": mvlift_protocol(base, true, mask, camera, seen)}}
 
@@ -174,30 +204,40 @@ def _true_camera(root: Path, clip: Clip2D):
 
 
 def read_keypoint_file(path, intrinsics: tuple[float, float, float, float] | None = None,
-                       layout: str | None = None, track=AUTO, fps: float = 20.0) -> Clip2D:
+                       layout: str | None = None, track=AUTO, fps: float = 20.0, skeleton: str = "smpl22") -> Clip2D:
     """One detector keypoint file as a clip to lift: .npy [T, K, 2|3] or a COCO-style .json (pixels; see
     `fastmotion.data.keypoints`); joints a detector does not give are estimated from those it does
     (`complete_smpl22`). intrinsics: (fx, fy, cx, cy) pixels; default: `guess_intrinsics`, as `data import`
     guesses them. layout: the keypoints' order (default: COCO-17 for .json, from the joint count for .npy);
     track: which person of a .json (default: the one seen longest; `read_coco_json`). fps: the file's frame rate
-    (resampled to the models' 20). The clip has no camera pose.
+    (resampled to the models' 20). skeleton: the lifter's layout (`Lifter.skeleton`); other than smpl22 (MVLift
+    trained on `data import --native` data), the file is read in that layout, joints missing in some frames taken
+    from the nearest frame. The clip has no camera pose.
 
     Raises:
-        ValueError: the file is malformed or shows no keypoint. FileNotFoundError: no such file.
+        ValueError: the file is malformed, shows no keypoint, is in another layout than a native `skeleton`, or
+            (native) never shows some joint. FileNotFoundError: no such file.
     """
     from fastmotion.data.importer import resample_track
-    from fastmotion.data.keypoints import complete_smpl22, guess_intrinsics, read_coco_json, read_keypoints_npy
+    from fastmotion.data.keypoints import (complete_smpl22, fill_from_nearest, guess_intrinsics, read_coco_json,
+                                           read_keypoints_npy)
     from fastmotion.ops.reference import normalized_keypoints
 
-    path = Path(path)
+    path, native = Path(path), skeleton != "smpl22"
+    if native and layout not in (None, skeleton):
+        raise ValueError(f"{path}: the model lifts {skeleton} keypoints; --layout {layout} cannot be read natively")
+    layout = skeleton if native else layout
     if path.suffix.lower() == ".json":
-        k, mask = read_coco_json(path, track=track, layout=layout)
+        k, mask = read_coco_json(path, track=track, layout=layout, native=native)
     else:
-        k, mask = read_keypoints_npy(path, layout)
+        k, mask = read_keypoints_npy(path, layout, native=native)
     k, mask = resample_track(k, mask, fps)
     if not mask.any():
         raise ValueError(f"{path}: no keypoint is visible")
-    k, _ = complete_smpl22(k, mask)
+    try:
+        k = fill_from_nearest(k, mask) if native else complete_smpl22(k, mask)[0]
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     if intrinsics is not None:
         fx, fy, cx, cy = intrinsics
         K = torch.tensor([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=torch.float32)

@@ -22,11 +22,9 @@ from fastmotion.diffusion import GaussianDiffusion
 from fastmotion.losses.mvlift import consistency_pairs, epipolar_consistency, sds_loss
 from fastmotion.models.mvlift import LineDenoiser, LineDenoiserConfig, normalise_clips
 from fastmotion.motion import multiview
-from fastmotion.motion.skeleton import SMPL22
+from fastmotion.motion.skeleton import SKELETONS
 
 from .lifting import Lifter
-
-ROOT = SMPL22.index("pelvis")
 
 
 @dataclass
@@ -345,6 +343,8 @@ class MVLiftLifter(Lifter):
 
     def __init__(self, model: LineDenoiser, length: int, config: Stage2Config, seed: int = 0):
         self.model, self.length, self.config, self.seed = model, length, config, seed
+        self.skeleton = model.config.skeleton  # the keypoint layout it lifts (Lifter.skeleton)
+        self.tree = SKELETONS[self.skeleton]
         self.name = self.NAMES[config.mode]
         self.overlap = min(config.overlap, max(1, length // 4))
         self.iteration_progress: Callable[[int], None] | None = None
@@ -363,7 +363,8 @@ class MVLiftLifter(Lifter):
     def _check(self, clip) -> str | None:
         k = clip.keypoints
         if k.shape[1] != self.model.config.joints:
-            return f"{k.shape[1]} joints, the checkpoint's model has {self.model.config.joints}"
+            return (f"{k.shape[1]} joints, the checkpoint's model has {self.model.config.joints} "
+                    f"({self.model.config.skeleton})")
         if len(k) < MIN_FRAMES:
             return f"{len(k)} frames; MVLift needs at least {MIN_FRAMES}"
         bad = (~torch.isfinite(k).all(-1).all(-1)).nonzero()[:, 0].tolist()
@@ -408,8 +409,9 @@ class MVLiftLifter(Lifter):
                 x[k, :e - s] = clips[i].keypoints[s:e]
                 x[k, e - s:] = clips[i].keypoints[e - 1]
                 mask[k, :e - s] = True
-            hip = x[:, 0, ROOT].clone()
-            ref, _, scale = normalise_clips(on_axis(x, hip), ROOT)
+            hip = self.tree.root_position(x[:, 0]).clone()
+            turned = on_axis(x, hip)
+            ref, _, scale = normalise_clips(turned, self.tree.root_position(turned))
             focal = 1 / scale if self.config.focal is None else torch.full_like(scale, self.config.focal)
             noise = WindowNoise([window_seed(self.seed, clips[i].name, s) for i, (s, _) in batch])
             joints, views = lift_windows(self.model, ref.to(device), mask.to(device), self.config, noise, focal,

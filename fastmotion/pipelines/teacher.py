@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from fastmotion.data import humanml3d as hml
+from fastmotion.data.clip_bank import require_skeleton
 from fastmotion.data.humanml3d import atomic_folder
 from fastmotion.errors import DatasetError
 from fastmotion.motion.camera import estimate_camera_epnp, naive_root_depth
@@ -92,8 +93,8 @@ def build_teacher(data, out, mlrq_path=None, lifted_dir=None, cameras: str = "au
     Returns the report (also in OUT/report.json).
 
     Raises:
-        ValueError: not exactly one source, or an unknown `cameras`. DatasetError: no split files, or no clip
-            gave a teacher. CheckpointError: a bad ML-RQ checkpoint.
+        ValueError: not exactly one source, or an unknown `cameras`. DatasetError: no split files, keypoints
+            other than SMPL-22 (`data import --native`), or no clip gave a teacher. CheckpointError: a bad ML-RQ checkpoint.
     """
     data = Path(data)
     if (mlrq_path is None) == (lifted_dir is None):
@@ -103,6 +104,7 @@ def build_teacher(data, out, mlrq_path=None, lifted_dir=None, cameras: str = "au
     names = [n for s in hml.SPLITS if (data / f"{s}.txt").exists() for n in hml.read_split(data, s)]
     if not names:
         raise DatasetError(f"{data}: no split files (is it a folder from `fastmotion data render`?)")
+    require_skeleton(data)  # the teacher is SMPL-22 motion
     model = load_mlrq(mlrq_path, device) if mlrq_path is not None else None
     written, skipped = [], []
     with atomic_folder(out) as tmp:
