@@ -46,12 +46,15 @@ VIDEOMDM_RUN := $(DEMO)/videomdm/videomdm/last.pt
 # clips lifted by stage 2, scored on the hips' midpoint and the 12 limb joints beside zero depth.
 MVC := $(DEMO)/mvlift-coco
 
-# `make real`: both methods on real motion capture (REAL: a 3D folder in HumanML3D layout, e.g. Bandai-2 in
+# `make real`: the three methods on real motion capture (REAL: a 3D folder in HumanML3D layout, e.g. Bandai-2 in
 # ../shared/data/bandai2; never part of the tests). One random view per clip, the 2D prior and the ML-RQ on the
 # train split's 2D only, then VideoMDM at demo size (teacher from this ML-RQ, the anchored run of `make videomdm`),
 # each lifting the test split beside zero depth. docs/real-data.md holds the table and the runs behind it.
 REAL ?= ../shared/data/bandai2
 REAL_OUT ?= real
+# then MVLift (stage 1 on the same 2D; stage 2 on MVLIFT_CLIPS test clips, beside the ML-RQ on the same clips)
+# (every 11th test clip: Bandai-2's test split is sorted by action, so the 50 span all its actions)
+REAL_MV_EVAL = --data $(REAL_OUT)/real2d --split test --stride 11 --limit $(MVLIFT_CLIPS)
 
 .PHONY: test test-fast install cuda-check bench demo demo-detector mvlift mvlift-coco real videomdm clean help
 
@@ -63,7 +66,7 @@ help:
 	@echo "make demo-detector  after make demo: the same from detector-like COCO-17 keypoints without a camera"
 	@echo "make mvlift      after make demo: MVLift (stage 1, stage-2 lifting, ablations) beside ML-RQ, zero depth"
 	@echo "make mvlift-coco after make demo: MVLift trained and lifting on COCO-17 keypoints as they are"
-	@echo "make real        ML-RQ and VideoMDM on real mocap's 2D (REAL=folder, default ../shared/data/bandai2)"
+	@echo "make real        ML-RQ, VideoMDM and MVLift on real mocap's 2D (REAL=folder, default ../shared/data/bandai2)"
 	@echo "make videomdm    after make demo: VideoMDM vs the MDM trained on the teacher's 3D (lifting, FID)"
 
 $(PY):
@@ -169,6 +172,13 @@ real: install
 		--json $(REAL_OUT)/eval-videomdm.json
 	$(FM) eval table $(REAL_OUT)/eval-mlrq.json $(REAL_OUT)/eval-videomdm.json --name ML-RQ \
 		--name "VideoMDM (guided lifting)" | tee $(REAL_OUT)/table.md
+	rm -rf $(REAL_OUT)/mvlift
+	$(FM) train mvlift --data $(REAL_OUT)/real2d --out $(REAL_OUT)/mvlift --config small
+	$(FM) eval lift --model mvlift --checkpoint $(REAL_OUT)/mvlift/last.pt $(REAL_MV_EVAL) \
+		--json $(REAL_OUT)/eval-mvlift.json
+	$(FM) eval lift --checkpoint $(REAL_OUT)/mlrq/last.pt $(REAL_MV_EVAL) --json $(REAL_OUT)/eval-mlrq-mv.json
+	for protocol in ours mvlift; do $(FM) eval table --protocol $$protocol $(REAL_OUT)/eval-mvlift.json \
+		$(REAL_OUT)/eval-mlrq-mv.json --name "MVLift (stage 2)" --name ML-RQ; done | tee $(REAL_OUT)/table-mvlift.md
 
 videomdm: install
 	$(MAKE) -C experiments videomdm DEMO=$(abspath $(DEMO)) VENV=$(abspath $(VENV)) DEMO_CONFIG=$(DEMO_CONFIG) \

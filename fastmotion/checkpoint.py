@@ -23,6 +23,11 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoint intact
 
 
+# Per model kind, config keys added after checkpoints were first written, with the value an older checkpoint
+# implies: filled in on load, so that such a checkpoint still loads and resumes.
+ADDED_CONFIG_KEYS = {"LineDenoiser": {"skeleton": "smpl22"}}  # MVLift trained on SMPL-22 only before issue 26
+
+
 def load_checkpoint(path, kind: str | None = None, model_config: dict | None = None) -> dict:
     """Load a checkpoint (on the CPU, weights only), checking that it holds the expected model kind and
     configuration.
@@ -42,6 +47,9 @@ def load_checkpoint(path, kind: str | None = None, model_config: dict | None = N
         raise CheckpointError(f"{path} is not a fastmotion checkpoint")
     if kind is not None and payload["kind"] != kind:
         raise CheckpointError(f"{path} holds a {payload['kind']} model, expected {kind}")
+    stored = payload.get("model_config")
+    if isinstance(stored, dict):
+        payload["model_config"] = {**ADDED_CONFIG_KEYS.get(payload["kind"], {}), **stored}
     if model_config is not None and payload["model_config"] != model_config:
         changed = {k for k in set(model_config) | set(payload["model_config"])
                    if model_config.get(k) != payload["model_config"].get(k)}

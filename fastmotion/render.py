@@ -1,6 +1,7 @@
 """Stick-figure rendering of 3D motions ([T, J, 3], metres, y up) and 2D keypoint sequences ([T, J, 2],
-pixels; SMPL-22 or another layout of fastmotion.motion.skeleton.SKELETONS) to GIF (Pillow) or MP4 (when ffmpeg is installed). Several motions render side by side, each in its
-own panel, with a ground grid, the root's trajectory trace and an optional title."""
+pixels; SMPL-22 or another layout of fastmotion.motion.skeleton.SKELETONS) to GIF (Pillow) or MP4 (when ffmpeg is
+installed). Several motions render side by side, each in its own panel, with a ground grid, the root's trajectory trace
+and an optional title."""
 from __future__ import annotations
 
 import shutil
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fastmotion.motion.skeleton import SKELETONS, SMPL22, Skeleton
+from fastmotion.motion.skeleton import SKELETONS, Skeleton
 from fastmotion.render_text import title_font
 
 PANEL = 320
@@ -25,7 +26,8 @@ def skeleton_of(joints: int, preferred: str | None = None) -> Skeleton:
     if preferred is not None and SKELETONS[preferred].num_joints == joints:
         return SKELETONS[preferred]
     if joints not in _BY_COUNT:
-        raise ValueError(f"no known skeleton has {joints} joints ({', '.join(f'{n}: {c}' for c, n in _BY_COUNT.items())})")
+        known = ", ".join(f"{name}: {count}" for count, name in _BY_COUNT.items())
+        raise ValueError(f"no known skeleton has {joints} joints ({known})")
     return SKELETONS[_BY_COUNT[joints]]
 
 
@@ -101,14 +103,24 @@ def _caption(draw, title, frame, frames):
     draw.text((6, PANEL - 14), f"{frame + 1}/{frames}", fill=(90, 90, 90))
 
 
-def load_motion(path) -> np.ndarray:
-    """A .npy motion file: [T, 22, 3] joints or [T, 22, 2] keypoints; errors name the file."""
+def load_motion(path, skeleton: str | None = None) -> np.ndarray:
+    """A .npy motion file: [T, J, 3] joints or [T, J, 2] keypoints of a known skeleton (`skeleton_of(J,
+    skeleton)`: 22 SMPL-22, 17 COCO-17 unless `skeleton` says "h36m17", 18 and 25 OpenPose). Returns float64.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: (naming the file) another shape, a joint count no skeleton has, no frames, NaN/inf 3D joints.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     data = np.load(path, allow_pickle=False)
-    if data.ndim != 3 or data.shape[1] != SMPL22.num_joints or data.shape[2] not in (2, 3):
-        raise ValueError(f"{path}: expected [T, 22, 3] joints or [T, 22, 2] keypoints, got {list(data.shape)}")
+    if data.ndim != 3 or data.shape[2] not in (2, 3):
+        raise ValueError(f"{path}: expected [T, J, 3] joints or [T, J, 2] keypoints, got {list(data.shape)}")
+    try:
+        skeleton_of(data.shape[1], skeleton)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     if data.shape[0] == 0:
         raise ValueError(f"{path}: no frames")
     if data.shape[2] == 3 and not np.isfinite(data).all():

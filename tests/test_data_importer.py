@@ -74,8 +74,11 @@ def test_import_builds_the_dataset_layout_and_reports_every_piece(detections, tm
     with np.load(out / "cameras" / f"{names[0]}.npz") as cam:
         assert set(cam.files) == {"K"}  # no pose
     split = next(s for s in hml.SPLITS if (out / f"{s}.txt").read_text().split())
-    bank = ClipBank(out, split)
+    assert "camera pitch from the horizon" in ClipBank(out, split).pitch_note  # the default: estimated
+    bank = ClipBank(out, split, pitch=0.0)
     assert np.isfinite(bank.clips[0].numpy()).all() and bank.up(0).tolist() == [0.0, -1.0, 0.0]
+    pitched = ClipBank(out, split, pitch=15.0).up(0)  # `train mlrq --pitch 15`
+    np.testing.assert_allclose(pitched.numpy(), [0.0, -np.cos(np.radians(15)), -np.sin(np.radians(15))], atol=1e-6)
 
 
 def test_a_folder_with_nothing_usable_fails_whole(tmp_path):

@@ -51,3 +51,40 @@ def test_up_from_lift_finds_the_camera_pitch_of_an_upright_body():
     up = up_from_lift(motion_features(camera[None]), torch.ones(1, 12, dtype=torch.bool))[0]
     truth = R @ torch.tensor([0.0, 1.0, 0.0])
     assert up[0] == 0 and torch.dot(up, truth) > math.cos(math.radians(12))  # the torso leans a little
+
+
+def test_a_pitched_camera_looks_down_without_roll():
+    import math
+
+    from fastmotion.data.clip_bank import LEVEL_CAMERA, pitched_camera
+    from fastmotion.losses.free3d import up_from_pitch
+
+    torch.testing.assert_close(pitched_camera(0.0), LEVEL_CAMERA)
+    for degrees in (-10.0, 15.0, 90.0):
+        R = pitched_camera(degrees)
+        torch.testing.assert_close(R @ R.T, torch.eye(3), atol=1e-6, rtol=0)
+        assert torch.linalg.det(R) == pytest.approx(1.0, abs=1e-6)
+        torch.testing.assert_close(R[:, 1], up_from_pitch(torch.tensor(math.radians(degrees))))
+        assert R[0].tolist() == [1.0, 0.0, 0.0]  # the image's x stays horizontal: no roll
+    torch.testing.assert_close(pitched_camera(90.0)[2], torch.tensor([0.0, -1.0, 0.0]), atol=1e-6, rtol=0)
+
+
+def test_the_pitch_search_returns_one_of_its_candidates():
+    from fastmotion.losses.free3d import up_by_pitch_search, up_from_pitch
+    from fastmotion.models.mlrq import MotionVQConfig, Prior2D, motion_features
+    from helpers import synthetic_clip
+
+    torch.manual_seed(0)
+    prior = Prior2D(MotionVQConfig.preset("small", levels=1)).eval()
+    f3d = motion_features(torch.stack([synthetic_clip(s, 16).float() for s in range(3)]))
+    mask = torch.ones(3, 16, dtype=torch.bool)
+    grid = (-10.0, 5.0, 40.0)
+    ups = up_by_pitch_search(prior, f3d, mask, 4, torch.Generator().manual_seed(0), pitches_degrees=grid)
+    candidates = up_from_pitch(torch.deg2rad(torch.tensor(grid)))
+    assert ups.shape == (3, 3) and all((candidates - up).abs().sum(-1).min() < 1e-6 for up in ups)
+    again = up_by_pitch_search(prior, f3d, mask, 4, torch.Generator().manual_seed(0), pitches_degrees=grid)
+    assert torch.equal(ups, again)
+    one = up_by_pitch_search(prior, f3d, mask, 4, pitches_degrees=(12.0,), quantised=True)
+    torch.testing.assert_close(one, up_from_pitch(torch.deg2rad(torch.tensor(12.0))).expand(3, 3))
+    with pytest.raises(ValueError, match="pitches_degrees"):
+        up_by_pitch_search(prior, f3d, mask, 4, pitches_degrees=())

@@ -105,15 +105,17 @@ def test_an_interrupted_run_resumes_with_the_same_arguments_only(demo, tmp_path)
     assert not log.read_text().splitlines()[-1].endswith("--resume")
 
 
-def test_make_real_trains_both_methods_on_the_given_folder_and_tabulates_them(tmp_path):
+def test_make_real_trains_the_three_methods_on_the_given_folder_and_tabulates_them(tmp_path):
     planned = dry_run(tmp_path, "real", f"REAL={tmp_path}/mocap", f"REAL_OUT={tmp_path}/r")
     lines = "\n".join(planned).replace("\\\n", " ").splitlines()  # one line per command
     order = ["data render --from " + f"{tmp_path}/mocap", "train prior", "train mlrq", "eval lift --checkpoint",
-             "data teacher", "train mdm", "eval lift --model mdm", "eval table"]
+             "data teacher", "train mdm", "eval lift --model mdm", "eval table", "train mvlift",
+             "eval lift --model mvlift", "eval-mlrq-mv.json", "eval table --protocol"]
     at = [next(i for i, line in enumerate(lines) if step in line) for step in order]
     assert at == sorted(at), lines
     assert all(f"{tmp_path}/r/" in lines[i] for i in at)
     assert "--root teacher" in lines[at[5]] and "eval-mlrq.json" in lines[at[7]] and "eval-videomdm.json" in lines[at[7]]
+    assert "--data " + f"{tmp_path}/r/real2d" in lines[at[8]] and "--stride 11 --limit 50" in lines[at[9]]
 
 
 def test_make_demo_detector_renders_imports_trains_and_tabulates(tmp_path):

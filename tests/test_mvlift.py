@@ -316,6 +316,12 @@ def test_cli_train_lift_and_eval(data2d, tmp_path):
     fastmotion_cli("train", "mvlift", "--data", data2d, "--out", run, "--steps", 6, "--batch-size", 4,
                    "--length", 16, "--eval-every", 6, "--ckpt-every", 6)
     assert (run / "last.pt").exists() and (run / "best.pt").exists()
+    state = torch.load(run / "last.pt", weights_only=True)  # as written before skeletons other than SMPL-22
+    del state["model_config"]["skeleton"]
+    torch.save(state, run / "last.pt")
+    fastmotion_cli("train", "mvlift", "--data", data2d, "--out", run, "--steps", 8, "--batch-size", 4,
+                   "--length", 16, "--eval-every", 8, "--ckpt-every", 8, "--resume")
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 8
     out = tmp_path / "lifted"
     done = fastmotion_cli("lift", "--model", "mvlift", "--checkpoint", run / "last.pt", "--data", data2d,
                           "--limit", 2, "--iterations", 3, "--out", out, "--render")
@@ -382,10 +388,18 @@ def test_cli_native_coco17_end_to_end(tmp_path):
     assert len(lifted) == 2 and all(np.load(p).shape[1:] == (17, 3) for p in lifted)
     assert (out / f"{lifted[0].stem}.gif").exists()
     report = tmp_path / "eval.json"
-    fastmotion_cli("eval", "lift", "--model", "mvlift", "--checkpoint", run / "last.pt", "--data", data,
-                   "--limit", 2, "--iterations", 2, "--json", report)
+    scored = fastmotion_cli("eval", "lift", "--model", "mvlift", "--checkpoint", run / "last.pt", "--data", data,
+                            "--limit", 2, "--iterations", 2, "--json", report).stdout
     result = json.loads(report.read_text())
     assert result["joints"].startswith("coco17") and np.isfinite(result["model"]["PA-MPJPE-12"])
+    assert "joints scored: coco17" in scored
+    smpl_row = tmp_path / "eval-smpl22.json"  # a row scored on all 22 joints beside it is flagged
+    smpl_row.write_text(json.dumps({**result, "joints": "smpl22"}))
+    table = fastmotion_cli("eval", "table", report, smpl_row, "--name", "coco", "--name", "smpl").stdout
+    assert "scored on different joints" in table and "coco: coco17" in table and "smpl: smpl22" in table
+    assert "except PA-MPJPE-12" in table
+    table = fastmotion_cli("eval", "table", report, smpl_row, "--protocol", "mvlift").stdout
+    assert "do not compare." in table and "PA-MPJPE-12" not in table
 
     track = tmp_path / "walk.npy"  # a detector's COCO-17 file [T, 17, 3], lifted natively
     shutil.copy(tmp_path / "coco" / "keypoints" / f"{name.rsplit('_', 1)[0]}.npy", track)
@@ -399,3 +413,14 @@ def test_cli_native_coco17_end_to_end(tmp_path):
                            "--out", tmp_path / "wrong", check=False)
     assert wrong.returncode != 0 and "holds smpl22 keypoints; this model takes coco17" in wrong.stderr
     assert not (tmp_path / "wrong").exists()
+
+
+def test_a_strided_subset_spans_the_split(data2d):
+    """`eval lift --stride K --limit N`: every K-th clip of the split, at most N (a split sorted by action, as
+    Bandai-2's, is then sampled across its actions)."""
+    from fastmotion.pipelines.lifting import dataset_clips
+
+    names = [c.name for c in dataset_clips(data2d, "train")]
+    assert [c.name for c in dataset_clips(data2d, "train", limit=3, stride=4)] == names[::4][:3]
+    with pytest.raises(ValueError, match="stride must be at least 1"):
+        dataset_clips(data2d, "train", stride=0)

@@ -138,3 +138,17 @@ def test_resume_refuses_other_options(tmp_path):
     changed.extra = {**changed.extra, "rec_quantised": False}  # the run was trained before the option: True
     with pytest.raises(TrainingError, match=r"other options \(rec_quantised True -> False\)"):
         Trainer(changed, TrainConfig(steps=10, warmup=1), tmp_path / "r", resume=True, progress=False)
+
+
+def test_resume_reads_an_option_under_its_earlier_name(tmp_path):
+    """`train mlrq --assumed-pitch 15` (its earlier name) resumes as `--pitch 15` and refuses another pitch."""
+    run = _toy_run(lambda step: 1.0)
+    run.extra = {**run.extra, "assumed_pitch": 15.0}
+    Trainer(run, TrainConfig(steps=5, warmup=1, ckpt_every=5), tmp_path / "r", progress=False).fit()
+    same = _toy_run(lambda step: 1.0)
+    same.extra = {**same.extra, "pitch": 15.0}
+    Trainer(same, TrainConfig(steps=10, warmup=1), tmp_path / "r", resume=True, progress=False)
+    other = _toy_run(lambda step: 1.0)
+    other.extra = {**other.extra, "pitch": "horizon"}
+    with pytest.raises(TrainingError, match=r"other options \(pitch 15.0 -> 'horizon'\)"):
+        Trainer(other, TrainConfig(steps=10, warmup=1), tmp_path / "r", resume=True, progress=False)

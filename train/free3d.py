@@ -4,6 +4,7 @@ figures; best.pt is chosen by the 3D-free objective."""
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def _crop_length(length: int, multiple: int) -> int:
 
 
 def prior_run(data, config: MotionVQConfig, batch_size: int, length: int, device) -> Run:
-    bank = ClipBank(data, "train")
+    bank = ClipBank(data, "train", pitch=0.0)  # the prior scores 2D alone: no camera pitch needed
     model = Prior2D(config)
     model.stats.fit(*_padded_features(bank))
     model.to(device)
@@ -51,7 +52,7 @@ def prior_run(data, config: MotionVQConfig, batch_size: int, length: int, device
         x = model.stats.normalize(motion_features(keypoints.to(device)))
         return prior_losses(model, x, mask.to(device), feature_weight=_weights(bank, confidence, device))
 
-    val = ClipBank(data, "val")
+    val = ClipBank(data, "val", pitch=0.0)
 
     def evaluate(model):
         keypoints, mask, _, confidence = val.batch(min(256, 4 * batch_size), length, torch.Generator().manual_seed(0))
@@ -66,8 +67,10 @@ def prior_run(data, config: MotionVQConfig, batch_size: int, length: int, device
 def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: int, device, *, views: int = 4,
              use_rec=True, use_ori=True, use_feat=True, beta: float = 2.0, weights=(1.0, 1.0, 1.0),
              max_yaw: float = math.pi, rec_quantised: bool = False, up_from: str = "dataset",
-             assumed_pitch: float = 0.0) -> Run:
-    bank = ClipBank(data, "train", assumed_pitch=assumed_pitch)
+             pitch: float | str = "horizon") -> Run:
+    bank = ClipBank(data, "train", pitch=pitch)
+    if bank.pitch_note:  # 2D without camera poses: say what vertical L_rec assumes
+        print(bank.pitch_note, file=sys.stderr)
     prior = load_prior(prior_path, device)
     model = MLRQ(config)
     model.stats.load_state_dict(prior.stats.state_dict())  # same data, same representation
@@ -75,7 +78,6 @@ def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: 
     length = _crop_length(length, model.frame_multiple)
     switches = {"views": views, "use_rec": use_rec, "use_ori": use_ori, "use_feat": use_feat, "beta": beta,
                 "weights": tuple(weights), "max_yaw": max_yaw, "rec_quantised": rec_quantised, "up_from": up_from}
-    pitch = {"assumed_pitch": assumed_pitch}
 
     def step(model, step, generator):
         keypoints, mask, up, confidence = bank.batch(batch_size, length, generator)
@@ -83,7 +85,7 @@ def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: 
         return mlrq_losses(model, prior, x, mask.to(device), up.to(device), generator=generator,
                            feature_weight=_weights(bank, confidence, device), **switches)
 
-    val = ClipBank(data, "val", assumed_pitch=assumed_pitch)
+    val = ClipBank(data, "val", pitch=pitch)
     has_3d = all((Path(data) / "eval3d" / "new_joints" / f"{n}.npy").exists() for n in val.names)
 
     def evaluate(model):
@@ -102,5 +104,5 @@ def mlrq_run(data, prior_path, config: MotionVQConfig, batch_size: int, length: 
     model_config = {"kind": "MLRQ", **asdict(config), "length": length}
     return Run("MLRQ", model, model_config, step, evaluate,
                extra={"data": str(Path(data).resolve()), "prior": str(Path(prior_path).resolve()), **switches,
-                      **pitch},
+                      **({"pitch": pitch} if bank.pitch_note else {})},  # rendered 2D: its cameras
                best=("val_loss", "min"))

@@ -142,7 +142,8 @@ class Trainer:
 
     # Options a run's checkpoint may lack (written before they existed), with the value they had then
     LEGACY_EXTRA = {"rec_quantised": True, "max_yaw": 3.141592653589793, "weights": [1.0, 1.0, 1.0],
-                    "up_from": "dataset"}
+                    "up_from": "dataset", "pitch": 0.0}  # pitch: imported 2D was seen level before --pitch
+    RENAMED_EXTRA = {"pitch": "assumed_pitch"}  # an option's earlier name in a checkpoint
 
     def _check_same_run(self, ckpt: Path, saved: dict) -> None:
         """Refuse to resume a run with other options (data, prior, losses) than it was trained with: a resumed
@@ -152,7 +153,9 @@ class Trainer:
 
         changed = []
         for key, value in self.run.extra.items():
-            before = saved.get(key, self.LEGACY_EXTRA.get(key, value))
+            old = self.RENAMED_EXTRA.get(key)
+            before = saved.get(key, saved.get(old, self.LEGACY_EXTRA.get(key, value)) if old else
+                               self.LEGACY_EXTRA.get(key, value))
             if plain(before) != plain(value):
                 changed.append(f"{key} {plain(before)!r} -> {plain(value)!r}")
         if changed:
@@ -163,7 +166,8 @@ class Trainer:
         return {"kind": self.run.kind, "model_config": self.run.model_config, "train_config": asdict(self.config),
                 "step": self.step, "model": self.run.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "extra": self.run.extra, "best": self.best,
-                "guard": {"recent": {k: list(v) for k, v in self.recent.items()}, "checkpoint_due": self.checkpoint_due}}
+                "guard": {"recent": {k: list(v) for k, v in self.recent.items()},
+                          "checkpoint_due": self.checkpoint_due}}
 
     def _best_on_disk(self, recorded: dict | None) -> dict | None:
         """The record of best.pt when resuming at self.step: best.pt's own record when it was written at or
@@ -229,7 +233,8 @@ class Trainer:
         writer = self._writer()
         last: dict = {}
         shown = {"text": ""}
-        bar = click.progressbar(length=cfg.steps, label=self.run.kind, show_pos=True, file=click.get_text_stream("stderr"),
+        bar = click.progressbar(length=cfg.steps, label=self.run.kind, show_pos=True,
+                                file=click.get_text_stream("stderr"),
                                 item_show_func=lambda _: shown["text"]) if self.progress else None
         if bar:
             bar.__enter__()

@@ -8,6 +8,9 @@ from pathlib import Path
 import click
 
 DATA_HELP = "2D-only dataset folder written by `fastmotion data render` (its 3D in eval3d/ is never trained on)."
+# The keys of fastmotion.motion.skeleton.SKELETONS, spelled out so that `--help` need not import torch (a test
+# keeps the two equal).
+SKELETON_NAMES = ["smpl22", "coco17", "h36m17", "openpose18", "openpose25"]
 
 
 def resolve_device(device):

@@ -41,7 +41,8 @@ def bench_rvq(sizes, names, device, json_path):
 
 @bench.command("geometry")
 @click.option("--op", "ops", multiple=True,
-              type=click.Choice(["project_weak_perspective", "reprojection_loss", "ray_project", "sampson_consistency"]),
+              type=click.Choice(["project_weak_perspective", "reprojection_loss", "ray_project",
+                                 "sampson_consistency"]),
               help="Ops to time (repeatable). Default: all four.")
 @click.option("--backend", "names", multiple=True, type=click.Choice(["cpp", "triton", "cuda"]),
               help="Fused backends to time besides the torch reference (repeatable). Default: all implemented.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import resolve_device, user_errors
+from ._common import SKELETON_NAMES, resolve_device, user_errors
 
 
 def _progress(label: str, total: int):
@@ -179,7 +179,7 @@ def data_teacher(data, mlrq_path, lifted_dir, cameras, out, device):
                    "track ids), NAME/ (OpenPose *_keypoints.json per frame) or NAME.npy [T, K, 2|3].")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Dataset folder to write (the layout of `data render`, cameras without a pose); replaced.")
-@click.option("--layout", type=click.Choice(["smpl22", "coco17", "h36m17", "openpose18", "openpose25"]),
+@click.option("--layout", type=click.Choice(SKELETON_NAMES),
               default=None, help="Joint order of the keypoints (default: coco17 for JSON, from the count otherwise).")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
               help="Frame rate of the source; clips are resampled to 20 fps.")

@@ -27,13 +27,16 @@ def evaluate():
 @click.option("--teacher", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="With --model mdm: the teacher folder (default: DATA/teacher).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate at most this many clips.")
+@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Evaluate every STRIDE-th clip of the split (with --limit: a subset spread over a split sorted "
+                   "by action, as Bandai-2's).")
 @click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path), help=DATA_HELP)
 @click.option("--split", default="test", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the figures to this JSON file.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
-def eval_lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, teacher, limit, data, split, json_path,
-              device):
+def eval_lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, teacher, limit, stride, data, split,
+              json_path, device):
     """Lifting accuracy against the held-out 3D (eval3d/), beside the 3D-free zero-depth baseline.
 
     N-MPJPE (MPJPE after one scale per clip), PA-MPJPE (per-frame Procrustes with scale), PCK@50/100 mm (after
@@ -53,7 +56,7 @@ def eval_lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, te
         options = lifter_settings(model_kind, mvlift_config, iterations, mvlift_mode, data=data, split=split,
                                   teacher=teacher)
         lifter = load_lifter(model_kind, checkpoint, resolve_device(device), **options)
-        clips = dataset_clips(data, split, limit, lifter.skeleton)
+        clips = dataset_clips(data, split, limit, lifter.skeleton, stride)
         result = lift_with_progress(
             lifter, clips, lambda progress: evaluate_lifting(lifter, data, split, progress=progress, clips=clips))
     for line in getattr(lifter, "skipped", []):
@@ -69,6 +72,8 @@ def eval_lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, te
     for name in ("model", "zero_depth"):
         click.echo(f"{name:>12}" + "".join(f"{k:>14} {v:.1f}" for k, v in protocol[name].items()))
     gain = 1 - result["model"]["PA-MPJPE"] / result["zero_depth"]["PA-MPJPE"]
+    if result["joints"] != "smpl22":
+        click.echo(f"joints scored: {result['joints']} (SMPL-22 truth)")
     click.echo(f"{result['clips']} clips; PA-MPJPE {100 * abs(gain):.0f}% {'below' if gain >= 0 else 'above'} the "
                "zero-depth baseline")
     if json_path:
@@ -76,7 +81,7 @@ def eval_lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, te
                                          "lifter": lifter.name,
                                          **({"settings": lifter.settings()} if hasattr(lifter, "settings") else {}),
                                          "checkpoint_read": read,
-                                         "data": str(data), "split": split}, indent=2) + "\n")
+                                         "data": str(data), "split": split, "stride": stride}, indent=2) + "\n")
 
 
 @evaluate.command("table")
@@ -90,7 +95,8 @@ def eval_lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, te
 def eval_table(results, names, protocol):
     """One Markdown table from `eval lift --json` files: a zero-depth row for each set of clips (data, split),
     then one row per file, its change against its own clips' zero depth. Lengths in mm; N-MPJPE: MPJPE after
-    one scale per clip; PA-MPJPE-12: over the 12 limb joints (shown when every file has it).
+    one scale per clip; PA-MPJPE-12: over the 12 limb joints (shown when every file has it). Files scored on
+    different joints (a native-skeleton MVLift lift: the hips' midpoint and the 12 limb joints) get a note saying so.
 
     \b
     Example:
@@ -128,7 +134,7 @@ def eval_table(results, names, protocol):
     seen = set()
     for i, (path, result) in enumerate(zip(results, loaded)):
         clips = result["clips"]
-        where = (result.get("data"), result.get("split"), clips)
+        where = (result.get("data"), result.get("split"), clips, result.get("stride", 1))
         figures, base = result["model"], result["zero_depth"]
         try:
             if where not in seen:  # each set of clips gets its own zero-depth row
@@ -141,6 +147,11 @@ def eval_table(results, names, protocol):
         except (KeyError, TypeError, ZeroDivisionError) as err:
             raise click.BadParameter(f"{path} is not a file of `fastmotion eval lift --json` ({err!r})",
                                      param_hint="RESULTS") from None
+    joint_sets = {r.get("joints", "smpl22") for r in loaded}  # files written before native skeletons: SMPL-22
+    if len(joint_sets) > 1:
+        limbs_only = " except PA-MPJPE-12 (the 12 limb joints)" if "PA-MPJPE-12" in columns else ""
+        click.echo(f"\nThe rows are scored on different joints: their figures do not compare{limbs_only}. "
+                   + "; ".join(f"{n}: {r.get('joints', 'smpl22')}" for n, r in zip(names, loaded)))
 
 
 def _table_row(name, clips, figures, columns, change) -> str:

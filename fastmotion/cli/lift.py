@@ -5,8 +5,9 @@ from pathlib import Path
 
 import click
 
-from ._common import (announce, lift_with_progress, lifter_settings, mvlift_options, resolve_device,
-                      user_errors)
+from ._common import (SKELETON_NAMES, announce, lift_with_progress, lifter_settings, mvlift_options,
+                      resolve_device, user_errors)
+
 
 @click.command("lift")
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -24,9 +25,9 @@ from ._common import (announce, lift_with_progress, lifter_settings, mvlift_opti
               help="Lift every clip of this 2D dataset's --split ...")
 @click.option("--split", default="test", show_default=True)
 @click.option("--keypoints", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="... or one keypoint file: .npy [T, 22|17, 2|3] or COCO-style .json (pixels).")
+              help="... or one keypoint file: .npy [T, J, 2|3] or COCO-style .json (pixels), J of a --layout below.")
 @click.option("--layout", default=None,
-              type=click.Choice(["smpl22", "coco17", "h36m17", "openpose18", "openpose25"]),
+              type=click.Choice(SKELETON_NAMES),
               help="Joint order of --keypoints (default: coco17 for .json; from the joint count for .npy: 22 "
                    "smpl22, 17 coco17, 18 openpose18, 25 openpose25). A file whose skeleton does not fit it is "
                    "refused.")
@@ -37,13 +38,16 @@ from ._common import (announce, lift_with_progress, lifter_settings, mvlift_opti
 @click.option("--intrinsics", default=None, help="fx,fy,cx,cy of the camera for --keypoints (pixels); default: "
                                                  "the image centred on the keypoints, focal its larger side.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for NAME.npy 3D joints [T, 22, 3] (camera frame, in units of the subject's depth).")
+              help="Folder for NAME.npy 3D joints [T, J, 3] (camera frame, in units of the subject's depth; J = 22, "
+                   "or for MVLift the skeleton its stage 1 was trained on).")
 @click.option("--render", is_flag=True, help="Also write NAME.gif: the input 2D beside the lifted 3D (and, for "
                                             "--data, the held-out true 3D from eval3d/ when it is there).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Lift at most this many clips of --data.")
+@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Lift every STRIDE-th clip of --data's split.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
 def lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, teacher, data, split, keypoints, layout,
-         track, fps, intrinsics, out, render, limit, device):
+         track, fps, intrinsics, out, render, limit, stride, device):
     """Lift 2D keypoint sequences to 3D motion with a trained ML-RQ (or a VideoMDM, --model mdm, or MVLift's
     optimisation, --model mvlift).
 
@@ -71,7 +75,7 @@ def lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, teacher
             raise click.BadParameter("expected fx,fy,cx,cy", param_hint="--intrinsics") from None
     with user_errors():
         skeleton = lifter_skeleton(model_kind, checkpoint)
-        clips = (dataset_clips(data, split, limit, skeleton) if data is not None else  # the input: checked up front
+        clips = (dataset_clips(data, split, limit, skeleton, stride) if data is not None else  # the input: checked up front
                  [read_keypoint_file(keypoints, intrinsics, layout, _track_id(track), fps, skeleton)])
         announce(checkpoint)
         options = lifter_settings(model_kind, mvlift_config, iterations, mvlift_mode, data=data, split=split,

@@ -106,8 +106,8 @@ def output_stems(prompts: list[str], seed: int = 0) -> list[str]:
 @click.option("--num", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per prompt.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for STEM.npy (3D joints [T, 22, 3], metres, y up), .bvh and .gif per motion, STEM = the "
-                   "prompt's ASCII words, a hash of the prompt, the seed and the sample's index; prompts.json maps each "
-                   "STEM to its prompt.")
+                   "prompt's ASCII words, a hash of the prompt, the seed and the sample's index; prompts.json maps "
+                   "each STEM to its prompt.")
 @click.option("--no-bvh", is_flag=True, help="Skip the .bvh files.")
 @click.option("--no-gif", is_flag=True, help="Skip the animations.")
 @click.option("--model", "model_kind", type=click.Choice(["momask", "mdm"]), default="momask", show_default=True,

@@ -12,7 +12,22 @@ from ._common import run_training, training_options
 PRIOR_STEPS = {"small": 3000, "full": 100_000}  # small: 3000 (docs/real-data.md: a sharper prior lifts better)
 MLRQ_STEPS = {"small": 5000, "full": 200_000}  # small: 5000 (docs/real-data.md: real val 35.2 vs 39.1 at 2500)
 MDM_STEPS = {"small": 2000, "full": 600_000}
-MVLIFT_STEPS = {"small": 8000, "full": 200_000}  # small: 8000 (docs/methods/mvlift.md: 12000 steps lift val at 81.2 vs 89.1 for 3000)
+# small: 8000 (docs/methods/mvlift.md: 12000 steps lift val at 81.2 vs 89.1 for 3000)
+MVLIFT_STEPS = {"small": 8000, "full": 200_000}
+
+
+def _pitch(value: str) -> float | str:
+    """--pitch: 'horizon' or degrees in [-90, 90]."""
+    if value == "horizon":
+        return value
+    try:
+        degrees = float(value)
+    except ValueError:
+        raise click.BadParameter(f"'horizon' or an angle in degrees, got {value!r}", param_hint="--pitch") from None
+    if not -90 <= degrees <= 90:
+        raise click.BadParameter(f"an angle within [-90, 90] degrees, got {degrees:g}", param_hint="--pitch")
+    return degrees
+
 
 @click.group()
 def train():
@@ -55,15 +70,18 @@ def train_prior(data, out, preset, steps, batch_size, length, lr, seed, resume, 
               help="Score L_rec's views through the prior's codebook (Free3D as published) instead of its "
                    "continuous latent; it blew up with well-trained priors on real 2D (docs/real-data.md).")
 @click.option("--up-from", type=click.Choice(["dataset", "lift", "search"]), default="dataset", show_default=True,
-              help="The vertical that L_rec turns views about: the dataset's camera (a level camera for imported "
-                   "2D), estimated from the lift's torso, or the camera pitch (-10..40 degrees) under which the "
+              help="The vertical that L_rec turns views about: the dataset's camera (for imported 2D: see --pitch), "
+                   "estimated from the lift's torso, or the camera pitch (-10..40 degrees) under which the "
                    "prior finds the lift's views most plausible (experiments for 2D without cameras).")
-@click.option("--assumed-pitch", type=click.FloatRange(min=-90, max=90), default=0.0, show_default=True,
-              help="For 2D without camera poses (`data import`): how far down the camera is assumed to look at the "
-                   "subject, degrees (0: level); sets L_rec's vertical. Ignored where the dataset has poses.")
+@click.option("--pitch", default="horizon", show_default=True, callback=lambda ctx, param, value: _pitch(value),
+              help="For 2D without camera poses (`data import`): how far down the camera looks, which sets L_rec's "
+                   "vertical. 'horizon': estimated per clip from the 2D (the feet's image height against the "
+                   "person's image size; clips that do not move in depth take the others' median; no roll "
+                   "assumed); or one angle in degrees for every clip (0: level). Ignored where the dataset has "
+                   "camera poses.")
 def train_mlrq(data, out, preset, steps, batch_size, length, lr, seed, resume, ckpt_every, eval_every, device,
                prior_path, views, no_rec, no_ori, no_feat, rec_weight, ori_weight, feat_weight, max_yaw,
-               rec_through_codebook, up_from, assumed_pitch):
+               rec_through_codebook, up_from, pitch):
     """Train the Motion-Lifting RQ-VAE from 2D alone: L_2D + L_rec + L_ori + L_feat + commitment.
 
     \b
@@ -80,7 +98,7 @@ def train_mlrq(data, out, preset, steps, batch_size, length, lr, seed, resume, c
                                             use_ori=not no_ori, use_feat=not no_feat,
                                             weights=(rec_weight, ori_weight, feat_weight),
                                             max_yaw=math.radians(max_yaw), rec_quantised=rec_through_codebook,
-                                            up_from=up_from, assumed_pitch=assumed_pitch),
+                                            up_from=up_from, pitch=pitch),
                  preset, steps, MLRQ_STEPS, batch_size, length, lr, seed, resume, out, device, ckpt_every, eval_every)
 
 
@@ -116,7 +134,8 @@ T2M_STEPS = {"evaluator": {"small": 600, "full": 50_000}, "mask": {"small": 1500
 MLRQ_HELP = "ML-RQ checkpoint (from `fastmotion train mlrq`) whose codes the transformer learns; codes are extracted " \
             "once and cached in codes/ beside it."
 CLIP_HELP = "Local CLIP ViT-B/32 weights (OpenAI's ViT-B-32.pt, JIT archive or state dict) for frozen CLIP text " \
-            "features. Without it a small text encoder on CLIP's tokenizer trains with the model. Nothing is downloaded."
+            "features. Without it a small text encoder on CLIP's tokenizer trains with the model. " \
+            "Nothing is downloaded."
 
 
 def _t2m_train(kind):

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from fastmotion.errors import DatasetError
+from fastmotion.motion.horizon import pitches_from_horizon
 from fastmotion.motion.skeleton import SKELETONS, Skeleton
 from fastmotion.ops.reference import normalized_keypoints
 
@@ -30,17 +31,20 @@ class ClipBank:
     """Every clip of one split of a 2D dataset folder (`fastmotion data render` or `data import`) in memory:
     `names`, `clips` (keypoints in normalised image coordinates [T, J, 2]: SMPL-22, or the layout of a folder from
     `data import --native`, `skeleton`, which the caller must accept: `skeletons`) and `cameras` ((K [3, 3] pixels,
-    R [3, 3], t [3] metres) world -> camera; for imported clips, whose camera pose is unknown, LEVEL_CAMERA and
-    t = 0: the vertical that L_rec turns views about is then the image's, which assumes no camera pitch or
-    roll; `assumed_pitch` (degrees down) tilts that assumed camera). Never reads eval3d/.
+    R [3, 3], t [3] metres) world -> camera). Imported clips have no camera pose: theirs is a camera without roll
+    (t = 0) pitched down by `pitch` degrees, or by default ("horizon") by the pitch estimated from the 2D
+    (`fastmotion.motion.horizon.pitches_from_horizon`; SMPL-22 folders only, others are level): it sets the
+    vertical that L_rec turns views about. `pitch_note` says what was assumed (None: every clip has its pose).
+    Never reads eval3d/.
 
     Raises:
         DatasetError: the split file or a clip's keypoints are missing or malformed, the split is empty, or the
             folder's skeleton is not one of `skeletons` (None: any).
+        ValueError: `pitch` is neither "horizon" nor a number.
     """
 
     def __init__(self, root, split: str, skeletons: tuple[str, ...] | None = ("smpl22",),
-                 assumed_pitch: float = 0.0):
+                 pitch: float | str = "horizon"):
         self.root = Path(root)
         self.skeleton_name = require_skeleton(self.root, skeletons)
         self.skeleton: Skeleton = SKELETONS[self.skeleton_name]
@@ -49,21 +53,25 @@ class ClipBank:
             self.names = hml.read_split(self.root, split)
         except (FileNotFoundError, ValueError) as err:
             raise DatasetError(str(err)) from None
+        if pitch != "horizon" and (isinstance(pitch, str) or not math.isfinite(pitch)):
+            raise ValueError(f"pitch must be 'horizon' or finite degrees, got {pitch!r}")
         self.clips, self.cameras, self.confidence = [], [], []
+        unposed = []  # clips without a camera pose
         for name in self.names:
             path = self.root / "keypoints" / f"{name}.npy"
             if not path.exists():
                 raise DatasetError(f"{path} is missing (is {self.root} a folder from `fastmotion data render`?)")
             k = np.load(path)
             if k.ndim != 3 or k.shape[1:] != (joints, 2):
-                raise DatasetError(f"{path}: expected {DISPLAY.get(self.skeleton_name, self.skeleton_name)} keypoints [T, {joints}, 2], got "
-                                   f"{list(k.shape)} (wrong joint count?)")
+                raise DatasetError(f"{path}: expected {DISPLAY.get(self.skeleton_name, self.skeleton_name)} keypoints "
+                                   f"[T, {joints}, 2], got {list(k.shape)} (wrong joint count?)")
             with np.load(self.root / "cameras" / f"{name}.npz") as cam:
                 K = torch.from_numpy(np.asarray(cam["K"], np.float32))
                 if "R" in cam:
                     R, t = (torch.from_numpy(np.asarray(cam[key], np.float32)) for key in ("R", "t"))
-                else:  # imported keypoints: the pose is unknown; no roll and `assumed_pitch` are assumed
-                    R, t = pitched_camera(assumed_pitch), torch.zeros(3)
+                else:  # imported keypoints: the pose is unknown (set below)
+                    R, t = LEVEL_CAMERA, torch.zeros(3)
+                    unposed.append(len(self.clips))
             n = normalized_keypoints(torch.from_numpy(k.astype(np.float32))[None], K[None])[0]
             if not torch.isfinite(n).all():
                 raise DatasetError(f"{path}: keypoints contain NaN or inf")
@@ -72,6 +80,20 @@ class ClipBank:
             self.confidence.append(self._confidence(name, len(k)))
         if not self.clips:
             raise DatasetError(f"{self.root}: the {split} split has no clips")
+        self.pitch_note = self._assume_pitch(unposed, pitch) if unposed else None
+
+    def _assume_pitch(self, unposed: list[int], pitch: float | str) -> str:
+        """Give the clips `unposed` a camera pitched by `pitch` (or their horizon estimate); -> what was assumed."""
+        if pitch == "horizon" and self.skeleton_name == "smpl22":
+            pitches, note = pitches_from_horizon([self.clips[i].numpy() for i in unposed],
+                                                 [self.confidence[i].numpy() for i in unposed])
+        else:
+            pitches = [0.0 if pitch == "horizon" else float(pitch)] * len(unposed)
+            note = f"camera pitch assumed: {pitches[0]:g} degrees down (no roll) for the clips without a pose"
+        for i, degrees in zip(unposed, pitches):
+            K, _, t = self.cameras[i]
+            self.cameras[i] = (K, pitched_camera(degrees), t)
+        return f"{self.root.name}: {note}"
 
     @property
     def weighted(self) -> bool:

@@ -21,7 +21,8 @@ class Keypoints2DDataset(torch.utils.data.Dataset):
       keypoints [L, 22, 2] float32 pixels (zeros past the clip's end), mask [L] bool (True on real frames),
       K, R [3, 3], t [3] float32, text (one of the clip's captions, drawn at random), length (real frames),
       name, and features [L, 44]: the Free3D 2D features (root + 21 limb vectors) of the keypoints in
-      normalised image coordinates, standardised with the dataset's statistics (zeros past the clip's end). Clips shorter than `length` are padded; longer ones are cropped at a random start.
+      normalised image coordinates, standardised with the dataset's statistics (zeros past the clip's end). Clips
+      shorter than `length` are padded; longer ones are cropped at a random start.
     Randomness (crop start, caption) comes from (seed, epoch, index): call `set_epoch` each epoch.
     """
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from fastmotion.motion.free3d import Normalizer, to_features
+from fastmotion.motion.skeleton import SKELETONS
 from fastmotion.ops.reference import normalized_keypoints
 
 from . import humanml3d as hml
@@ -266,7 +267,7 @@ def import_keypoints(src, out, layout: str | None = None, fps: float = FPS, foca
                 for start, end in _calm_cuts(k[a:b], m[a:b], min_frames, max_frames, track.name, a, report):
                     piece = slice(a + start, a + end)
                     clip = _write_clip(tmp, track, k[piece], m[piece], c[piece], f"{track.name}_{a + start:06d}",
-                                       focal, image_size, captions, report, native)
+                                       focal, image_size, captions, report, skeleton)
                     if clip is None:
                         continue
                     name, features = clip
@@ -284,7 +285,7 @@ def import_keypoints(src, out, layout: str | None = None, fps: float = FPS, foca
             raise ValueError(f"{src}: no clip could be made ({len(report)} piece(s) dropped); first: {reasons}")
         for split, names in written.items():
             (tmp / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
-        if not native:
+        if skeleton == "smpl22":  # the Free3D trainers' feature statistics (a native SMPL-22 import too)
             Normalizer.fit(train_features or _all_features(tmp, written)).save(tmp / "stats_free3d_2d.npz")
         summary = {"source": str(src.resolve()), "kind": "imported keypoints", "cameras": "intrinsics only",
                    "layout": layout, "skeleton": skeleton, "fps": fps, "max_gap": max_gap, "min_frames": min_frames,
@@ -349,9 +350,10 @@ def _native_layout(tracks: list[Track], layout: str | None) -> str:
 
 
 def _write_clip(tmp: Path, track: Track, k: np.ndarray, m: np.ndarray, c: np.ndarray, name: str, focal, image_size,
-                captions, report, native: bool = False) -> tuple[str, np.ndarray] | None:
+                captions, report, skeleton: str = "smpl22") -> tuple[str, np.ndarray] | None:
+    native = skeleton != "smpl22"
     try:
-        filled = fill_from_nearest(k, m) if native else complete_smpl22(k, m)[0]
+        filled = fill_from_nearest(k, m, names=SKELETONS[skeleton].names) if native else complete_smpl22(k, m)[0]
     except ValueError as err:
         report.append({"source": track.name, "clip": name, "dropped": "incomplete", "reason": str(err)})
         return None

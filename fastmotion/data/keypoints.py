@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -322,23 +323,28 @@ _SPINE_FRACTIONS = {"spine1": 0.22, "spine2": 0.48, "spine3": 0.58}
 _COLLAR_FRACTION = 0.4
 
 
-def fill_from_nearest(keypoints: np.ndarray, mask: np.ndarray, require_all: bool = True) -> np.ndarray:
+def fill_from_nearest(keypoints: np.ndarray, mask: np.ndarray, require_all: bool = True,
+                      names: Sequence[str] | None = None) -> np.ndarray:
     """Keypoints [T, J, 2] with each joint missing in some frames (mask [T, J] False) taken from the nearest frame
-    where it was seen (the earlier one on a tie); a float64 copy.
+    where it was seen (the earlier one on a tie); a float64 copy. names: the J joints' names, for the error.
 
     Raises:
-        ValueError: `require_all` and some joint is never seen (its index named).
+        ValueError: `require_all` and some joint is never seen (named, or its index).
     """
     k = np.array(keypoints, dtype=np.float64)
     seen = np.asarray(mask, dtype=bool)
     never = np.nonzero(~seen.any(0))[0].tolist()
     if require_all and never:
-        raise ValueError(f"cannot fill the skeleton: joint(s) {', '.join(map(str, never))} never visible")
+        named = ", ".join(names[j] if names is not None else str(j) for j in never)
+        raise ValueError(f"cannot fill the skeleton: joint(s) {named} never visible")
     frames_all = np.arange(len(k))
     for j in range(k.shape[1]):
         frames = np.nonzero(seen[:, j])[0]
-        if 0 < len(frames) < len(k):
-            k[:, j] = k[frames[np.abs(frames_all[:, None] - frames[None]).argmin(1)], j]
+        if 0 < len(frames) < len(k):  # the nearest seen frame, the earlier on a tie: O(T log T) for long tracks
+            after = np.searchsorted(frames, frames_all).clip(max=len(frames) - 1)
+            before = (after - 1).clip(min=0)
+            nearer = np.where(frames_all - frames[before] <= np.abs(frames[after] - frames_all), before, after)
+            k[:, j] = k[frames[nearer], j]
     return k
 
 

@@ -66,7 +66,8 @@ class GaussianDiffusion:
         start: the initial noise x_T of `shape` (default: drawn from `generator`)."""
         if sampler not in ("ddpm", "ddim"):
             raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
-        x = torch.randn(shape, generator=generator, dtype=dtype).to(device) if start is None else start.to(device, dtype)
+        x = (torch.randn(shape, generator=generator, dtype=dtype).to(device) if start is None
+             else start.to(device, dtype))
         if sampler == "ddpm":
             times = list(range(self.steps - 1, -1, -1))
         else:

@@ -55,8 +55,9 @@ CAMERA_UP = (0.0, -1.0, 0.0)  # the world's up in an OpenCV camera frame (y down
 def vertical_rotations(up: torch.Tensor, views: int, generator: torch.Generator | None = None,
                        max_yaw: float = math.pi) -> torch.Tensor:
     """V random rotations [B, V, 3, 3] about each motion's vertical axis `up` [B, 3] (in its camera frame):
-    yaw uniform in [-max_yaw, max_yaw) radians (default the full circle). A camera looking down at the subject tilts that axis away from -y; turning about
-    the camera's own y axis instead would show the body from below, which no real 2D view does."""
+    yaw uniform in [-max_yaw, max_yaw) radians (default the full circle). A camera looking down at the subject tilts
+    that axis away from -y; turning about the camera's own y axis instead would show the body from below, which no real
+    2D view does."""
     yaw = sample_view_rotations(views, up.shape[0], max_pitch=0.0, max_roll=0.0, max_yaw=max_yaw,
                                 generator=generator, dtype=up.dtype, device=up.device)  # about y
     level = up.new_tensor(CAMERA_UP).expand_as(up)
@@ -94,10 +95,10 @@ def up_by_pitch_search(prior: Prior2D, f3d: torch.Tensor, mask: torch.Tensor, vi
                        pitches_degrees=PITCH_GRID_DEGREES,
                        quantised: bool = False) -> torch.Tensor:
     """The vertical [B, 3] of each motion for 2D without a camera pose: the camera pitch, among
-    `pitches_degrees`, under which the frozen prior (through its codebook if `quantised`) finds the V rotated views of the current lift f3d [B, T, 66]
-    most plausible (lowest `loss_rec` per clip over the real frames, mask [B, T]; the same yaws for every
-    candidate); no roll assumed. ElePose (Wandt et al. 2022) learns the elevation with its lifter under a 2D
-    prior; this searches a grid instead, detached, anew for each batch. An experiment (docs/detector-2d.md).
+    `pitches_degrees`, under which the frozen prior (through its codebook if `quantised`) finds the V rotated views of
+    the current lift f3d [B, T, 66] most plausible (lowest `loss_rec` per clip over the real frames, mask [B, T]; the
+    same yaws for every candidate); no roll assumed. ElePose (Wandt et al. 2022) learns the elevation with its lifter
+    under a 2D prior; this searches a grid instead, detached, anew for each batch. An experiment (docs/detector-2d.md).
 
     Raises:
         ValueError: `pitches_degrees` is empty.
@@ -166,7 +167,8 @@ def mlrq_losses(model: MLRQ, prior: Prior2D, x: torch.Tensor, mask: torch.Tensor
     """Every term and the total: L_2D + l1 L_rec + l2 L_ori + l3 L_feat + beta * commitment (section 4).
     x: standardised 2D features [B, T, 44]; mask [B, T]; up [B, 3]: the vertical in each camera frame (up_from
     "dataset"), or up_from "lift": estimated from the lift's torso (`up_from_lift`), "search": the camera pitch
-    the prior prefers (`up_by_pitch_search`) (both experiments for 2D without camera poses); weights: (l1, l2, l3); max_yaw, rec_quantised: see `loss_rec`; feature_weight: see `loss_2d`."""
+    the prior prefers (`up_by_pitch_search`) (both experiments for 2D without camera poses); weights: (l1, l2, l3);
+    max_yaw, rec_quantised: see `loss_rec`; feature_weight: see `loss_2d`."""
     if up_from not in ("dataset", "lift", "search"):
         raise ValueError(f"up_from must be 'dataset', 'lift' or 'search', got {up_from!r}")
     f3d, latent, q = model.lift(x)

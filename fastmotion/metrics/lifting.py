@@ -54,8 +54,8 @@ def lifting_metrics(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor |
                     metric: bool = False, limbs=LIMB_JOINTS) -> dict[str, float]:
     """pred, true: [N, T, J, 3] in the same frame (e.g. the camera's), metres; mask [N, T] of real frames;
     metric: pred is in metres too (adds MPJPE). -> {"N-MPJPE", ["MPJPE",] "PA-MPJPE", "PA-MPJPE-12", "PCK@50",
-    "PCK@100", "accel", "root"} in millimetres (PCK in %). Definitions: the module docstring (N-MPJPE: Rhodin et al. 2018;
-    PA-MPJPE and the acceleration error as in HMR and VIBE). limbs: the indices of the 12 limb joints in J
+    "PCK@100", "accel", "root"} in millimetres (PCK in %). Definitions: the module docstring (N-MPJPE: Rhodin et al.
+    2018; PA-MPJPE and the acceleration error as in HMR and VIBE). limbs: the indices of the 12 limb joints in J
     (default SMPL-22's; joint 0 is the root)."""
     pred, true = pred.double(), true.double()
     if mask is None:

@@ -223,7 +223,8 @@ def generate_codes(mask_model: MaskedTransformer, res_model: ResidualTransformer
         sampled = _sample(logits, config.temperature, generator)
         still = tokens == mask_model.mask_id
         tokens = torch.where(still, sampled, tokens)
-        confidence = torch.softmax(logits.float(), -1).gather(-1, tokens.clamp_max(mask_model.num_codes - 1)[..., None])[..., 0]
+        confidence = torch.softmax(logits.float(), -1).gather(
+            -1, tokens.clamp_max(mask_model.num_codes - 1)[..., None])[..., 0]
         confidence = confidence.masked_fill(~still, float("inf")).masked_fill(pad, float("inf"))
         ratio = cosine_schedule(torch.tensor((step + 1) / config.steps))
         n_remask = (ratio * lengths).floor().long()  # 0 at the last step
@@ -237,7 +238,8 @@ def generate_codes(mask_model: MaskedTransformer, res_model: ResidualTransformer
             lv = torch.full((B,), level, device=device)
             logits = _guided(lambda c: res_model(codes.repeat(c.shape[0] // B, 1, 1), lv.repeat(c.shape[0] // B),
                                                  pad2[:c.shape[0]], c), rcond, rnull, config.res_guidance)
-            codes[..., level] = _sample(_filter_top_k(logits, top_k), config.temperature, generator).masked_fill(pad, -1)
+            codes[..., level] = _sample(_filter_top_k(logits, top_k), config.temperature,
+                                        generator).masked_fill(pad, -1)
     return codes
 
 

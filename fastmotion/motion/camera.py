@@ -84,7 +84,8 @@ def estimate_camera_epnp(points3d: np.ndarray, points2d: np.ndarray, K: np.ndarr
     EPnP, then Levenberg-Marquardt refinement of the reprojection error (VideoMDM's unknown-camera path)."""
     import cv2
 
-    points3d, points2d = np.asarray(points3d, np.float64).reshape(-1, 3), np.asarray(points2d, np.float64).reshape(-1, 2)
+    points3d, points2d = (np.asarray(points3d, np.float64).reshape(-1, 3),
+                          np.asarray(points2d, np.float64).reshape(-1, 2))
     if points3d.shape[0] != points2d.shape[0]:
         raise ValueError(f"points3d has {points3d.shape[0]} points, points2d {points2d.shape[0]}")
     keep = np.isfinite(points3d).all(1) & np.isfinite(points2d).all(1)

@@ -90,9 +90,10 @@ class OutOfDistribution:
         prior = load_prior(prior_path, device)
         cache = prior_path.parent / "input_check.json"
         cached = json.loads(cache.read_text()) if cache.exists() else {}
-        key = f"{data}|{prior_path.stat().st_mtime_ns}"
+        # the threshold changes with the prior, the training clips and the percentile
+        key = f"{data}|{prior_path.stat().st_mtime_ns}|{(data / 'train.txt').stat().st_mtime_ns}|{cls.PERCENTILE}"
         if cached.get("key") != key:
-            errors = [prior_error(prior, clip) for clip in ClipBank(data, "train").clips]
+            errors = [prior_error(prior, clip) for clip in ClipBank(data, "train", pitch=0.0).clips]  # no camera
             cached = {"key": key, "percentile": cls.PERCENTILE,
                       "threshold": float(torch.tensor(errors).quantile(cls.PERCENTILE / 100))}
             try:

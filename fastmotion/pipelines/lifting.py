@@ -19,7 +19,7 @@ from fastmotion.data.clip_bank import ClipBank
 from fastmotion.data.keypoints import AUTO
 from fastmotion.errors import DatasetError
 from fastmotion.metrics.lifting import LIMB_JOINTS, lifting_metrics, mvlift_metrics
-from fastmotion.motion.skeleton import SKELETONS, SMPL22
+from fastmotion.motion.skeleton import SKELETONS, SMPL22, keypoints_to_smpl22
 
 
 @dataclass
@@ -33,10 +33,10 @@ class Clip2D:
 
 
 class Lifter(ABC):
-    """Lifts 2D clips to 3D. `lift` returns {name: joints [T', 22, 3]} in each clip's camera frame (T' <= T);
-    a clip the lifter cannot lift is left out of the dict. `metric_scale`: the joints are in metres (else any
-    global scale, which N-MPJPE and PA-MPJPE align). `skeleton`: the keypoint layout it lifts (a key of
-    SKELETONS; its output has the same joints)."""
+    """Lifts 2D clips to 3D. `lift` returns {name: joints [T', J, 3]} in each clip's camera frame (T' <= T; J the
+    joints of `skeleton`, 22 for SMPL-22); a clip the lifter cannot lift is left out of the dict. `metric_scale`:
+    the joints are in metres (else any global scale, which N-MPJPE and PA-MPJPE align). `skeleton`: the keypoint
+    layout it lifts (a key of SKELETONS; its output has the same joints)."""
 
     name: str = "lifter"
     metric_scale: bool = False
@@ -44,7 +44,7 @@ class Lifter(ABC):
 
     @abstractmethod
     def lift(self, clips: Sequence[Clip2D], progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
-        """clips -> {name: joints [T', 22, 3]}; `progress(n)` is called as n more clips are done."""
+        """clips -> {name: joints [T', J, 3]}; `progress(n)` is called as n more clips are done."""
 
 
 class ZeroDepthLifter(Lifter):
@@ -83,7 +83,7 @@ def lifter_skeleton(kind: str, checkpoint) -> str:
         return "smpl22"
     from fastmotion.checkpoint import load_checkpoint
 
-    return load_checkpoint(checkpoint, "LineDenoiser")["model_config"].get("skeleton", "smpl22")
+    return load_checkpoint(checkpoint, "LineDenoiser")["model_config"]["skeleton"]
 
 
 # kind -> (module, class): imported on use, so that `--help` and the other methods stay light
@@ -105,15 +105,19 @@ def load_lifter(kind: str, checkpoint, device="cpu", **options) -> Lifter:
     return getattr(importlib.import_module(module), cls).from_checkpoint(checkpoint, device, **options)
 
 
-def dataset_clips(data, split: str, limit: int | None = None, skeleton: str = "smpl22") -> list[Clip2D]:
-    """The clips of a split of a 2D dataset folder, with their cameras (at most `limit`); the folder's keypoints
-    must be in `skeleton` (the lifter's).
+def dataset_clips(data, split: str, limit: int | None = None, skeleton: str = "smpl22",
+                  stride: int = 1) -> list[Clip2D]:
+    """The clips of a split of a 2D dataset folder, with their cameras: every `stride`-th clip in the split's
+    order (a split file sorted by action, as Bandai-2's, gets every action), at most `limit`; the folder's
+    keypoints must be in `skeleton` (the lifter's).
 
     Raises:
-        DatasetError: see `ClipBank` (another skeleton than `skeleton` named).
+        DatasetError: see `ClipBank` (another skeleton than `skeleton` named). ValueError: stride < 1.
     """
+    if stride < 1:
+        raise ValueError(f"stride must be at least 1, got {stride}")
     bank = ClipBank(data, split, skeletons=(skeleton,))
-    return [Clip2D(n, k, cam) for n, k, cam in zip(bank.names, bank.clips, bank.cameras)][:limit]
+    return [Clip2D(n, k, cam) for n, k, cam in zip(bank.names, bank.clips, bank.cameras)][::stride][:limit]
 
 
 def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | None = None,
@@ -175,8 +179,9 @@ def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | Non
 def mvlift_protocol(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor, camera, keypoints: torch.Tensor,
                     metric: bool = False) -> dict[str, float]:
     """MVLift's figures (`fastmotion.metrics.lifting.mvlift_metrics`: T_root, MPJPE, PA-MPJPE-seq in mm; J_2D in
-    pixels) of lifts pred [N, T, 22, 3] against true [N, T, 22, 3], both in each clip's camera frame (K, R, t:
-    [N, 3, 3], [N, 3, 3], [N, 3]), keypoints [N, T, 22, 2] normalised image coordinates. Both are taken to the world
+    pixels) of lifts pred [N, T, J, 3] against true [N, T, J, 3] (the same J joints, joint 0 the root: SMPL-22, or
+    `eval_joints` of both), both in each clip's camera frame (K, R, t: [N, 3, 3], [N, 3, 3], [N, 3]), keypoints
+    [N, T, J, 2] normalised image coordinates. Both are taken to the world
     frame (y up) after, unless `metric`, the least-squares scale of each clip's root-relative joints (scaling about
     the camera centre keeps the projection). J_2D only where every lifted joint is in front of the camera (not
     for zero depth, whose joints sit at z = 0)."""
@@ -212,30 +217,33 @@ def read_keypoint_file(path, intrinsics: tuple[float, float, float, float] | Non
     track: which person of a .json (default: the one seen longest; `read_coco_json`). fps: the file's frame rate
     (resampled to the models' 20). skeleton: the lifter's layout (`Lifter.skeleton`); other than smpl22 (MVLift
     trained on `data import --native` data), the file is read in that layout, joints missing in some frames taken
-    from the nearest frame. The clip has no camera pose.
+    from the nearest frame; unless `layout` names it, the file must look like that layout (`check_layout`). The
+    clip has no camera pose.
 
     Raises:
         ValueError: the file is malformed, shows no keypoint, is in another layout than a native `skeleton`, or
             (native) never shows some joint. FileNotFoundError: no such file.
     """
     from fastmotion.data.importer import resample_track
-    from fastmotion.data.keypoints import (complete_smpl22, fill_from_nearest, guess_intrinsics, read_coco_json,
-                                           read_keypoints_npy)
+    from fastmotion.data.keypoints import (check_layout, complete_smpl22, fill_from_nearest, guess_intrinsics,
+                                           read_coco_json, read_keypoints_npy)
     from fastmotion.ops.reference import normalized_keypoints
 
     path, native = Path(path), skeleton != "smpl22"
     if native and layout not in (None, skeleton):
         raise ValueError(f"{path}: the model lifts {skeleton} keypoints; --layout {layout} cannot be read natively")
-    layout = skeleton if native else layout
+    assumed, layout = native and layout is None, skeleton if native else layout
     if path.suffix.lower() == ".json":
         k, mask = read_coco_json(path, track=track, layout=layout, native=native)
     else:
         k, mask = read_keypoints_npy(path, layout, native=native)
+    if assumed:  # the model's layout was assumed, not given: checked as the readers check a layout they guess
+        check_layout(*keypoints_to_smpl22(k, skeleton), path, skeleton)
     k, mask = resample_track(k, mask, fps)
     if not mask.any():
         raise ValueError(f"{path}: no keypoint is visible")
     try:
-        k = fill_from_nearest(k, mask) if native else complete_smpl22(k, mask)[0]
+        k = fill_from_nearest(k, mask, names=SKELETONS[skeleton].names) if native else complete_smpl22(k, mask)[0]
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
     if intrinsics is not None:

@@ -146,11 +146,11 @@ def optimise_views(model: LineDenoiser, reference: torch.Tensor, mask: torch.Ten
                    noise: WindowNoise | torch.Generator, focal: torch.Tensor | None = None,
                    progress: Callable[[int], None] | None = None, start: torch.Tensor | None = None) -> torch.Tensor:
     """Stage 2: reference [B, T, J, 2] (view 0, normalised), mask [B, T] -> views [V, B, T, J, 2], views 1..V-1
-    optimised from zero (or from `start` [V - 1, B, T, J, 2]) by Adam under L = L_SDS + epipolar_weight / (V - 2) * L_epi. Each iteration draws
-    t ~ U{1..steps-1} per view and window and conditions each view on the epipolar lines that another view's current
-    2D induces (detached; `config.line_source`). focal [B]: the ring cameras' focal length per window in
-    normalised-2D units (default 1, the paper's; `MVLiftLifter` passes the real camera's). `progress(1)` per
-    iteration."""
+    optimised from zero (or from `start` [V - 1, B, T, J, 2]) by Adam under L = L_SDS + epipolar_weight / (V - 2) *
+    L_epi. Each iteration draws t ~ U{1..steps-1} per view and window and conditions each view on the epipolar lines
+    that another view's current 2D induces (detached; `config.line_source`). focal [B]: the ring cameras' focal length
+    per window in normalised-2D units (default 1, the paper's; `MVLiftLifter` passes the real camera's). `progress(1)`
+    per iteration."""
     V, (B, T, J, _) = config.views, reference.shape
     device, dtype = reference.device, reference.dtype
     noise = WindowNoise.of(noise, B)

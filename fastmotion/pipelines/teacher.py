@@ -2,7 +2,8 @@
 world frame of the clip's camera (or with a camera estimated for it).
 
 Source: the ML-RQ (`fastmotion lift`: camera frame, units of the subject's depth; placed frame by frame at a
-metric depth from the root's bone lengths, VideoMDM appendix D, and from the lifted pose) or a folder of a user's lifted [T, 22, 3] motions (any lifter).
+metric depth from the root's bone lengths, VideoMDM appendix D, and from the lifted pose) or a folder of a user's lifted
+[T, 22, 3] motions (any lifter).
 Camera: the dataset's when it has one ("auto"/"dataset"), else EPnP + Levenberg-Marquardt between the teacher's
 first 24 frames and the 2D ("epnp", or "auto" without one), as the paper does when cameras are unknown.
 
@@ -36,7 +37,8 @@ class SkipClip(ValueError):
     """This clip cannot give a teacher; the message says why."""
 
 
-def metric_camera_frame(lifted: torch.Tensor, keypoints: torch.Tensor, K: torch.Tensor, smooth: int = 4) -> torch.Tensor:
+def metric_camera_frame(lifted: torch.Tensor, keypoints: torch.Tensor, K: torch.Tensor,
+                        smooth: int = 4) -> torch.Tensor:
     """An ML-RQ lift [T, 22, 3] (camera frame, units of the subject's depth) -> camera-frame metres, placed frame
     by frame: the lift's pose about the root, scaled to the rest skeleton's mean bone, with the root on its
     keypoint's camera ray at a depth z_t estimated twice and combined (geometric mean, then a running median over
@@ -94,7 +96,8 @@ def build_teacher(data, out, mlrq_path=None, lifted_dir=None, cameras: str = "au
 
     Raises:
         ValueError: not exactly one source, or an unknown `cameras`. DatasetError: no split files, keypoints
-            other than SMPL-22 (`data import --native`), or no clip gave a teacher. CheckpointError: a bad ML-RQ checkpoint.
+            other than SMPL-22 (`data import --native`), or no clip gave a teacher. CheckpointError: a bad ML-RQ
+            checkpoint.
     """
     data = Path(data)
     if (mlrq_path is None) == (lifted_dir is None):
