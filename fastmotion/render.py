@@ -1,7 +1,7 @@
 """Stick-figure rendering of 3D motions ([T, J, 3], metres, y up) and 2D keypoint sequences ([T, J, 2],
 pixels; SMPL-22 or another layout of fastmotion.motion.skeleton.SKELETONS) to GIF (Pillow) or MP4 (when ffmpeg is
-installed). Several motions render side by side, each in its own panel, with a ground grid, the root's trajectory trace
-and an optional title."""
+installed). Several motions render side by side, each in its own panel, with a ground grid, the root's trajectory
+trace, an optional title and a legend."""
 from __future__ import annotations
 
 import shutil
@@ -38,10 +38,12 @@ def _colour(skeleton: Skeleton, child: int):
 
 
 class _View:
-    """A fixed oblique perspective camera framing one whole motion (all frames), looking at its centre."""
+    """A fixed oblique perspective camera framing whole motions (all frames of all of them), looking at their
+    centre: every 3D panel of a sheet is seen through one, so that sizes compare across panels."""
 
-    def __init__(self, joints: np.ndarray, azimuth_deg: float = 35.0, elevation_deg: float = 20.0):
-        lo, hi = joints.reshape(-1, 3).min(0), joints.reshape(-1, 3).max(0)
+    def __init__(self, motions: list[np.ndarray], azimuth_deg: float = 35.0, elevation_deg: float = 20.0):
+        points = np.concatenate([m.reshape(-1, 3) for m in motions])
+        lo, hi = points.min(0), points.max(0)
         self.centre = 0.5 * (lo + hi)
         radius = max(float(np.linalg.norm(hi - lo)) * 0.5, 0.8)
         az, el = np.deg2rad(azimuth_deg), np.deg2rad(elevation_deg)
@@ -79,6 +81,7 @@ def _panel_3d(joints: np.ndarray, frame: int, view: _View, title: str | None, sk
     for p in pts:
         draw.ellipse([p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2], fill=(30, 30, 30))
     _caption(draw, title, frame, len(joints))
+    _legend(draw, "grid 0.5 m")
     return img
 
 
@@ -87,13 +90,30 @@ def _panel_2d(keypoints: np.ndarray, frame: int, title: str | None, skeleton: Sk
     draw = ImageDraw.Draw(img)
     finite = keypoints[np.isfinite(keypoints).all(-1)]
     lo, hi = (finite.min(0), finite.max(0)) if len(finite) else (np.zeros(2), np.ones(2))
-    scale = 0.8 * PANEL / max(float((hi - lo).max()), 1e-6)
-    pts = (keypoints[frame] - 0.5 * (lo + hi)) * scale + PANEL / 2  # image y already points down
+    # every frame's whole body inside the panel, between the title and the captions at the bottom
+    top, bottom, side = _TITLE_BAND + 3, PANEL - _CAPTION_BAND - 3, 12  # 3: the lines' width
+    scale = min((PANEL - 2 * side) / max(float(hi[0] - lo[0]), 1e-6), (bottom - top) / max(float(hi[1] - lo[1]), 1e-6))
+    centre = np.array([PANEL / 2, (top + bottom) / 2])
+    pts = (keypoints[frame] - 0.5 * (lo + hi)) * scale + centre  # image y already points down
     for parent, child in skeleton.limbs:
         if np.isfinite(pts[[parent, child]]).all():
             draw.line([tuple(pts[parent]), tuple(pts[child])], fill=_colour(skeleton, child), width=3)
     _caption(draw, title, frame, len(keypoints))
+    _legend(draw)
     return img
+
+
+_TITLE_BAND, _CAPTION_BAND = 22, 20  # pixels at the top (title) and bottom (frame counter, legend) of a panel
+
+
+def _legend(draw, extra: str | None = None) -> None:
+    """The colours' meaning (the subject's left and right), and `extra` (a 3D panel: the ground grid's spacing),
+    at the bottom right."""
+    x, y = PANEL - 6, PANEL - 14
+    for text, colour in ((extra, (90, 90, 90)), ("right", RIGHT_COLOUR), ("left", LEFT_COLOUR)):
+        if text:
+            x -= int(draw.textlength(text)) + 8
+            draw.text((x, y), text, fill=colour)
 
 
 def _caption(draw, title, frame, frames):
@@ -131,7 +151,9 @@ def load_motion(path, skeleton: str | None = None) -> np.ndarray:
 def render_frames(motions: list[np.ndarray], titles: list[str | None] | None = None,
                   skeleton: str | None = None) -> list[Image.Image]:
     """One image per frame (the longest motion's length; shorter ones hold their last frame). Each motion is
-    drawn with `skeleton_of(its joint count, skeleton)`.
+    drawn with `skeleton_of(its joint count, skeleton)`. The 3D panels share one camera and scale, each motion
+    moved on the floor to start at the origin; every panel carries a legend (left and right colours; the 3D
+    grid's 0.5 m spacing); a 2D panel fits the whole body of every frame.
 
     Raises:
         ValueError: no motions, or a joint count no skeleton has.
@@ -139,7 +161,10 @@ def render_frames(motions: list[np.ndarray], titles: list[str | None] | None = N
     if not motions:
         raise ValueError("render_frames: no motions given")
     titles = list(titles or [None] * len(motions))
-    views = [_View(m) if m.shape[-1] == 3 else None for m in motions]
+    # 3D motions start at one place (their first root above the origin), and one camera sees them all
+    motions = [_at_origin(m, skeleton) if m.shape[-1] == 3 else m for m in motions]
+    view = _View([m for m in motions if m.shape[-1] == 3]) if any(m.shape[-1] == 3 for m in motions) else None
+    views = [view if m.shape[-1] == 3 else None for m in motions]
     trees = [skeleton_of(m.shape[1], skeleton) for m in motions]
     frames = []
     for f in range(max(len(m) for m in motions)):
@@ -150,6 +175,12 @@ def render_frames(motions: list[np.ndarray], titles: list[str | None] | None = N
             sheet.paste(panel, (PANEL * i, 0))
         frames.append(sheet)
     return frames
+
+
+def _at_origin(joints: np.ndarray, skeleton: str | None) -> np.ndarray:
+    """3D joints moved on the floor so that the first frame's root stands above the origin (heights kept)."""
+    root = np.asarray(skeleton_of(joints.shape[1], skeleton).root_position(joints[0]))
+    return joints - np.array([root[0], 0.0, root[2]])
 
 
 def save_animation(frames: list[Image.Image], out, fps: int = 20) -> Path:

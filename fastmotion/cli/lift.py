@@ -41,7 +41,9 @@ from ._common import (SKELETON_NAMES, announce, lift_with_progress, lifter_setti
               help="Folder for NAME.npy 3D joints [T, J, 3] (camera frame, in units of the subject's depth; J = 22, "
                    "or for MVLift the skeleton its stage 1 was trained on).")
 @click.option("--render", is_flag=True, help="Also write NAME.gif: the input 2D beside the lifted 3D (and, for "
-                                            "--data, the held-out true 3D from eval3d/ when it is there).")
+                                            "--data, the held-out true 3D from eval3d/ when it is there), the 3D "
+                                            "panels through one camera, the lift at the truth's height (else "
+                                            "1.7 m), a legend (left/right colours, the grid's 0.5 m).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Lift at most this many clips of --data.")
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Lift every STRIDE-th clip of --data's split.")
@@ -95,7 +97,11 @@ def lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, teacher
         if render:
             from fastmotion.render import render_frames, save_animation
 
-            shown = upright(joints, clip.camera[1] if clip.camera is not None else None)
+            truth = data / "eval3d" / "new_joints" / f"{clip.name}.npy" if data is not None else None
+            truth = np.load(truth) if truth is not None and truth.exists() else None  # shown, never used otherwise
+            # a lift has no metric scale: drawn at the truth's height where there is one (else 1.7 m tall)
+            height = float(np.median(truth[..., 1].max(-1) - truth[..., 1].min(-1))) if truth is not None else 1.7
+            shown = upright(joints, clip.camera[1] if clip.camera is not None else None, height=height)
             panels, titles = [clip.keypoints.numpy()], ["input 2D"]
             views = getattr(lifter, "views", {}).get(clip.name)  # MVLift: the optimised views of the first window
             if views is not None:
@@ -104,9 +110,8 @@ def lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, teacher
                 titles += [f"view {k} ({k * step} deg)" for k in range(1, len(views))]
             panels.append(shown.numpy())
             titles.append("lifted 3D")
-            truth = data / "eval3d" / "new_joints" / f"{clip.name}.npy" if data is not None else None
-            if truth is not None and truth.exists():  # shown, never used for anything else
-                panels.append(np.load(truth))
+            if truth is not None:
+                panels.append(truth)
                 titles.append("hidden true 3D")
             save_animation(render_frames(panels, titles, skeleton), out / f"{clip.name}.gif")
     click.echo(f"lifted {len(lifted)} clip(s) into {out}")
