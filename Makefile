@@ -46,6 +46,16 @@ VIDEOMDM_RUN := $(DEMO)/videomdm/videomdm/last.pt
 # clips lifted by stage 2, scored on the hips' midpoint and the 12 limb joints beside zero depth.
 MVC := $(DEMO)/mvlift-coco
 
+# `make compare` (after `make demo`): the three methods on the same MVLIFT_CLIPS test clips (every 4th of the split):
+# ML-RQ, VideoMDM (guided lifting), MVLift stage 2 and MVLift feed-forward (stage 3: the multi-view data from stage 2
+# on COMPARE_TRAIN_CLIPS train clips; stage 4: the multi-view diffusion model), beside zero depth, in both protocols
+# with the time per clip. `make mvlift`'s stage 1 and `make videomdm`'s VideoMDM are reused where they exist.
+CMP := $(DEMO)/compare
+COMPARE_TRAIN_CLIPS ?= 250
+COMPARE_EVAL = --data $(DEMO)/synth2d --split test --stride 4 --limit $(MVLIFT_CLIPS)
+COMPARE_RUNS := eval-mlrq eval-videomdm eval-stage2 eval-feedforward
+COMPARE_NAMES := --name ML-RQ --name "VideoMDM (guided)" --name "MVLift (stage 2)" --name "MVLift (feed-forward)"
+
 # `make real`: the three methods on real motion capture (REAL: a 3D folder in HumanML3D layout, e.g. Bandai-2 in
 # ../shared/data/bandai2; never part of the tests). One random view per clip, the 2D prior and the ML-RQ on the
 # train split's 2D only, then VideoMDM at demo size (teacher from this ML-RQ, the anchored run of `make videomdm`),
@@ -56,7 +66,7 @@ REAL_OUT ?= real
 # (every 11th test clip: Bandai-2's test split is sorted by action, so the 50 span all its actions)
 REAL_MV_EVAL = --data $(REAL_OUT)/real2d --split test --stride 11 --limit $(MVLIFT_CLIPS)
 
-.PHONY: test test-fast install cuda-check bench demo demo-detector mvlift mvlift-coco real videomdm clean help
+.PHONY: test test-fast install cuda-check bench demo demo-detector mvlift mvlift-coco compare real videomdm clean help
 
 help:
 	@echo "make test        set up .venv if needed, build fastmotion (+ its C++ extension), run the test suite"
@@ -66,6 +76,7 @@ help:
 	@echo "make demo-detector  after make demo: the same from detector-like COCO-17 keypoints without a camera"
 	@echo "make mvlift      after make demo: MVLift (stage 1, stage-2 lifting, ablations) beside ML-RQ, zero depth"
 	@echo "make mvlift-coco after make demo: MVLift trained and lifting on COCO-17 keypoints as they are"
+	@echo "make compare     after make demo: ML-RQ, VideoMDM, MVLift stage 2 and feed-forward on the same clips"
 	@echo "make real        ML-RQ, VideoMDM and MVLift on real mocap's 2D (REAL=folder, default ../shared/data/bandai2)"
 	@echo "make videomdm    after make demo: VideoMDM vs the MDM trained on the teacher's 3D (lifting, FID)"
 
@@ -156,6 +167,25 @@ mvlift-coco: install
 		--render --out $(MVC)/lifted
 	for protocol in ours mvlift; do $(FM) eval table --protocol $$protocol $(MVC)/eval-stage2.json; done \
 		| tee $(MVC)/table.md
+
+compare: install
+	test -f $(MV)/stage1/last.pt || $(FM) train mvlift --data $(DEMO)/synth2d --out $(MV)/stage1 --config $(DEMO_CONFIG)
+	test -f $(VIDEOMDM_RUN) || $(MAKE) -C experiments $(abspath $(DEMO))/videomdm/videomdm.trained \
+		DEMO=$(abspath $(DEMO)) VENV=$(abspath $(VENV)) DEMO_CONFIG=$(DEMO_CONFIG) VIDEOMDM_STEPS=$(VIDEOMDM_STEPS) \
+		ANCHORED="$(ANCHORED)"
+	$(FM) data mvlift --checkpoint $(MV)/stage1/last.pt --data $(DEMO)/synth2d --out $(CMP)/multiview \
+		--limit $(COMPARE_TRAIN_CLIPS) --render
+	rm -rf $(CMP)/mvlift-mv
+	$(FM) train mvlift-mv --data $(CMP)/multiview --out $(CMP)/mvlift-mv --config $(DEMO_CONFIG)
+	$(FM) eval lift --checkpoint $(DEMO)/mlrq/last.pt $(COMPARE_EVAL) --json $(CMP)/eval-mlrq.json
+	$(FM) eval lift --model mdm --checkpoint $(VIDEOMDM_RUN) $(COMPARE_EVAL) --json $(CMP)/eval-videomdm.json
+	$(FM) eval lift --model mvlift --checkpoint $(MV)/stage1/last.pt $(COMPARE_EVAL) --json $(CMP)/eval-stage2.json
+	$(FM) eval lift --model mvlift --checkpoint $(CMP)/mvlift-mv/last.pt $(COMPARE_EVAL) \
+		--json $(CMP)/eval-feedforward.json
+	$(FM) lift --model mvlift --checkpoint $(CMP)/mvlift-mv/last.pt --data $(DEMO)/synth2d --split test --limit 3 \
+		--render --out $(CMP)/lifted
+	for protocol in ours mvlift; do $(FM) eval table --protocol $$protocol \
+		$(foreach r,$(COMPARE_RUNS),$(CMP)/$(r).json) $(COMPARE_NAMES); done | tee $(CMP)/table.md
 
 real: install
 	$(FM) data render --from $(REAL) --out $(REAL_OUT)/real2d --views 1 --seed 0

@@ -136,3 +136,19 @@ def test_make_mvlift_coco_imports_natively_trains_and_lifts(tmp_path):
     at = [next(i for i, line in enumerate(lines) if step in line) for step in order]
     assert at == sorted(at), lines
     assert "--layout coco17" in lines[at[0]] and "--noise" not in lines[at[0]] and "--native" in lines[at[1]]
+
+
+def test_make_compare_builds_mvlift_part_2_and_tabulates_the_methods_on_the_same_clips(tmp_path):
+    (tmp_path / "mlrq").mkdir()
+    (tmp_path / "mlrq" / "last.pt").touch()  # `make demo`'s, the VideoMDM teacher's lifter
+    lines = "\n".join(dry_run(tmp_path, "compare")).replace("\\\n", " ").splitlines()
+    order = ["train mvlift --data", "data teacher", "train mdm", "data mvlift --checkpoint", "train mvlift-mv",
+             "eval lift --checkpoint " + f"{tmp_path}/mlrq", "eval lift --model mdm", "eval-stage2.json",
+             "eval-feedforward.json", "eval table"]
+    at = [next(i for i, line in enumerate(lines) if step in line) for step in order]
+    assert at == sorted(at), lines
+    assert all("--stride 4 --limit 50" in lines[i] for i in at[5:9])
+    assert f"{tmp_path}/compare/mvlift-mv/last.pt" in lines[at[8]] and "--limit 250" in lines[at[3]]
+    assert "--root teacher" in lines[at[2]]
+    assert all(f"{tmp_path}/compare/eval-{r}.json" in lines[at[9]]
+               for r in ("mlrq", "videomdm", "stage2", "feedforward"))

@@ -47,3 +47,73 @@ def stage1_run(data, config: LineDenoiserConfig, batch_size: int, length: int, d
     return Run("LineDenoiser", model, {**model.describe(), "length": length}, step, evaluate,
                extra={"data": str(Path(data).resolve()), "simulation": asdict(sim), "line_weight": line_weight},
                best=("val_loss", "min"))
+
+
+def multiview_batch(windows, index: torch.Tensor, generator: torch.Generator):
+    """Windows `index` of a `MultiViewWindows`, each seen from a random one of its ring views (the ring turned so
+    that it becomes view 0, all views rescaled to its first frame's normalisation, the focal length with them):
+    -> (reference [B, L, J, 2], other views [B, V-1, L, J, 2], mask [B, L], focal [B]). The first frame's hip
+    centre images at the origin in every view, so only the scale changes."""
+    views, mask, focal = windows.views[index], windows.mask[index], windows.focal[index]
+    B, V = views.shape[:2]
+    first = torch.randint(V, (B,), generator=generator)
+    order = (first[:, None] + torch.arange(V)) % V
+    views = views[torch.arange(B)[:, None], order]
+    extent = (views[:, 0, 0].amax(1) - views[:, 0, 0].amin(1)).amax(-1) / 2
+    extent = extent.clamp_min(1e-6)
+    views = views / extent.view(B, 1, 1, 1, 1)
+    return views[:, 0], views[:, 1:], mask, focal / extent
+
+
+def multiview_losses(model, diffusion: GaussianDiffusion, reference, others, mask, focal, generator):
+    """Stage 4's objective: the mean squared error of the predicted x0 of the unobserved views on real frames,
+    t ~ U{0..steps-1}."""
+    B = reference.shape[0]
+    t = torch.randint(diffusion.steps, (B,), generator=generator).to(reference.device)
+    eps = torch.randn(others.shape, generator=generator).to(reference.device)
+    x0_hat = model(diffusion.q_sample(others, t, eps), reference, t, mask, focal)
+    m = mask.to(others.dtype)[:, None, :, None, None]
+    error = (((x0_hat - others) ** 2) * m).sum() / (m.sum() * others.shape[1] * others[0, 0, 0].numel())
+    return {"loss": error}
+
+
+def multiview_run(data, config, batch_size: int, device) -> Run:
+    """Stage 4: the multi-view diffusion model on a `fastmotion data mvlift` folder; one clip in ten (by name) is
+    held out for validation (all clips when fewer than ten). Raises DatasetError for another folder."""
+    import zlib
+
+    from fastmotion.models.multiview import MultiViewDenoiser
+    from fastmotion.pipelines.mvlift_data import MultiViewWindows
+
+    windows = MultiViewWindows(data)
+    meta = windows.meta
+    config = replace(config, skeleton=meta["skeleton"], joints=int(meta["joints"]), views=int(meta["ring"]["views"]))
+    if meta["window"] > config.max_frames:
+        raise ValueError(f"the windows' {meta['window']} frames exceed the model's max_frames={config.max_frames}")
+    held = torch.tensor([zlib.crc32(n.encode()) % 10 == 0 for n in windows.names])
+    if len(set(windows.names)) < 10 or held.all() or not held.any():
+        held = torch.ones(len(windows), dtype=torch.bool)
+        train_index = torch.arange(len(windows))
+    else:
+        train_index = (~held).nonzero()[:, 0]
+    val_index = held.nonzero()[:, 0]
+    model = MultiViewDenoiser(config).to(device)
+    diffusion = GaussianDiffusion(config.diffusion_steps)
+
+    def batch(index, generator):
+        return [x.to(device) for x in multiview_batch(windows, index, generator)]
+
+    def step(model, step, generator):
+        index = train_index[torch.randint(len(train_index), (batch_size,), generator=generator)]
+        return multiview_losses(model, diffusion, *batch(index, generator), generator)
+
+    def evaluate(model):
+        g = torch.Generator().manual_seed(0)
+        index = val_index[:256]
+        return {"val_loss": float(multiview_losses(model, diffusion, *batch(index, g), g)["loss"])}
+
+    described = {**model.describe(), "length": int(meta["window"]), "distance": float(meta["ring"]["distance"]),
+                 "stage1_sha256": meta["stage1"]["sha256"]}
+    return Run("MultiViewDenoiser", model, described, step, evaluate,
+               extra={"data": str(Path(data).resolve()), "stage1": meta["stage1"], "windows": len(windows),
+                      "val_windows": len(val_index)}, best=("val_loss", "min"))

@@ -132,9 +132,12 @@ def mvlift_options(command):
     options = [
         click.option("--mvlift-config", type=click.Choice(["small", "full"]), default=None,
                      help="With --model mvlift: stage-2 preset, small (400 iterations at lr 1e-2, lines from the "
-                          "observed view, for a CPU; the default) or full (the paper's 5000 at lr 1e-3)."),
+                          "observed view, for a CPU; the default) or full (the paper's 5000 at lr 1e-3); with a "
+                          "`train mvlift-mv` checkpoint: small samples by 20 DDIM steps, full by every diffusion step "
+                          "(DDPM, the paper's 1000)."),
         click.option("--iterations", type=click.IntRange(min=1), default=None,
-                     help="With --model mvlift: stage-2 iterations per window (default: the preset's)."),
+                     help="With --model mvlift: stage-2 iterations per window (default: the preset's); with a "
+                          "`train mvlift-mv` checkpoint, the DDIM sampling steps."),
         click.option("--mvlift-mode", type=click.Choice(["stage2", "stage1", "sds3d"]), default=None,
                      help="With --model mvlift, the paper's ablations: stage1 (each view sampled alone from view 0's "
                           "epipolar lines, no joint optimisation), sds3d (3D joints optimised directly by SDS on "

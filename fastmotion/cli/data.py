@@ -224,3 +224,102 @@ def data_import(src, out, layout, fps, focal, image_size, texts, max_gap, min_fr
     clips = ", ".join(f"{n} {s}" for s, n in summary["clips"].items())
     click.echo(f"wrote {clips} clips from {summary['tracks']} track(s) to {out}; {summary['cut']} piece(s) cut, "
                f"{summary['dropped']} dropped (reasons in {out / 'report.json'})")
+
+
+@data.command("mvlift")
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="MVLift stage-1 checkpoint (from `fastmotion train mvlift`), frozen.")
+@click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="2D dataset folder in the checkpoint's skeleton (`data render` or `data import`).")
+@click.option("--split", default="train", show_default=True, help="The split whose clips are lifted.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Multi-view folder to write; an existing one made from the same checkpoint and settings resumes "
+                   "(clips done are kept).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many clips of the split.")
+@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Every STRIDE-th clip of the split.")
+@click.option("--views", type=click.IntRange(min=2), default=4, show_default=True,
+              help="Ring cameras of the written data, 360 / views degrees apart (view 0: the observed one).")
+@click.option("--distance", type=click.FloatRange(min=0, min_open=True), default=2.8, show_default=True,
+              help="Their distance from the first frame's hip centre (the observed camera's is scaled to it).")
+@click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
+              help="Windows whose recovered 3D reprojects into the observed view with a larger mean error (in the "
+                   "2D normalisation: the first pose spans [-1, 1]) are left out, and listed.")
+@click.option("--mvlift-config", type=click.Choice(["small", "full"]), default="small", show_default=True,
+              help="Stage-2 preset (as `lift --model mvlift`).")
+@click.option("--iterations", type=click.IntRange(min=1), default=None,
+              help="Stage-2 iterations per window (default: the preset's).")
+@click.option("--batch-clips", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Windows optimised together (whole clips per batch).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--render", is_flag=True, help="Also write OUT/preview/NAME.gif for the first 3 clips kept: the "
+                                            "observed 2D and the views made from its 3D.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+def data_mvlift(checkpoint, data, split, out, limit, stride, views, distance, threshold, mvlift_config, iterations,
+                batch_clips, seed, render, device):
+    """MVLift's stage 3: lift every clip of a split by stage 2 + 3D recovery, then project the 3D into a ring of
+    views; the multi-view data that `fastmotion train mvlift-mv` learns from. Killed, it resumes where it stopped.
+
+    OUT/done.jsonl lists every clip done and the windows left out with the reason (a poor stage-2 result).
+
+    \b
+    Example:
+      fastmotion data mvlift --checkpoint runs/mvlift/last.pt --data data/synth2d --out data/synth-mv
+      fastmotion train mvlift-mv --data data/synth-mv --out runs/mvlift-mv
+    """
+    from dataclasses import asdict
+
+    from fastmotion.checkpoint import load_checkpoint
+    from fastmotion.pipelines.lifting import dataset_clips
+    from fastmotion.pipelines.mvlift import MVLiftLifter
+    from fastmotion.pipelines.mvlift_data import RingSettings, build_multiview_data, file_sha256
+
+    from ._common import announce, lift_with_progress
+
+    with user_errors():
+        state = load_checkpoint(checkpoint, "LineDenoiser")
+        skeleton = state["model_config"]["skeleton"]
+        clips = dataset_clips(data, split, limit, skeleton, stride)
+        announce(checkpoint)
+        ring = RingSettings(views, distance, threshold)
+        lifter = MVLiftLifter.from_checkpoint(checkpoint, resolve_device(device), mvlift_config, seed,
+                                              batch_clips=batch_clips, **({"iterations": iterations} if iterations
+                                                                          else {}))
+        settings = {k: v for k, v in lifter.settings().items() if k != "batch_clips"}
+        meta = {"format": "mvlift-multiview", "skeleton": skeleton, "joints": lifter.model.config.joints,
+                "window": lifter.length, "ring": asdict(ring), "stage2": settings,
+                "source": {"data": str(data.resolve()), "split": split},
+                "stage1": {"checkpoint": str(checkpoint.resolve()), "sha256": file_sha256(checkpoint),
+                           "step": int(state["step"]), "skeleton": skeleton}}
+        from fastmotion.pipelines.mvlift_data import done_clips
+
+        done = done_clips(out)  # a resumed run's bar counts the clips left
+        todo = [c for c in clips if c.name not in done]
+        report = lift_with_progress(lifter, todo, lambda progress: build_multiview_data(
+            lifter, todo, out, meta, ring, progress))
+    for line in report["skipped"] + report["left_out"]:
+        click.echo(f"left out: {line}", err=True)
+    if render:
+        _preview(out, 3)
+    click.echo(f"{out}: {report['clips']} clips done, {report['windows']} windows kept, {len(report['left_out'])} "
+               f"left out (poor stage-2 result), {len(report['skipped'])} clips skipped (reasons in "
+               f"{out / 'done.jsonl'})")
+
+
+def _preview(out: Path, count: int) -> None:
+    """GIFs of the first `count` clips kept: each view of their first window."""
+    import numpy as np
+
+    from fastmotion.pipelines.mvlift_data import done_clips, read_meta
+    from fastmotion.render import render_frames, save_animation
+
+    meta = read_meta(out)
+    step = 360 // meta["ring"]["views"]
+    names = [n for n, d in done_clips(out).items() if d["windows"]][:count]
+    (out / "preview").mkdir(exist_ok=True)
+    for name in names:
+        with np.load(out / "windows" / f"{name}.npz") as f:
+            views, length = f["views"][0], int(f["lengths"][0])
+        titles = ["view 0 (observed)"] + [f"view {k} ({k * step} deg)" for k in range(1, len(views))]
+        save_animation(render_frames([v[:length] for v in views], titles, meta["skeleton"]),
+                       out / "preview" / f"{name}.gif")

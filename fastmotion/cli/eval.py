@@ -22,7 +22,8 @@ def evaluate():
 @click.option("--model", "model_kind", type=click.Choice(["mlrq", "mdm", "mvlift"]), default="mlrq",
               show_default=True,
               help="mdm: a VideoMDM checkpoint, lifting by guided DDPM sampling (needs the teacher folder); "
-                   "mvlift: a `train mvlift` checkpoint, lifting by MVLift's multi-view SDS optimisation.")
+                   "mvlift: a `train mvlift` checkpoint, lifting by MVLift's multi-view SDS optimisation, or a "
+                   "`train mvlift-mv` checkpoint, MVLift's feed-forward lifting.")
 @mvlift_options
 @click.option("--teacher", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="With --model mdm: the teacher folder (default: DATA/teacher).")
@@ -97,6 +98,7 @@ def eval_table(results, names, protocol):
     then one row per file, its change against its own clips' zero depth. Lengths in mm; N-MPJPE: MPJPE after
     one scale per clip; PA-MPJPE-12: over the 12 limb joints (shown when every file has it). Files scored on
     different joints (a native-skeleton MVLift lift: the hips' midpoint and the 12 limb joints) get a note saying so.
+    s/clip: each lifter's wall time per clip (files written before it was recorded leave the column out).
 
     \b
     Example:
@@ -126,6 +128,10 @@ def eval_table(results, names, protocol):
     columns = ("N-MPJPE", "PA-MPJPE", *(("PA-MPJPE-12",) if limbs else ()), "PCK@50", "accel", "root")
     if protocol == "mvlift":
         columns = ("MPJPE", "PA-MPJPE-seq", "T_root", "J_2D")
+    if all("seconds_per_clip" in r for r in loaded):  # files written before it existed lack it
+        for r in loaded:
+            r["model"] = {**r["model"], "s/clip": r["seconds_per_clip"]}
+        columns = (*columns, "s/clip")
     rank = columns[1]  # the change against zero depth
     headers = {"PCK@50": "PCK@50 (%)", "J_2D": "J_2D (px)"}
     click.echo("| | clips | " + " | ".join(headers.get(c, c) for c in columns[:2]) + " | vs zero depth | "
@@ -155,7 +161,8 @@ def eval_table(results, names, protocol):
 
 
 def _table_row(name, clips, figures, columns, change) -> str:
-    values = [f"{figures[c]:.1f}" if c in figures else "-" for c in columns]
+    values = [(f"{figures[c]:.3g}" if c == "s/clip" else f"{figures[c]:.1f}") if c in figures else "-"
+              for c in columns]
     return f"| {name} | {clips} | {values[0]} | {values[1]} | {change} | " + " | ".join(values[2:]) + " |"
 
 

@@ -11,12 +11,14 @@ from ._common import (SKELETON_NAMES, announce, lift_with_progress, lifter_setti
 
 @click.command("lift")
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="ML-RQ checkpoint (from `fastmotion train mlrq`), or with --model mdm a VideoMDM checkpoint.")
+              help="ML-RQ checkpoint (from `fastmotion train mlrq`), or with --model mdm a VideoMDM checkpoint, or "
+                   "with --model mvlift a `train mvlift` (stage 2) or `train mvlift-mv` (feed-forward) checkpoint.")
 @click.option("--model", "model_kind", type=click.Choice(["mlrq", "mdm", "mvlift"]), default="mlrq",
               show_default=True,
               help="mdm: VideoMDM's guided lifting (DDPM, each predicted motion projected onto the keypoints' "
                    "camera rays); needs --data with cameras and a teacher folder. mvlift: MVLift's multi-view SDS "
-                   "optimisation and 3D recovery with a `train mvlift` checkpoint.")
+                   "optimisation and 3D recovery with a `train mvlift` checkpoint, or its feed-forward lifting "
+                   "(the other views sampled in one pass, then triangulated) with a `train mvlift-mv` checkpoint.")
 @mvlift_options
 @click.option("--teacher", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="With --model mdm: the teacher folder giving each clip's camera in the model's frame "
@@ -59,6 +61,7 @@ def lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, teacher
       fastmotion lift --checkpoint runs/mlrq/last.pt --keypoints video.json --out lifted
       fastmotion lift --model mdm --checkpoint runs/mdm/last.pt --data data/synth2d --out lifted-mdm
       fastmotion lift --model mvlift --checkpoint runs/mvlift/last.pt --keypoints video.json --out lifted-mvlift
+      fastmotion lift --model mvlift --checkpoint runs/mvlift-mv/last.pt --data data/synth2d --out lifted-mv
     """
     import numpy as np
 

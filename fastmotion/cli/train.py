@@ -14,6 +14,7 @@ MLRQ_STEPS = {"small": 5000, "full": 200_000}  # small: 5000 (docs/real-data.md:
 MDM_STEPS = {"small": 2000, "full": 600_000}
 # small: 8000 (docs/methods/mvlift.md: 12000 steps lift val at 81.2 vs 89.1 for 3000)
 MVLIFT_STEPS = {"small": 8000, "full": 200_000}
+MVLIFT_MV_STEPS = {"small": 3000, "full": 200_000}
 
 
 def _pitch(value: str) -> float | str:
@@ -127,6 +128,28 @@ def train_mvlift(data, out, preset, steps, batch_size, length, lr, seed, resume,
     sim = LineSimulation(p_ring=p_ring)
     run_training(lambda b, n, dev: stage1_run(data, cfg, b, n, dev, sim, line_weight), preset, steps, MVLIFT_STEPS,
                  batch_size, length, lr, seed, resume, out, device, ckpt_every, eval_every)
+
+
+@train.command("mvlift-mv")
+@training_options(crop_length=False)
+def train_mvlift_mv(data, out, preset, steps, batch_size, lr, seed, resume, ckpt_every, eval_every, device):
+    """Train MVLift's stage 4: a multi-view diffusion model (per-view temporal attention, a view embedding,
+    cross-view attention per frame) that samples the unobserved views of a camera ring from the observed one, on
+    the multi-view data of `fastmotion data mvlift`. `fastmotion lift --model mvlift` with its checkpoint lifts in
+    one sampling pass (then triangulation), far faster than stage 2's optimisation.
+
+    \b
+    Example:
+      fastmotion data mvlift --checkpoint runs/mvlift/last.pt --data data/synth2d --out data/synth-mv
+      fastmotion train mvlift-mv --data data/synth-mv --out runs/mvlift-mv --config small
+      fastmotion lift --model mvlift --checkpoint runs/mvlift-mv/last.pt --data data/synth2d --out lifted
+    """
+    from fastmotion.models.multiview import MultiViewDenoiserConfig
+    from fastmotion.train.mvlift import multiview_run
+
+    cfg = MultiViewDenoiserConfig.preset(preset)
+    run_training(lambda b, _, dev: multiview_run(data, cfg, b, dev), preset, steps, MVLIFT_MV_STEPS, batch_size,
+                 None, lr, seed, resume, out, device, ckpt_every, eval_every)
 
 
 T2M_STEPS = {"evaluator": {"small": 600, "full": 50_000}, "mask": {"small": 1500, "full": 100_000},

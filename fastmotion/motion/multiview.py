@@ -295,7 +295,8 @@ def refine_points(points3d_init: torch.Tensor, points2d: torch.Tensor, P: torch.
 
     points3d_init: [..., 3] (e.g. `triangulate_dlt`'s output); points2d: [V, ..., 2] with the same batch shape;
     P: [V, 3, 4]; weights: [V, ...] as in `triangulate_dlt`, a point's weights should not all be 0.
-    Returns the refined points [..., 3], detached, in points3d_init's dtype. Runs under torch.no_grad() too (the
+    Returns each point's iterate of the lowest error (the start included), detached, in points3d_init's dtype:
+    the refinement never makes a point's reprojection error worse. Runs under torch.no_grad() too (the
     optimisation enables grad inside); nothing flows back into the inputs.
 
     Raises:
@@ -309,13 +310,20 @@ def refine_points(points3d_init: torch.Tensor, points2d: torch.Tensor, P: torch.
     _check(lr > 0, f"lr must be positive, got {lr}")
     w = _weights(weights, points2d).detach()
     target, P = points2d.detach(), P.detach()
+    total = w.sum(0).clamp_min(torch.finfo(w.dtype).tiny)
+    best = points3d_init.detach().clone()
+    best_error = torch.full(best.shape[:-1], float("inf"), dtype=best.dtype, device=best.device)
     with torch.enable_grad():
         X = points3d_init.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([X], lr=lr)
-        for _ in range(iterations):
+        for it in range(iterations + 1):
             opt.zero_grad(set_to_none=True)
-            err = ((project(X, P, min_depth) - target) ** 2).sum(-1)  # [V, ...]
-            loss = ((w * err).sum(0) / w.sum(0).clamp_min(torch.finfo(w.dtype).tiny)).sum()
-            loss.backward()
+            err = (w * ((project(X, P, min_depth) - target) ** 2).sum(-1)).sum(0) / total  # [...] per point
+            better = err.detach() < best_error  # each point keeps its best iterate: Adam's steps of about lr
+            best_error = torch.where(better, err.detach(), best_error)  # do not settle at a minimum (an exact
+            best = torch.where(better[..., None], X.detach(), best)  # DLT start would otherwise get worse)
+            if it == iterations:
+                break
+            err.sum().backward()
             opt.step()
-    return X.detach()
+    return best

@@ -7,6 +7,7 @@ frame. `fastmotion lift` and `fastmotion eval lift` use only this interface: a m
 from __future__ import annotations
 
 import importlib
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 
 from fastmotion.data.clip_bank import ClipBank
 from fastmotion.data.keypoints import AUTO
-from fastmotion.errors import DatasetError
+from fastmotion.errors import CheckpointError, DatasetError
 from fastmotion.metrics.lifting import LIMB_JOINTS, lifting_metrics, mvlift_metrics
 from fastmotion.motion.skeleton import SKELETONS, SMPL22, keypoints_to_smpl22
 
@@ -83,7 +84,11 @@ def lifter_skeleton(kind: str, checkpoint) -> str:
         return "smpl22"
     from fastmotion.checkpoint import load_checkpoint
 
-    return load_checkpoint(checkpoint, "LineDenoiser")["model_config"]["skeleton"]
+    state = load_checkpoint(checkpoint)
+    if state["kind"] not in ("LineDenoiser", "MultiViewDenoiser"):
+        raise CheckpointError(f"{checkpoint} holds a {state['kind']} model, expected MVLift's LineDenoiser (`train "
+                              "mvlift`) or MultiViewDenoiser (`train mvlift-mv`)")
+    return state["model_config"]["skeleton"]
 
 
 # kind -> (module, class): imported on use, so that `--help` and the other methods stay light
@@ -126,14 +131,17 @@ def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | Non
     (eval3d/, read here only): {"model": metrics, "zero_depth": metrics, "clips": n}, metrics as
     `fastmotion.metrics.lifting.lifting_metrics` (millimetres; MPJPE only for a metric lifter), and under
     "mvlift_protocol" the same two rows by MVLift's protocol (`mvlift_protocol`). Clips the lifter leaves out are
-    left out of both rows. `clips`: the split's clips when already read (`dataset_clips`).
+    left out of both rows. `clips`: the split's clips when already read (`dataset_clips`). "seconds" and
+    "seconds_per_clip": the lifter's wall time (over the clips lifted; `threads`: torch's CPU threads).
 
     Raises:
         DatasetError: the split or a clip's held-out 3D is missing, or no clip was lifted.
     """
     root = Path(data)
     clips = dataset_clips(data, split, limit, lifter.skeleton) if clips is None else clips
+    started = time.perf_counter()
     lifted = lifter.lift(clips, progress)
+    seconds = time.perf_counter() - started
     native = lifter.skeleton != "smpl22"  # scored on the joints both layouts have (`eval_joints`)
     picked = (lambda x: eval_joints(x, lifter.skeleton)) if native else (lambda x: x)  # noqa: E731
     preds, bases, trues, cams, keypoints = [], [], [], [], []
@@ -172,6 +180,7 @@ def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | Non
     return {"model": lifting_metrics(pred, true, mask, lifter.metric_scale, limbs),
             "zero_depth": lifting_metrics(base, true, mask, limbs=limbs), "clips": len(preds),
             "joints": f"{lifter.skeleton}: the hips' midpoint and the 12 limb joints" if native else "smpl22",
+            "seconds": seconds, "seconds_per_clip": seconds / len(preds), "threads": torch.get_num_threads(),
             "mvlift_protocol": {"model": mvlift_protocol(pred, true, mask, camera, seen, lifter.metric_scale),
                                 "zero_depth": mvlift_protocol(base, true, mask, camera, seen)}}
 

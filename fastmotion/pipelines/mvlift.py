@@ -339,7 +339,7 @@ class MVLiftLifter(Lifter):
     Clips it cannot lift are listed with the reason in `skipped`; `views` keeps each clip's first window's views."""
 
     NAMES = {"stage2": "MVLift (stage 2)", "stage1": "MVLift (stage 1 alone)",
-             "sds3d": "MVLift (SDS for 3D, no lines)"}
+             "sds3d": "MVLift (SDS for 3D, no lines)", "feedforward": "MVLift (feed-forward)"}
 
     def __init__(self, model: LineDenoiser, length: int, config: Stage2Config, seed: int = 0):
         self.model, self.length, self.config, self.seed = model, length, config, seed
@@ -353,6 +353,12 @@ class MVLiftLifter(Lifter):
 
     @classmethod
     def from_checkpoint(cls, path, device="cpu", preset: str = "small", seed: int = 0, **overrides) -> MVLiftLifter:
+        """The lifter of an MVLift checkpoint: stage 2 for a stage-1 model (`train mvlift`), the feed-forward
+        `MultiViewLifter` for a stage-4 model (`train mvlift-mv`). Raises CheckpointError, ValueError."""
+        if load_checkpoint(path)["kind"] == "MultiViewDenoiser":
+            from .mvlift_feedforward import MultiViewLifter
+
+            return MultiViewLifter.from_checkpoint(path, device, preset, seed, **overrides)
         model, length = load_stage1(path, device)
         return cls(model, length, Stage2Config(**{**asdict(Stage2Config.preset(preset)), **overrides}), seed)
 
@@ -392,6 +398,29 @@ class MVLiftLifter(Lifter):
         batches = -(-len(self.plan(clips, record=False)) // self.config.batch_clips)
         return batches * (self.config.sample_steps if self.config.mode == "stage1" else self.config.iterations)
 
+    def prepare(self, clips, batch: list[tuple[int, tuple[int, int]]]):
+        """The windows `batch` of `plan` as the ring sees them: (reference [B, L, J, 2] in MVLift's normalisation
+        of the camera turned onto the first frame's hip, mask [B, L], the ring's focal length [B], that hip [B, 2]
+        in the real image, the windows' `WindowNoise`)."""
+        longest = max(e - s for _, (s, e) in batch)
+        x = torch.zeros(len(batch), longest, self.model.config.joints, 2)
+        mask = torch.zeros(len(batch), longest, dtype=torch.bool)
+        for k, (i, (s, e)) in enumerate(batch):
+            x[k, :e - s] = clips[i].keypoints[s:e]
+            x[k, e - s:] = clips[i].keypoints[e - 1]
+            mask[k, :e - s] = True
+        hip = self.tree.root_position(x[:, 0]).clone()
+        turned = on_axis(x, hip)
+        ref, _, scale = normalise_clips(turned, self.tree.root_position(turned))
+        focal = 1 / scale if self.config.focal is None else torch.full_like(scale, self.config.focal)
+        noise = WindowNoise([window_seed(self.seed, clips[i].name, s) for i, (s, _) in batch])
+        return ref, mask, focal, hip, noise
+
+    def lift_batch(self, reference, mask, noise, focal) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch of `prepare`d windows -> (joints [B, L, J, 3] in the turned camera's frame, views
+        [V, B, L, J, 2])."""
+        return lift_windows(self.model, reference, mask, self.config, noise, focal, self.iteration_progress)
+
     def lift(self, clips, progress=None):
         device = next(self.model.parameters()).device
         jobs = self.plan(clips)
@@ -402,20 +431,8 @@ class MVLiftLifter(Lifter):
         out = {}
         for b in range(0, len(jobs), self.config.batch_clips):
             batch = jobs[b:b + self.config.batch_clips]
-            longest = max(e - s for _, (s, e) in batch)
-            x = torch.zeros(len(batch), longest, self.model.config.joints, 2)
-            mask = torch.zeros(len(batch), longest, dtype=torch.bool)
-            for k, (i, (s, e)) in enumerate(batch):
-                x[k, :e - s] = clips[i].keypoints[s:e]
-                x[k, e - s:] = clips[i].keypoints[e - 1]
-                mask[k, :e - s] = True
-            hip = self.tree.root_position(x[:, 0]).clone()
-            turned = on_axis(x, hip)
-            ref, _, scale = normalise_clips(turned, self.tree.root_position(turned))
-            focal = 1 / scale if self.config.focal is None else torch.full_like(scale, self.config.focal)
-            noise = WindowNoise([window_seed(self.seed, clips[i].name, s) for i, (s, _) in batch])
-            joints, views = lift_windows(self.model, ref.to(device), mask.to(device), self.config, noise, focal,
-                                         self.iteration_progress)
+            ref, mask, focal, hip, noise = self.prepare(clips, batch)
+            joints, views = self.lift_batch(ref.to(device), mask.to(device), noise, focal)
             joints = joints.cpu() @ toward(hip).transpose(-1, -2)[:, None]  # back to the real camera's frame
             for k, (i, (s, e)) in enumerate(batch):
                 lifted.setdefault(i, []).append(((s, e), joints[k, :e - s]))
