@@ -46,7 +46,7 @@ VIDEOMDM_RUN := $(DEMO)/videomdm/videomdm/last.pt
 # clips lifted by stage 2, scored on the hips' midpoint and the 12 limb joints beside zero depth.
 MVC := $(DEMO)/mvlift-coco
 
-# `make compare` (after `make demo`): the three methods on the same MVLIFT_CLIPS test clips (every 4th of the split):
+# `make compare` (after `make demo`): the three methods (four lifters) on the same MVLIFT_CLIPS test clips (every 4th):
 # ML-RQ, VideoMDM (guided lifting), MVLift stage 2 and MVLift feed-forward (stage 3: the multi-view data from stage 2
 # on COMPARE_TRAIN_CLIPS train clips; stage 4: the multi-view diffusion model), beside zero depth, in both protocols
 # with the time per clip. `make mvlift`'s stage 1 and `make videomdm`'s VideoMDM are reused where they exist.
@@ -174,6 +174,7 @@ compare: install
 		DEMO=$(abspath $(DEMO)) VENV=$(abspath $(VENV)) DEMO_CONFIG=$(DEMO_CONFIG) VIDEOMDM_STEPS=$(VIDEOMDM_STEPS) \
 		ANCHORED="$(ANCHORED)"
 	$(FM) data mvlift --checkpoint $(MV)/stage1/last.pt --data $(DEMO)/synth2d --out $(CMP)/multiview \
+		--mvlift-config $(DEMO_CONFIG) \
 		--limit $(COMPARE_TRAIN_CLIPS) --render
 	rm -rf $(CMP)/mvlift-mv
 	$(FM) train mvlift-mv --data $(CMP)/multiview --out $(CMP)/mvlift-mv --config $(DEMO_CONFIG)

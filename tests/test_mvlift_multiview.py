@@ -225,3 +225,82 @@ def test_cli_data_resumes_train_and_lift(data2d, tmp_path):
     refused = fastmotion_cli("lift", "--model", "mvlift", "--checkpoint", run / "last.pt", "--data", data2d,
                              "--limit", 1, "--mvlift-mode", "sds3d", "--out", out, check=False)
     assert refused.returncode != 0 and "--mvlift-mode applies to stage-1 checkpoints" in refused.stderr
+
+
+def test_multiview_batch_turns_the_ring_and_keeps_the_geometry():
+    """Each training window seen from view k: its views are the ring's turned by k, rescaled with the focal
+    length, so they still triangulate over the ring, to the 3D turned by -k quarter turns about the vertical."""
+    from types import SimpleNamespace
+
+    from fastmotion.train.mvlift import multiview_batch
+
+    joints = _camera_motion()
+    f = torch.tensor([4.0], dtype=torch.float64)
+    views, world = to_ring(joints, f, SMPL22.root_position(joints[:, 0]), RingSettings())
+    windows = SimpleNamespace(views=views.transpose(0, 1).repeat(8, 1, 1, 1, 1), mask=torch.ones(8, 12, dtype=bool),
+                              focal=f.repeat(8))
+    g = torch.Generator().manual_seed(0)
+    reference, others, mask, focal = multiview_batch(windows, torch.arange(8), g)
+    g = torch.Generator().manual_seed(0)
+    first = torch.randint(4, (8,), generator=g)
+    assert set(first.tolist()) > {0}  # the draws turn the ring
+    config = FeedForwardConfig(refine_iterations=0)
+    for b in range(8):
+        k = int(first[b])
+        scale = (views[k, 0, 0].amax(0) - views[k, 0, 0].amin(0)).amax() / 2
+        assert torch.allclose(reference[b], views[k, 0] / scale, atol=1e-12)
+        assert abs(float(focal[b]) - 4.0 / float(scale)) < 1e-9
+        turned = torch.cat([reference[b:b + 1], others[b]], 0)  # [V, T, J, 2]
+        recovered = recover_3d(turned[:, None], config, focal[b:b + 1])[0]
+        angle = -k * np.pi / 2
+        c, s = np.cos(angle), np.sin(angle)
+        R = torch.tensor([[c, 0, s], [0, 1, 0], [-s, 0, c]], dtype=torch.float64)
+        cams = multiview.ring_cameras(4, 2.8, dtype=torch.float64)
+        expected = (world[0] @ R.T) @ cams.R[0].T + cams.t[0]
+        assert (recovered - expected).abs().max() < 1e-5, k
+
+
+def test_data_leaves_out_poor_windows_and_refuses_other_settings(data2d, tmp_path):
+    from fastmotion.errors import DatasetError
+    from fastmotion.models.mvlift import LineDenoiser, LineDenoiserConfig
+    from fastmotion.pipelines.lifting import dataset_clips
+    from fastmotion.pipelines.mvlift import MVLiftLifter, Stage2Config
+    from fastmotion.pipelines.mvlift_data import MultiViewWindows, build_multiview_data
+
+    torch.manual_seed(0)
+    model = LineDenoiser(LineDenoiserConfig(width=32, layers=1, heads=2, ff=64, dropout=0.0, max_frames=40,
+                                            diffusion_steps=20)).eval()
+    lifter = MVLiftLifter(model, 16, Stage2Config(iterations=2, refine_iterations=2))
+    clips = dataset_clips(data2d, "train", 2)
+    clips.append(type(clips[0])("too_short", clips[0].keypoints[:2], clips[0].camera))
+    meta = {"format": "mvlift-multiview", "skeleton": "smpl22", "joints": 22, "window": 16,
+            "ring": {"views": 4, "distance": 2.8, "threshold": 1e-9}, "stage1": {"sha256": "a" * 64,
+                                                                               "checkpoint": "x.pt"}}
+    report = build_multiview_data(lifter, clips, tmp_path / "mv", meta, RingSettings(threshold=1e-9))
+    assert report["clips"] == 3 and report["windows"] == 0
+    assert len(report["left_out"]) >= 2 and all("reprojection error" in r for r in report["left_out"])
+    assert report["skipped"] == ["too_short: skipped (2 frames; MVLift needs at least 4)"]
+    assert report["this_run"] == report["skipped"] + report["left_out"]
+    with pytest.raises(DatasetError, match="holds no window yet"):
+        MultiViewWindows(tmp_path / "mv")
+    other = {**meta, "ring": {**meta["ring"], "threshold": 0.1}}
+    with pytest.raises(DatasetError, match="differs in ring"):
+        build_multiview_data(lifter, clips, tmp_path / "mv", other, RingSettings())
+    assert build_multiview_data(lifter, clips, tmp_path / "mv", meta, RingSettings(threshold=1e-9))["this_run"] == []
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_feedforward_lift_does_not_depend_on_the_batch(data2d, sampler):
+    """A clip lifts the same alone and beside a shorter clip (per-window draws made at the window length)."""
+    from fastmotion.pipelines.lifting import dataset_clips
+    from fastmotion.pipelines.mvlift_feedforward import MultiViewLifter
+
+    torch.manual_seed(0)
+    model = MultiViewDenoiser(TINY).eval()
+    config = FeedForwardConfig(sampler=sampler, sample_steps=4, refine_iterations=5)
+    clips = dataset_clips(data2d, "test", 2)
+    short = type(clips[1])(clips[1].name, clips[1].keypoints[:9], clips[1].camera)
+    alone = MultiViewLifter(model, 16, config).lift([short])
+    together = MultiViewLifter(model, 16, config).lift([clips[0], short])
+    assert torch.allclose(alone[short.name], together[short.name], atol=1e-6)
+    assert torch.isfinite(together[clips[0].name]).all()

@@ -78,8 +78,12 @@ def multiview_losses(model, diffusion: GaussianDiffusion, reference, others, mas
 
 
 def multiview_run(data, config, batch_size: int, device) -> Run:
-    """Stage 4: the multi-view diffusion model on a `fastmotion data mvlift` folder; one clip in ten (by name) is
-    held out for validation (all clips when fewer than ten). Raises DatasetError for another folder."""
+    """Stage 4: the multi-view diffusion model on a `fastmotion data mvlift` folder; one motion in ten (by name, the
+    views of one motion `NAME_vK` together) is held out for validation (with a warning, none when that leaves no
+    train or no val window: validation is then on the training windows). Raises DatasetError for another folder,
+    ValueError for windows longer than the model's max_frames."""
+    import re
+    import warnings
     import zlib
 
     from fastmotion.models.multiview import MultiViewDenoiser
@@ -89,9 +93,13 @@ def multiview_run(data, config, batch_size: int, device) -> Run:
     meta = windows.meta
     config = replace(config, skeleton=meta["skeleton"], joints=int(meta["joints"]), views=int(meta["ring"]["views"]))
     if meta["window"] > config.max_frames:
-        raise ValueError(f"the windows' {meta['window']} frames exceed the model's max_frames={config.max_frames}")
-    held = torch.tensor([zlib.crc32(n.encode()) % 10 == 0 for n in windows.names])
-    if len(set(windows.names)) < 10 or held.all() or not held.any():
+        raise ValueError(f"{data}: its windows of {meta['window']} frames exceed the model's max_frames="
+                         f"{config.max_frames} (--config full allows 196)")
+    motions = [re.sub(r"_v\d+$", "", n) for n in windows.names]  # `data render`'s views of one motion: NAME_vK
+    held = torch.tensor([zlib.crc32(m.encode()) % 10 == 0 for m in motions])
+    if held.all() or not held.any():
+        warnings.warn(f"{data}: too few motions ({len(set(motions))}) to hold one in ten out; validation is on "
+                      "the training windows", stacklevel=2)
         held = torch.ones(len(windows), dtype=torch.bool)
         train_index = torch.arange(len(windows))
     else:

@@ -160,15 +160,17 @@ def lifter_settings(model_kind, mvlift_config, iterations, mvlift_mode, **mdm) -
             **({"mode": mvlift_mode} if mvlift_mode else {})}
 
 
-def lift_with_progress(lifter, clips, run):
+def lift_with_progress(lifter, clips, run, total: int | None = None):
     """run(progress) under a progress bar on stderr: over clips; for a lifter that counts its iterations (MVLift's
-    `iterations(clips)` and `iteration_progress`), over iterations, with the clips done in its label."""
+    `iterations(clips)`, or `total` when given, and `iteration_progress`), over iterations, with the clips done in
+    its label."""
     stream = click.get_text_stream("stderr")
     if not hasattr(lifter, "iterations"):
         with click.progressbar(length=len(clips), label="lifting", file=stream) as bar:
             return run(bar.update)
     done = 0
-    with click.progressbar(length=max(1, lifter.iterations(clips)), label=f"lifting (0/{len(clips)} clips)",
+    total = lifter.iterations(clips) if total is None else total
+    with click.progressbar(length=max(1, total), label=f"lifting (0/{len(clips)} clips)",
                            file=stream) as bar:
         lifter.iteration_progress = bar.update
 

@@ -238,7 +238,7 @@ def data_import(src, out, layout, fps, focal, image_size, texts, max_gap, min_fr
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many clips of the split.")
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Every STRIDE-th clip of the split.")
-@click.option("--views", type=click.IntRange(min=2), default=4, show_default=True,
+@click.option("--views", type=click.IntRange(min=3), default=4, show_default=True,
               help="Ring cameras of the written data, 360 / views degrees apart (view 0: the observed one).")
 @click.option("--distance", type=click.FloatRange(min=0, min_open=True), default=2.8, show_default=True,
               help="Their distance from the first frame's hip centre (the observed camera's is scaled to it).")
@@ -251,10 +251,11 @@ def data_import(src, out, layout, fps, focal, image_size, texts, max_gap, min_fr
               help="Stage-2 iterations per window (default: the preset's).")
 @click.option("--batch-clips", type=click.IntRange(min=1), default=32, show_default=True,
               help="Windows optimised together (whole clips per batch).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds stage 2's draws (per window, with the clip's name and the window's start).")
 @click.option("--render", is_flag=True, help="Also write OUT/preview/NAME.gif for the first 3 clips kept: the "
                                             "observed 2D and the views made from its 3D.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Default: cuda if visible.")
 def data_mvlift(checkpoint, data, split, out, limit, stride, views, distance, threshold, mvlift_config, iterations,
                 batch_clips, seed, render, device):
     """MVLift's stage 3: lift every clip of a split by stage 2 + 3D recovery, then project the 3D into a ring of
@@ -272,7 +273,7 @@ def data_mvlift(checkpoint, data, split, out, limit, stride, views, distance, th
     from fastmotion.checkpoint import load_checkpoint
     from fastmotion.pipelines.lifting import dataset_clips
     from fastmotion.pipelines.mvlift import MVLiftLifter
-    from fastmotion.pipelines.mvlift_data import RingSettings, build_multiview_data, file_sha256
+    from fastmotion.pipelines.mvlift_data import RingSettings, build_multiview_data, clip_batches, file_sha256
 
     from ._common import announce, lift_with_progress
 
@@ -295,10 +296,14 @@ def data_mvlift(checkpoint, data, split, out, limit, stride, views, distance, th
 
         done = done_clips(out)  # a resumed run's bar counts the clips left
         todo = [c for c in clips if c.name not in done]
+        total = len(clip_batches(lifter, todo)) * lifter.config.iterations
         report = lift_with_progress(lifter, todo, lambda progress: build_multiview_data(
-            lifter, todo, out, meta, ring, progress))
-    for line in report["skipped"] + report["left_out"]:
+            lifter, todo, out, meta, ring, progress), total)
+    shown = report["this_run"][:10]
+    for line in shown:
         click.echo(f"left out: {line}", err=True)
+    if len(report["this_run"]) > len(shown):
+        click.echo(f"left out: ... and {len(report['this_run']) - len(shown)} more (done.jsonl)", err=True)
     if render:
         _preview(out, 3)
     click.echo(f"{out}: {report['clips']} clips done, {report['windows']} windows kept, {len(report['left_out'])} "

@@ -1,1 +1,2 @@
-"""Models: residual VQ now; ML-RQ, 2D prior, transformers and MDM in later issues."""
+"""Models: residual VQ, the ML-RQ and 2D prior (Free3D), the text-to-motion transformers, MDM (VideoMDM), MVLift's
+line-conditioned (stage 1) and multi-view (stage 4) denoisers, and the text encoders."""

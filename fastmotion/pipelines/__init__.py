@@ -6,5 +6,7 @@ motions from text, and the evaluations. The CLI commands are thin layers over th
   `evaluate_lifting`, `load_lifter` and 2D keypoint files;
 - `free3d`: the 2D prior and the ML-RQ (Free3D);
 - `videomdm`: VideoMDM's sampling and guided lifting; `teacher`: its noisy 3D teacher;
-- `t2m`: text-to-motion on ML-RQ codes (MoMask-style) and its evaluation.
+- `t2m`: text-to-motion on ML-RQ codes (MoMask-style) and its evaluation;
+- `mvlift`: MVLift's stage 2 (multi-view SDS optimisation) and 3D recovery; `mvlift_data`: its stage 3 (multi-view
+  data from stage 2); `mvlift_feedforward`: lifting with its stage-4 multi-view diffusion model.
 """

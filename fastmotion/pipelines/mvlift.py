@@ -112,8 +112,10 @@ class WindowNoise:
     """The random draws of a batch of windows, one generator per window (seeded by `window_seed`), so that a
     window's lift does not depend on the windows that share its batch."""
 
-    def __init__(self, seeds: list[int]):
+    def __init__(self, seeds: list[int], frames: int | None = None):
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.frames = frames  # motion draws are made this long and cut to the batch's (a window's draws do not
+        # depend on the longest window beside it)
 
     @classmethod
     def of(cls, noise: WindowNoise | torch.Generator, batch: int) -> WindowNoise:
@@ -127,6 +129,11 @@ class WindowNoise:
     def randn(self, shape, dtype, device) -> torch.Tensor:
         """[B, *shape] standard normal draws."""
         return torch.stack([torch.randn(shape, generator=g, dtype=dtype) for g in self.generators]).to(device)
+
+    def randn_motion(self, views: int, frames: int, joints: int, dtype, device) -> torch.Tensor:
+        """[B, views, frames, joints, 2] standard normal draws, made `self.frames` long (at least `frames`) and cut."""
+        draws = self.randn((views, max(frames, self.frames or frames), joints, 2), dtype, device)
+        return draws[:, :, :frames]
 
     def randint(self, low: int, high: int, shape, device) -> torch.Tensor:
         """[B, *shape] integers in [low, high)."""
@@ -174,7 +181,7 @@ def optimise_views(model: LineDenoiser, reference: torch.Tensor, mask: torch.Ten
             with record_function("mvlift.denoiser"):
                 x = free.reshape((V - 1) * B, T, J, 2)
                 t = _view_major(noise.randint(1, diffusion.steps, (V - 1,), device))
-                eps = _view_major(noise.randn((V - 1, T, J, 2), dtype, device))
+                eps = _view_major(noise.randn_motion(V - 1, T, J, dtype, device))
                 x0_hat = model(diffusion.q_sample(x, t, eps), lines.reshape(*x.shape[:-1], 3), t, masks)
         with record_function("mvlift.consistency"):
             consistency = epipolar_consistency(views, F, pairs, mask)
@@ -218,7 +225,7 @@ def sample_views(model: LineDenoiser, reference: torch.Tensor, mask: torch.Tenso
     lines = torch.cat([multiview.epipolar_lines(reference, F[0, k]) for k in range(1, V)])  # [(V-1) B, T, J, 3]
     masks = mask.repeat(V - 1, 1)
     diffusion = GaussianDiffusion(model.config.diffusion_steps)
-    start = _view_major(noise.randn((V - 1, T, J, 2), reference.dtype, reference.device))
+    start = _view_major(noise.randn_motion(V - 1, T, J, reference.dtype, reference.device))
 
     def tick(x0, step):
         if progress:
@@ -256,7 +263,7 @@ def sds_3d(model: LineDenoiser, reference: torch.Tensor, mask: torch.Tensor, con
         x = views[1:].reshape((V - 1) * B, T, J, 2)
         with torch.no_grad():
             t = _view_major(noise.randint(1, diffusion.steps, (V - 1,), device))
-            eps = _view_major(noise.randn((V - 1, T, J, 2), dtype, device))
+            eps = _view_major(noise.randn_motion(V - 1, T, J, dtype, device))
             x0_hat = model(diffusion.q_sample(x, t, eps), no_lines, t, masks)
         reprojection = (((views[0] - reference) ** 2).sum(-1, keepdim=True) * m).sum() / (m.sum() * J)
         loss = sds_loss(x, x0_hat, masks) + config.epipolar_weight / (V - 2) * reprojection
@@ -413,7 +420,7 @@ class MVLiftLifter(Lifter):
         turned = on_axis(x, hip)
         ref, _, scale = normalise_clips(turned, self.tree.root_position(turned))
         focal = 1 / scale if self.config.focal is None else torch.full_like(scale, self.config.focal)
-        noise = WindowNoise([window_seed(self.seed, clips[i].name, s) for i, (s, _) in batch])
+        noise = WindowNoise([window_seed(self.seed, clips[i].name, s) for i, (s, _) in batch], self.length)
         return ref, mask, focal, hip, noise
 
     def lift_batch(self, reference, mask, noise, focal) -> tuple[torch.Tensor, torch.Tensor]:

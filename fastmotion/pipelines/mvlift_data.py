@@ -1,9 +1,10 @@
 """MVLift's stage 3 (Li et al., CVPR 2025, section "Multi-view 2D motion diffusion"): strictly consistent
 multi-view 2D made from stage 2's 3D. Each window of a 2D clip is lifted by stage 2 + 3D recovery
 (`fastmotion.pipelines.mvlift`), then projected into `views` cameras on a horizontal ring (90 degrees apart for 4,
-`distance` from the first frame's hip centre), in the observed view's normalisation: view 0 reproduces the observed
-2D, every view shares its focal length and scale, and the first frame's hip centre images at the origin in every
-view. Windows whose stage-2 result is poor (the recovered 3D's reprojection error in the observed view above
+`distance` from the first frame's recovered hip centre), in the observed view's normalisation: view 0 is the
+recovered 3D's reprojection (the observed 2D within the threshold below), every view shares its focal length and
+scale, and the first frame's hip centre images near the origin in every view (exactly where the 3D reprojects
+exactly). Windows whose stage-2 result is poor (the recovered 3D's reprojection error in the observed view above
 `threshold`) are left out and listed with the reason.
 
 A folder (`fastmotion data mvlift`) holds meta.json (what made it: the stage-1 checkpoint's SHA-256, the skeleton,
@@ -37,8 +38,9 @@ class RingSettings:
     threshold: float = 0.1  # the largest mean reprojection error in the observed view kept (normalised 2D units)
 
     def __post_init__(self):
-        if self.views < 2:
-            raise ValueError(f"views must be at least 2, got {self.views}")
+        if self.views < 3:
+            raise ValueError(f"views must be at least 3 (two opposite cameras triangulate nothing near the body), "
+                             f"got {self.views}")
         if not self.distance > 0:
             raise ValueError(f"distance must be positive, got {self.distance}")
         if not self.threshold > 0:
@@ -151,14 +153,30 @@ def _write_clip(out: Path, name: str, windows: list[dict], left_out: list[str]) 
         f.write(line.encode())
 
 
+def clip_batches(lifter, clips) -> list[list[tuple[int, tuple[int, int]]]]:
+    """The batches in which `build_multiview_data` lifts `clips`: the windows of `lifter.plan` packed by whole
+    clips, at most the lifter's `batch_clips` windows (a clip with more windows is a batch of its own)."""
+    by_clip: dict[int, list] = {}
+    for i, span in lifter.plan(clips, record=False):
+        by_clip.setdefault(i, []).append(span)
+    order, batches = list(by_clip), []
+    while order:
+        members = [order.pop(0)]
+        while order and sum(len(by_clip[i]) for i in members + order[:1]) <= lifter.config.batch_clips:
+            members.append(order.pop(0))
+        batches.append([(i, span) for i in members for span in by_clip[i]])
+    return batches
+
+
 def build_multiview_data(lifter, clips, out, meta: dict, ring: RingSettings,
                          clip_done: Callable[[int], None] | None = None) -> dict:
     """Stage 3 over `clips` (`fastmotion.pipelines.lifting.Clip2D`) with an `MVLiftLifter` in mode stage2 (its
-    `iteration_progress` ticks per stage-2 iteration), into `out` (`start_folder` with `meta` first): clips listed
-    in done.jsonl are skipped, the others lifted in batches of whole clips (at most the lifter's `batch_clips`
-    windows, or one clip's), each clip written when its batch ends. `clip_done(n)` as n more clips are done.
+    `iteration_progress` ticks per stage-2 iteration: `lifter.config.iterations` per batch of `clip_batches`), into
+    `out` (`start_folder` with `meta` first): clips listed in done.jsonl are skipped, the others lifted batch by
+    batch, each clip written when its batch ends. `clip_done(n)` as n more clips are done (or found done).
 
-    Returns {"clips", "windows", "left_out": [reasons], "skipped": [reasons]} over the whole folder.
+    Returns {"clips", "windows", "left_out": [reasons], "skipped": [reasons]} over the whole folder, and
+    "this_run": the reasons written by this call.
 
     Raises:
         DatasetError: `out` was made from another checkpoint, skeleton or settings (`start_folder`).
@@ -172,25 +190,23 @@ def build_multiview_data(lifter, clips, out, meta: dict, ring: RingSettings,
     todo = [c for c in clips if c.name not in done]
     if clip_done and len(clips) > len(todo):
         clip_done(len(clips) - len(todo))
-    jobs = lifter.plan(todo)  # records the clips it cannot lift in lifter.skipped
-    for reason in lifter.skipped:
-        _write_clip(out, reason.split(":")[0], [], [reason])
-    by_clip: dict[int, list] = {}
-    for i, span in jobs:
-        by_clip.setdefault(i, []).append(span)
-    order, device = list(by_clip), next(lifter.model.parameters()).device
-    while order:
-        batch_clips = [order.pop(0)]
-        while order and sum(len(by_clip[i]) for i in batch_clips + order[:1]) <= lifter.config.batch_clips:
-            batch_clips.append(order.pop(0))
-        batch = [(i, span) for i in batch_clips for span in by_clip[i]]
+    this_run = []
+    for clip in todo:
+        reason = lifter._check(clip)
+        if reason:  # never liftable: listed as done, with the reason
+            this_run.append(f"{clip.name}: skipped ({reason})")
+            _write_clip(out, clip.name, [], this_run[-1:])
+            if clip_done:
+                clip_done(1)
+    device = next(lifter.model.parameters()).device
+    for batch in clip_batches(lifter, todo):
         reference, mask, focal, _, noise = lifter.prepare(todo, batch)
         joints, _ = lifter.lift_batch(reference.to(device), mask.to(device), noise, focal)
         joints = joints.cpu().double()
         error = reprojection_error(joints, reference.double(), mask, focal)
         root = lifter.tree.root_position(joints[:, 0])
         views, world = to_ring(joints, focal.double(), root, ring)
-        per_clip: dict[int, tuple[list, list]] = {i: ([], []) for i in batch_clips}
+        per_clip: dict[int, tuple[list, list]] = {i: ([], []) for i, _ in batch}
         for k, (i, (s, e)) in enumerate(batch):
             kept, left = per_clip[i]
             if not float(error[k]) <= ring.threshold:
@@ -200,11 +216,12 @@ def build_multiview_data(lifter, clips, out, meta: dict, ring: RingSettings,
             kept.append({"start": s, "length": e - s, "views": views[:, k, :e - s].float().numpy(),
                          "joints": world[k, :e - s].float().numpy(), "focal": float(focal[k]),
                          "error": float(error[k])})
-        for i in batch_clips:
-            _write_clip(out, todo[i].name, *per_clip[i])
+        for i, (kept, left) in per_clip.items():
+            _write_clip(out, todo[i].name, kept, left)
+            this_run += left
             if clip_done:
                 clip_done(1)
-    return summary(out)
+    return {**summary(out), "this_run": this_run}
 
 
 def summary(root) -> dict:
@@ -216,8 +233,9 @@ def summary(root) -> dict:
 
 
 class MultiViewWindows:
-    """Every window of a `fastmotion data mvlift` folder in memory: views [N, V, L, J, 2] (zero-padded to L
-    frames), mask [N, L], focal [N], clip names [N]; `meta` its meta.json.
+    """Every window of a `fastmotion data mvlift` folder in memory (float32: about 1 MB per 100 SMPL-22 windows of
+    32 frames): views [N, V, L, J, 2] (zero-padded to L frames), mask [N, L], focal [N], clip names [N]; `meta` its
+    meta.json.
 
     Raises:
         DatasetError: not such a folder, or it holds no window yet.

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from fastmotion.checkpoint import load_checkpoint
+from fastmotion.errors import CheckpointError
 from fastmotion.diffusion import GaussianDiffusion
 from fastmotion.models.multiview import MultiViewDenoiser, MultiViewDenoiserConfig
 
@@ -46,6 +47,14 @@ class FeedForwardConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.refine_iterations < 0:
             raise ValueError(f"refine_iterations must be >= 0, got {self.refine_iterations}")
+        if self.views < 3:
+            raise ValueError(f"views must be at least 3 (two opposite cameras triangulate nothing near the body), "
+                             f"got {self.views}")
+        for name in ("distance", "refine_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.focal is not None and not self.focal > 0:
+            raise ValueError(f"focal must be positive or None (per window), got {self.focal}")
         if self.mode != "feedforward":
             raise ValueError(f"a multi-view diffusion checkpoint lifts in one mode (feed-forward), not {self.mode!r}; "
                              "--mvlift-mode applies to stage-1 checkpoints")
@@ -55,6 +64,10 @@ def load_multiview(path, device) -> tuple[MultiViewDenoiser, int, dict]:
     """The stage-4 model of `fastmotion train mvlift-mv`, its window length and its ring {"views", "distance"}.
     Raises CheckpointError."""
     state = load_checkpoint(path, "MultiViewDenoiser")
+    missing = {"length", "distance"} - set(state["model_config"])
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(sorted(missing))} in its model_config (not written by "
+                              "`fastmotion train mvlift-mv`?)")
     fields = set(MultiViewDenoiserConfig.__dataclass_fields__)
     model = MultiViewDenoiser(MultiViewDenoiserConfig(**{k: v for k, v in state["model_config"].items()
                                                          if k in fields}))
@@ -68,22 +81,39 @@ def load_multiview(path, device) -> tuple[MultiViewDenoiser, int, dict]:
 def sample_other_views(model: MultiViewDenoiser, reference: torch.Tensor, mask: torch.Tensor, focal: torch.Tensor,
                        noise: WindowNoise | torch.Generator, sampler: str = "ddim", steps: int = 20,
                        progress: Callable[[int], None] | None = None) -> torch.Tensor:
-    """reference [B, T, J, 2] (view 0, normalised), mask [B, T], focal [B] -> views [V, B, T, J, 2], views 1..V-1
-    sampled together (x0 prediction; DDPM over every step, or DDIM over `steps`). `progress(1)` per step."""
+    """reference [B, T, J, 2] (view 0, normalised), mask [B, T], focal [B] (normalised-2D units) -> views
+    [V, B, T, J, 2], views 1..V-1 sampled together by the x0-predicting model: DDPM over every diffusion step (the
+    paper), or deterministic DDIM over `steps` evenly spaced ones. Every draw is per window (`WindowNoise`), so a
+    window's views do not depend on the windows beside it. `progress(1)` per step.
+
+    Raises:
+        ValueError: sampler neither "ddim" nor "ddpm", steps < 1, or inputs of the wrong shape (the model's checks).
+    """
+    if sampler not in ("ddim", "ddpm"):
+        raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {sampler!r}")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
     B, T, J, _ = reference.shape
     V = model.config.views
     noise = WindowNoise.of(noise, B)
     diffusion = GaussianDiffusion(model.config.diffusion_steps)
-    start = noise.randn((V - 1, T, J, 2), reference.dtype, reference.device)
-    generator = torch.Generator().manual_seed(int(noise.generators[0].initial_seed()))  # DDPM's per-step draws
-
-    def tick(x0, step):
-        if progress:
-            progress(1)
-        return x0
-
-    x = diffusion.sample(lambda x_t, t: model(x_t, reference, t, mask, focal), (B, V - 1, T, J, 2), generator,
-                         sampler, steps, reference.device, tick, reference.dtype, start)
+    device, dtype = reference.device, reference.dtype
+    x = noise.randn_motion(V - 1, T, J, dtype, device)
+    if sampler == "ddpm":
+        times = list(range(diffusion.steps - 1, -1, -1))
+    else:
+        count = min(steps, diffusion.steps)
+        times = sorted({round(v) for v in torch.linspace(diffusion.steps - 1, 0, count).tolist()}, reverse=True)
+    with torch.no_grad():
+        for i, step in enumerate(times):
+            t = torch.full((B,), step, dtype=torch.long, device=device)
+            x0 = model(x, reference, t, mask, focal)
+            if sampler == "ddpm":
+                x = diffusion.ddpm_step(x, t, x0, noise.randn_motion(V - 1, T, J, dtype, device))
+            else:
+                x = diffusion.ddim_step(x, t, torch.full_like(t, times[i + 1] if i + 1 < len(times) else -1), x0)
+            if progress:
+                progress(1)
     return torch.cat([reference[None], x.transpose(0, 1)])
 
 
@@ -95,8 +125,8 @@ class MultiViewLifter(MVLiftLifter):
     def from_checkpoint(cls, path, device="cpu", preset: str = "small", seed: int = 0,
                         **overrides) -> MultiViewLifter:
         model, length, ring = load_multiview(path, device)
-        if "iterations" in overrides:  # `--iterations`: the sampling steps here
-            overrides["sample_steps"] = overrides.pop("iterations")
+        if "iterations" in overrides:  # `--iterations`: DDIM's sampling steps here (also with preset full)
+            overrides["sample_steps"], overrides["sampler"] = overrides.pop("iterations"), "ddim"
         config = FeedForwardConfig(**{**asdict(FeedForwardConfig.preset(preset, **ring)), **overrides})
         return cls(model, length, config, seed)
 
