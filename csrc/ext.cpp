@@ -4,6 +4,7 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "common/values.h"
 #include "epipolar/sampson.h"
 #include "geometry/geometry.h"
 #include "rvq_search/rvq_search.h"
@@ -57,4 +58,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
   m.attr("with_cuda") = false;
 #endif
+  // A plain function, not a torch op: it is never traced (value checks are off under torch.compile), and pybind's
+  // call costs about a microsecond where the op dispatcher's costs several.
+  m.def("values_ok", &fastmotion::values_ok_cpu, "fastmotion/ops/_validate.py's value checks on CPU tensors",
+        pybind11::arg("finite"), pybind11::arg("masked"), pybind11::arg("mask"), pybind11::arg("K"));
 }

@@ -91,7 +91,7 @@ def raises(error, prefix, rest=""):
 # ---- every public op and every argument --------------------------------------------------------------------------
 
 def test_every_public_op_and_argument_is_covered():
-    names = {name for name in ops.__all__ if inspect.isfunction(getattr(ops, name)) and name != "backends"}
+    names = {name for name in ops.__all__ if inspect.isfunction(getattr(ops, name))} - {"backends", "set_checks"}
     assert names == set(PUBLIC_OPS)
     with_backend = {name for name in names if "backend" in inspect.signature(getattr(ops, name)).parameters}
     assert with_backend == set(_backends.OPS) == set(public_inputs())
@@ -101,26 +101,31 @@ def test_every_public_op_and_argument_is_covered():
         assert params == set(inputs.get(op, {})) | {arg for arg, *_ in SCALAR_CASES[op]}, op
 
 
+# the backends that take CPU tensors here (triton: interpreted, as tests/conftest.py sets TRITON_INTERPRET=1)
+CPU_BACKENDS = [name for name in ("torch", "cpp", "triton") if backends()[name].available]
+
+
 @pytest.mark.parametrize("op,arg", TENSOR_CASES, ids=[f"{op}-{arg}" for op, arg in TENSOR_CASES])
-def test_bad_tensor_argument_names_op_and_argument(op, arg):
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_bad_tensor_argument_names_op_and_argument(op, arg, backend):
     inputs = public_inputs()[op]
     value = inputs[arg]
     prefix = f"{op}: {arg} "
     for bad, error in ((value.tolist(), TypeError), (value.long() if value.is_floating_point() else value.double(),
                                                      TypeError), (wrong_shape(value), ValueError)):
         with raises(error, prefix):
-            _call(op, {**inputs, arg: bad})
+            _call(op, {**inputs, arg: bad}, backend=backend)
     first = next(iter(inputs))
     if arg != first and value.is_floating_point():
         with raises(TypeError, prefix, f"has dtype torch.float32, expected torch.float64 like {first}"):
-            _call(op, {**inputs, arg: value.float()})
+            _call(op, {**inputs, arg: value.float()}, backend=backend)
     if arg != first:
         with raises(ValueError, prefix, f"is on meta but {first} is on cpu"):
-            _call(op, {**inputs, arg: value.to("meta")})
+            _call(op, {**inputs, arg: value.to("meta")}, backend=backend)
     else:
         second = list(inputs)[1]
         with raises(ValueError, f"{op}: {second} is on cpu but {first} is on meta"):
-            _call(op, {**inputs, arg: value.to("meta")})
+            _call(op, {**inputs, arg: value.to("meta")}, backend=backend)
 
 
 @pytest.mark.parametrize("op,arg,bad,error", [(op, *case) for op in PUBLIC_OPS for case in SCALAR_CASES[op]],
@@ -314,6 +319,7 @@ def _fake_status(monkeypatch, unavailable=()):
     status = {name: _backends.BackendStatus(name not in unavailable, f"test: {name} is off")
               for name in _backends.BACKENDS}
     monkeypatch.setattr(_backends, "backends", lambda: dict(status))
+    monkeypatch.setattr(_backends, "_RESOLVED", {})  # resolve_backend's answers came from the real status
     monkeypatch.delenv("FASTMOTION_BACKEND", raising=False)
 
 
@@ -335,6 +341,7 @@ def test_automatic_choice_follows_the_table(op, monkeypatch):
     _fake_status(monkeypatch)
     monkeypatch.setitem(_backends.OPS, op, spec._replace(implemented=tuple(b for b in spec.implemented
                                                                             if b != spec.cuda_order[0])))
+    monkeypatch.setattr(_backends, "_RESOLVED", {})
     assert _backends.resolve_backend(op, None, CUDA_TENSOR) == spec.cuda_order[1]
 
 
@@ -357,6 +364,7 @@ def test_explicit_requests_are_checked(op, monkeypatch):
     with raises(ValueError, f"{op}: the triton backend takes CUDA tensors"):
         _call(op, inputs, backend="triton")
     monkeypatch.setitem(_backends.OPS, op, spec._replace(implemented=("torch", "cpp", "cuda")))
+    monkeypatch.setattr(_backends, "_RESOLVED", {})
     with raises(NotImplementedError, f"{op}: no 'triton' backend yet (this op has: torch, cpp, cuda)"):
         _call(op, inputs, backend="triton")
 

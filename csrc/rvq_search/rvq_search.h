@@ -33,7 +33,7 @@ inline void check_rvq_inputs(const at::Tensor& x, const at::Tensor& codebooks, d
 }
 
 // What every backend starts from: contiguous inputs, outputs allocated like x, and the squared code norms
-// ([L, K], computed without an [L, K, D] temporary; left undefined when N == 0).
+// ([L, K], computed without an [L, K, D] temporary, on CPU by the kernel; left undefined when N == 0).
 struct RVQProblem {
   at::Tensor x, books, norms, codes, quantized, residual;
   int64_t N, D, L, K;
@@ -48,7 +48,11 @@ inline RVQProblem prepare_rvq(const at::Tensor& x_in, const at::Tensor& codebook
   p.codes = at::empty({p.N, p.L}, p.x.options().dtype(at::kLong));
   p.quantized = at::empty({p.N, p.D}, p.x.options());
   p.residual = at::empty({p.N, p.D}, p.x.options());
-  if (p.N > 0) p.norms = at::einsum("lkd,lkd->lk", {p.books, p.books}).contiguous();
+  // On CPU the kernel fills the norms itself: einsum's dispatch alone costs more than a tiny search.
+  if (p.N > 0) {
+    p.norms = p.x.is_cpu() ? at::empty({p.L, p.K}, p.x.options())
+                           : at::einsum("lkd,lkd->lk", {p.books, p.books}).contiguous();
+  }
   return p;
 }
 

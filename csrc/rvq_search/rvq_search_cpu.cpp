@@ -5,7 +5,9 @@
 //
 // The GEMM is nearly all of the time, so it goes to the BLAS torch links, by the cheapest route found at run
 // time: MKL's packed GEMM (each level's codebook packed once instead of once per tile), else the plain Fortran
-// gemm, else at::addmm_out. FASTMOTION_CPP_GEMM=packed|blas|aten forces a route (the tests compare them).
+// gemm, else at::addmm_out. A tiny search (N * K * D <= kSmallMacs: a training step's few vectors) takes the plain
+// gemm: packing the codebook costs more than it saves there. FASTMOTION_CPP_GEMM=packed|blas|aten forces a route
+// (the tests compare them).
 #include <ATen/Parallel.h>
 #include <torch/types.h>
 
@@ -24,6 +26,7 @@ namespace fastmotion {
 namespace {
 
 constexpr int64_t kTileRows = 128;
+constexpr int64_t kSmallMacs = int64_t(1) << 17;
 
 // BLAS entry points (LP64: 32-bit ints), looked up in libtorch_cpu where torch's BLAS lives.
 template <typename T>
@@ -50,7 +53,7 @@ struct MklPacked {
 enum class GemmRoute { kPacked, kBlas, kAten };
 
 template <typename scalar_t>
-GemmRoute choose_route(int64_t K, int64_t D) {
+GemmRoute choose_route(int64_t N, int64_t K, int64_t D) {
   static const MklPacked mkl;
   const bool small = K <= INT32_MAX && D <= INT32_MAX && kTileRows * K <= INT32_MAX;
   const bool packed_ok = std::is_same_v<scalar_t, float> && mkl.ok() && small;
@@ -58,7 +61,7 @@ GemmRoute choose_route(int64_t K, int64_t D) {
   const char* forced = std::getenv("FASTMOTION_CPP_GEMM");
   if (forced && std::strcmp(forced, "aten") == 0) return GemmRoute::kAten;
   if (forced && std::strcmp(forced, "blas") == 0) return blas_ok ? GemmRoute::kBlas : GemmRoute::kAten;
-  if (packed_ok) return GemmRoute::kPacked;
+  if (packed_ok && !(forced == nullptr && blas_ok && N * K * D <= kSmallMacs)) return GemmRoute::kPacked;
   return blas_ok ? GemmRoute::kBlas : GemmRoute::kAten;
 }
 
@@ -118,7 +121,15 @@ void rvq_search_cpu_kernel(const at::Tensor& x_t, const at::Tensor& books_t, con
   const int64_t N = x_t.size(0), D = x_t.size(1), L = books_t.size(0), K = books_t.size(1);
   const scalar_t* x = x_t.data_ptr<scalar_t>();
   const int64_t num_tiles = (N + kTileRows - 1) / kTileRows;
-  const GemmRoute route = choose_route<scalar_t>(K, D);
+  const GemmRoute route = choose_route<scalar_t>(N, K, D);
+  scalar_t* norms = norms_t.data_ptr<scalar_t>();
+  const scalar_t* all_books = books_t.data_ptr<scalar_t>();
+  for (int64_t row = 0; row < L * K; ++row) {
+    scalar_t sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t d = 0; d < D; ++d) sum += all_books[row * D + d] * all_books[row * D + d];
+    norms[row] = sum;
+  }
   for (int64_t level = 0; level < L; ++level) {
     const LevelScores<scalar_t> tile_scores(route, books_t[level], norms_t[level]);
     const scalar_t* book = books_t[level].data_ptr<scalar_t>();

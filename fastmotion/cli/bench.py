@@ -88,6 +88,50 @@ def bench_train(model, preset, batch_size, device, json_path):
     _report(rows, device, json_path, {**train_bench.META, "model": model, "config": preset})
 
 
+@bench.command("overhead")
+@click.option("--op", "ops", multiple=True,
+              type=click.Choice(["rvq_search", "project_weak_perspective", "reprojection_loss", "ray_project",
+                                 "sampson_consistency"]),
+              help="Ops to time (repeatable). Default: all five.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="torch's CPU threads while timing (tiny inputs: one thread is what a training step sees).")
+@click.option("--calls", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Calls per timed round (the figure: the best round's mean).")
+@device_and_json_options
+def bench_overhead(ops, threads, calls, device, json_path):
+    """Per-call cost of every public op on tiny inputs (B=1, T=8, J=22; RVQ: 64 x 32 against 2 x 16 x 32), with
+    each backend available on the device, forward and forward+backward, beside one ATen add of the same size.
+
+    What a call costs besides its kernel (checks, dispatch, autograd) is what a training step pays many times.
+    Value checks follow `fastmotion.ops.set_checks` (FASTMOTION_VALUE_CHECKS): on by default for CPU tensors.
+
+    \b
+    Example:
+      fastmotion bench overhead --json overhead.json
+      FASTMOTION_VALUE_CHECKS=0 fastmotion bench overhead --op reprojection_loss
+    """
+    import os
+
+    import torch
+
+    from fastmotion.bench import overhead
+    from fastmotion.bench.harness import to_json
+
+    device = resolve_device(device).type
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        rows = overhead.run(ops or overhead.OPS, device, calls=calls, progress=lambda msg: click.echo(msg, err=True))
+    finally:
+        torch.set_num_threads(previous)
+    click.echo(overhead.format_table(rows))
+    if json_path:
+        with open(json_path, "w") as f:
+            f.write(to_json(rows, device, **overhead.META, threads=threads, calls=calls,
+                            value_checks=os.environ.get("FASTMOTION_VALUE_CHECKS", "auto")))
+        click.echo(f"wrote {json_path}", err=True)
+
+
 @bench.command("lift")
 @click.option("--model", type=click.Choice(["mvlift"]), default="mvlift", show_default=True,
               help="mvlift: MVLift's stage-2 optimisation and 3D recovery.")

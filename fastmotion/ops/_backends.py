@@ -130,12 +130,40 @@ def kernels(backend: str):
     return _triton_kernels()[0] if backend == "triton" else torch.ops.fastmotion
 
 
+def needs_autograd(*tensors) -> bool:
+    """Whether a call must go through its autograd Function: grad mode on and some input (None allowed) requiring
+    grad. Otherwise the ops call the entry point directly, saving the Function's few microseconds per call."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def resolve_backend(op: str, requested: str | None, tensor: torch.Tensor) -> str:
     """The backend `op` (a key of OPS) runs on for inputs on `tensor`'s device.
 
     requested: a name from BACKENDS, or None for FASTMOTION_BACKEND, else the automatic choice (module docstring).
     Raises ValueError for an unknown name or a device the backend cannot take, NotImplementedError when the op
     has no such backend, RuntimeError when the backend cannot run here (with the reason)."""
+    # Every call of every op comes here: answers are kept per (op, request, device type, environment), which is
+    # all they depend on (backends() is fixed per TRITON_INTERPRET); errors are not kept.
+    key = (op, requested, tensor.device.type, _getenv(b"FASTMOTION_BACKEND"), _getenv(b"TRITON_INTERPRET"))
+    chosen = _RESOLVED.get(key)
+    if chosen is None:
+        chosen = _RESOLVED[key] = _resolve(op, requested, tensor)
+    return chosen
+
+
+_RESOLVED: dict = {}
+# os.environ.get encodes the key and decodes the value (0.7 us, twice per op call); its bytes dict, which putenv
+# through os.environ keeps current, answers the same in a twentieth of that. Elsewhere: the public way.
+_ENV_BYTES = getattr(os.environ, "_data", None) if os.name == "posix" else None
+
+
+def _getenv(key: bytes):
+    if _ENV_BYTES is not None:
+        return _ENV_BYTES.get(key)
+    return os.environ.get(key.decode())
+
+
+def _resolve(op: str, requested: str | None, tensor) -> str:
     spec = OPS[op]
     source = "backend="
     if requested is None and os.environ.get("FASTMOTION_BACKEND"):

@@ -5,22 +5,19 @@ Every error starts with the op and the argument, then says what was expected and
 TypeError for a wrong type or dtype; ValueError for a wrong shape, device or value.
 
 The checks read metadata only (type, dtype, shape, device, strides): plain Python, no kernel launch and no
-host-device sync, so a tiny call stays cheap and torch.compile traces them without a graph break. The one
-exception is the NaN/inf (and degenerate camera) check the ops have always made, `finite_flag` and
-`camera_and_keypoint_values`: a reduction on the device and one flag read back, skipped under torch.compile.
-
-Layouts are strings like "[B, T, J, 3]": a number is a fixed size; a letter names a size that must agree across
-the arguments checked with the same `dims` dict; "..." stands for any number of dimensions (which must agree
-too); " or " separates alternatives of different ranks ("[B, V, 3, 3] or [V, 3, 3]").
+host-device sync, so a tiny call stays cheap and torch.compile traces them without a graph break. The exception
+is the NaN/inf (and degenerate camera) check, `finite_flag` and `camera_and_keypoint_values`: on CPU tensors one
+C++ pass over the data; on a GPU (where it needs a sync) only when asked for with `set_checks(values=True)`.
 """
 from __future__ import annotations
 
 import math
 import operator
+import os
 
 import torch
 
-from ._backends import _triton_interpreted
+from ._backends import _compiled_module, _triton_interpreted
 
 FLOATS = (torch.float32, torch.float64)
 _PARSED: dict = {}  # layout string -> alternatives; layouts are literals, so this stays small
@@ -56,9 +53,24 @@ def _size(size):
     return list(size) if isinstance(size, tuple) else size
 
 
+_BINDINGS: dict = {}  # (layout, shape) -> the named sizes it binds: a call's checks repeat its previous calls'
+
+
 def shape(op: str, name: str, value: torch.Tensor, layout: str, dims: dict | None = None) -> None:
     """Raise ValueError unless value's shape fits `layout`; named sizes are bound in, or compared with, `dims`."""
     size = value.shape
+    bindings = _BINDINGS.get((layout, size))
+    if bindings is None:
+        bindings = _shape_bindings(op, name, size, layout)  # raises for a shape that does not fit
+        if len(_BINDINGS) > 4096:  # shapes seen by a long run with varying sizes: start over
+            _BINDINGS.clear()
+        _BINDINGS[(layout, size)] = bindings
+    if dims is not None:
+        for token, got in bindings:
+            _bind(op, name, size, token, got, dims)
+
+
+def _shape_bindings(op: str, name: str, size, layout: str) -> tuple:
     alternatives = _parse(layout)
     for head, ellipsis, tail in alternatives:
         fixed = len(head) + len(tail)
@@ -68,14 +80,16 @@ def shape(op: str, name: str, value: torch.Tensor, layout: str, dims: dict | Non
         rank = f"{len(head)}-D " if len(alternatives) == 1 and not ellipsis else ""
         raise ValueError(f"{op}: {name} must be {rank}{layout}, got shape {tuple(size)}")
     pairs = zip(head, size) if not ellipsis else (*zip(head, size), *zip(tail, size[len(size) - len(tail):]))
+    bindings = []
     for token, got in pairs:
         if type(token) is int:
             if got != token:
                 raise ValueError(f"{op}: {name} must be {layout}, got shape {tuple(size)}")
-        elif dims is not None:
-            _bind(op, name, size, token, got, dims)
-    if ellipsis and dims is not None:
-        _bind(op, name, size, "...", tuple(size[len(head):len(size) - len(tail)]), dims)
+        else:
+            bindings.append((token, got))
+    if ellipsis:
+        bindings.append(("...", tuple(size[len(head):len(size) - len(tail)])))
+    return tuple(bindings)
 
 
 def tensor(op: str, name: str, value, layout: str, dims: dict | None = None, like=None, dtypes=FLOATS) -> None:
@@ -270,24 +284,76 @@ def sample_view_rotations(num_views, batch, max_pitch, max_roll, max_yaw, genera
 
 
 # ---- value checks: the only ones that read the data -------------------------------------------------------------
+# On CPU tensors they run by default: one pass in C++ (fastmotion._C.values_ok, about a microsecond on a
+# tiny call), or torch reductions where fastmotion._C is not built. On a GPU they cost a host-device sync per
+# call, so they are off by default there; set_checks(values=True) or FASTMOTION_VALUE_CHECKS=1 turns them on
+# everywhere, set_checks(values=False) / FASTMOTION_VALUE_CHECKS=0 off everywhere.
 
-def finite_flag(*tensors: torch.Tensor) -> torch.Tensor | None:
-    """A 0-d bool tensor, True only when the tensors hold no NaN/inf; enqueued without waiting for the device.
+_VALUE_CHECKS = {"setting": None}  # None: automatic (CPU only); True / False: everywhere / nowhere
 
-    A finite sum proves every element finite and costs one plain reduction per tensor; a non-finite sum (a
-    NaN/inf, or merely an overflow) sends `raise_if_not_finite` to the exact per-element check. None under
-    torch.compile, where a data-dependent check would break the graph (eager calls check)."""
+
+def _env_setting(text: str | None):
+    text = (text or "auto").strip().lower()
+    settings = {"auto": None, "1": True, "on": True, "true": True, "0": False, "off": False, "false": False}
+    if text not in settings:
+        raise ValueError(f"FASTMOTION_VALUE_CHECKS must be auto, 1/on or 0/off, got {text!r}")
+    return settings[text]
+
+
+def set_checks(values: bool | None = None) -> bool | None:
+    """Where the fused ops check their inputs' values (NaN/inf in rvq_search's x and codebooks; in the cameras and
+    unmasked keypoints of reprojection_loss and ray_project; a degenerate K). Shape, dtype and device checks read
+    metadata only and always run.
+
+    values: None (the default) checks CPU tensors only, where it costs about a microsecond per call; on a GPU a
+    value check must read a flag back (one host-device sync per call), so it is skipped. True checks every
+    device (debugging a NaN on a GPU), False none (inputs known good; a NaN then gives NaN outputs). The
+    environment variable FASTMOTION_VALUE_CHECKS (auto | 1 | 0), read at import, sets the starting value.
+    Returns the previous setting. Raises TypeError unless values is None or a bool."""
+    if values is not None and not isinstance(values, bool):
+        raise TypeError(f"set_checks: values must be None, True or False, got {values!r}")
+    previous = _VALUE_CHECKS["setting"]
+    _VALUE_CHECKS["setting"] = values
+    return previous
+
+
+def value_checks_on(value: torch.Tensor) -> bool:
+    """Whether the value checks run for inputs on `value`'s device (see `set_checks`); never under torch.compile,
+    where a data-dependent check would break the graph."""
     if torch.compiler.is_compiling():
+        return False
+    setting = _VALUE_CHECKS["setting"]
+    return value.device.type == "cpu" if setting is None else setting
+
+
+def _values_ok_op():
+    """fastmotion._C.values_ok (csrc/common/values.h) when fastmotion._C is built, else None."""
+    ext, _ = _compiled_module()
+    return ext.values_ok if ext is not None else None
+
+
+def finite_flag(*tensors: torch.Tensor):
+    """True/False, or a 0-d bool tensor enqueued without waiting for the device: whether the tensors hold no
+    NaN/inf. None when value checks are off for their device (`value_checks_on`).
+
+    CPU tensors: the exact C++ scan (a Python bool). Otherwise a finite sum proves every element finite and costs
+    one plain reduction per tensor; a non-finite sum (a NaN/inf, or merely an overflow) sends
+    `raise_if_not_finite` to the exact per-element check."""
+    if not value_checks_on(tensors[0]):
         return None
+    if tensors[0].device.type == "cpu":
+        scan = _values_ok_op()
+        if scan is not None:
+            return scan(list(tensors), None, None, None)
     total = tensors[0].sum()
     for value in tensors[1:]:
         total = total + value.sum()
     return torch.isfinite(total)
 
 
-def raise_if_not_finite(op: str, flag: torch.Tensor | None, *named: tuple) -> None:
-    """Reads `flag` (one host-device sync); named: (name, tensor) pairs, checked exactly only when it is False.
-    Raises ValueError naming the first argument holding a NaN or inf."""
+def raise_if_not_finite(op: str, flag, *named: tuple) -> None:
+    """Reads `flag` (on a GPU, one host-device sync); named: (name, tensor) pairs, checked exactly only when it is
+    False. Raises ValueError naming the first argument holding a NaN or inf."""
     if flag is None or bool(flag):
         return
     for name, value in named:
@@ -298,14 +364,19 @@ def raise_if_not_finite(op: str, flag: torch.Tensor | None, *named: tuple) -> No
 
 def camera_and_keypoint_values(op: str, keypoints, mask, K, R, t, takes_mask: bool) -> None:
     """Raise ValueError for a NaN/inf keypoint the mask does not mark missing, a NaN/inf in K, R or t, or a
-    degenerate K (fx * fy == 0). One host sync when all is well (finite sums prove every element finite); the
-    exact checks run only otherwise, the camera's only when its own flag is False (masked NaN keypoints are
-    normal input)."""
-    if torch.compiler.is_compiling():
+    degenerate K (fx * fy == 0); nothing when value checks are off for this device (`set_checks`). On CPU one C++
+    scan decides; elsewhere one host sync when all is well (finite sums prove every element finite). The exact
+    checks run only otherwise, the camera's only when its own flag is False (masked NaN keypoints are normal
+    input)."""
+    if not value_checks_on(keypoints):
+        return
+    scan = _values_ok_op() if keypoints.device.type == "cpu" else None
+    if scan is not None and scan([K, R, t] if mask is not None else [K, R, t, keypoints],
+                                 keypoints if mask is not None else None, mask, K):
         return
     focal = K[:, 0, 0] * K[:, 1, 1]
     camera_sum, focal_ok = K.sum() + R.sum() + t.sum(), (focal != 0).all()
-    if bool(torch.isfinite(keypoints.sum() + camera_sum) & focal_ok):
+    if scan is None and bool(torch.isfinite(keypoints.sum() + camera_sum) & focal_ok):
         return
     bad = ~torch.isfinite(keypoints).all(-1)
     if mask is not None:
@@ -321,6 +392,9 @@ def camera_and_keypoint_values(op: str, keypoints, mask, K, R, t, takes_mask: bo
     if bool((focal == 0).any()):
         raise ValueError(f"{op}: K is degenerate (fx * fy == 0) for batch entries "
                          f"{torch.nonzero(focal == 0).flatten().tolist()[:8]}")
+
+
+_VALUE_CHECKS["setting"] = _env_setting(os.environ.get("FASTMOTION_VALUE_CHECKS"))
 
 
 # ---- the Triton entry points: canonical layouts, as the compiled ops take them ------------------------------------

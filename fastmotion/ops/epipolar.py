@@ -8,7 +8,7 @@ import torch
 from . import _validate as check
 from . import reference
 from ._autocast import float32_under_autocast
-from ._backends import kernels, resolve_backend
+from ._backends import kernels, needs_autograd, resolve_backend
 
 
 class _SampsonTerms(torch.autograd.Function):
@@ -59,9 +59,9 @@ def sampson_consistency(views, F, pairs, mask=None, *, reduction="mean", backend
     V, B, T, J, _ = views.shape
     if mask is not None:
         mask = (mask if mask.dim() == 3 else mask[..., None]).expand(B, T, J).reshape(B, T * J)
-    F = (F if F.dim() == 4 else F[:, None]).detach().expand(len(pairs), B, 3, 3).contiguous()
-    terms = _SampsonTerms.apply(chosen, views.reshape(V, B, T * J, 2).contiguous(), F, list(flat),
-                                None if mask is None else mask.contiguous())
+    F = (F if F.dim() == 4 else F[:, None]).expand(len(pairs), B, 3, 3).contiguous()  # F requires no grad: checked
+    args = (views.reshape(V, B, T * J, 2).contiguous(), F, list(flat), None if mask is None else mask.contiguous())
+    terms = _SampsonTerms.apply(chosen, *args) if needs_autograd(views) else kernels(chosen).sampson_terms(*args)
     if reduction == "none":
         return terms.view(len(pairs), B, T, J)
     if reduction == "sum":

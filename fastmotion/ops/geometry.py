@@ -11,7 +11,7 @@ import torch
 from . import _validate as check
 from . import reference
 from ._autocast import float32_under_autocast
-from ._backends import IMPLEMENTED, kernels, resolve_backend  # noqa: F401  (IMPLEMENTED: bench/geometry.py)
+from ._backends import IMPLEMENTED, kernels, needs_autograd, resolve_backend  # noqa: F401  (IMPLEMENTED: bench/geometry.py)
 
 
 class _ProjectWeakPerspective(torch.autograd.Function):
@@ -92,10 +92,13 @@ def project_weak_perspective(points: torch.Tensor, rotations: torch.Tensor, scal
         return reference.project_weak_perspective(points, rotations, scale, offset)
     # Canonical [B, V] layouts for the kernels; autograd sums the gradients back through the expansions.
     rotations = rotations.expand(batch_views[0], -1, -1, -1).contiguous()
-    scale = torch.as_tensor(scale, dtype=points.dtype, device=points.device).expand(batch_views).contiguous()
+    scale = (points.new_full(batch_views, float(scale)) if isinstance(scale, (int, float)) else
+             scale.expand(batch_views).contiguous())
     offset = (points.new_zeros(batch_views + (2,)) if offset is None else
               offset.expand(batch_views + (2,)).contiguous())
-    return _ProjectWeakPerspective.apply(chosen, points.contiguous(), rotations, scale, offset)
+    if needs_autograd(points, rotations, scale, offset):
+        return _ProjectWeakPerspective.apply(chosen, points.contiguous(), rotations, scale, offset)
+    return kernels(chosen).project_weak_perspective(points.contiguous(), rotations, scale, offset)
 
 
 @float32_under_autocast
@@ -129,10 +132,12 @@ def reprojection_loss(points, keypoints, K, R, t, *, depth_weighted=True, min_de
                                            detach_depth=detach_depth, reduction=reduction)
     if weights is not None:
         weights = weights.expand(points.shape[:-1]).contiguous()
-    terms, valid_terms = _ReprojectionTerms.apply(
-        chosen, points.contiguous(), keypoints.contiguous(), K.contiguous(), R.contiguous(), t.contiguous(),
-        weights, None if mask is None else mask.contiguous(), bool(depth_weighted), float(min_depth), bool(velocity),
-        bool(detach_depth))
+    args = (points.contiguous(), keypoints.contiguous(), K.contiguous(), R.contiguous(), t.contiguous(), weights,
+            None if mask is None else mask.contiguous(), bool(depth_weighted), float(min_depth), bool(velocity))
+    if needs_autograd(points):  # the only input with a gradient
+        terms, valid_terms = _ReprojectionTerms.apply(chosen, *args, bool(detach_depth))
+    else:
+        terms, valid_terms = kernels(chosen).reprojection_terms(*args)
     if reduction == "none":
         return terms
     if reduction == "sum":
@@ -162,9 +167,9 @@ def ray_project(points, keypoints, K, R, t, *, backend: str | None = None):
     chosen = resolve_backend(op, backend, points)
     if chosen == "torch":
         return reference.ray_project(points, keypoints, K, R, t)
-    flat = points.reshape(points.shape[0], -1, 3).contiguous()
-    out = _RayProject.apply(chosen, flat, keypoints.reshape(points.shape[0], -1, 2).contiguous(), K.contiguous(),
-                            R.contiguous(), t.contiguous())
+    args = (points.reshape(points.shape[0], -1, 3).contiguous(),
+            keypoints.reshape(points.shape[0], -1, 2).contiguous(), K.contiguous(), R.contiguous(), t.contiguous())
+    out = (_RayProject.apply(chosen, *args) if needs_autograd(points) else kernels(chosen).ray_project(*args))
     return out.view(points.shape)
 
 

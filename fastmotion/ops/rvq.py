@@ -6,7 +6,7 @@ import torch
 from . import _validate as check
 from . import reference
 from ._autocast import float32_under_autocast
-from ._backends import kernels, resolve_backend
+from ._backends import kernels, needs_autograd, resolve_backend
 
 
 def _draw_seed(generator: torch.Generator | None) -> int:
@@ -82,6 +82,8 @@ def rvq_search(x: torch.Tensor, codebooks: torch.Tensor, *, temperature: float =
     if name == "torch":
         out = reference.rvq_search(x, codebooks, temperature, seed)
     else:
-        out = _RVQSearch.apply(name, x.contiguous(), codebooks.contiguous(), temperature, seed)
+        args = (x.contiguous(), codebooks.contiguous(), temperature, seed)
+        out = (_RVQSearch.apply(name, *args) if needs_autograd(x, codebooks) else
+               tuple(kernels(name).rvq_search(*args)))
     check.raise_if_not_finite("rvq_search", finite, ("x", x), ("codebooks", codebooks))
     return out
