@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-
 from fastmotion.bench.harness import Row, time_cases
 
 META = {"views": 4}
@@ -56,8 +55,8 @@ def _training_step(make_run, backend):
 
 def _untrained(path: Path, cls, preset: str, levels: int, length: int) -> None:
     """An untrained checkpoint: the same cost per step as a trained one."""
-    from fastmotion.models.mlrq import MotionVQConfig
     from fastmotion.checkpoint import save_checkpoint
+    from fastmotion.models.mlrq import MotionVQConfig
 
     config = MotionVQConfig.preset(preset, levels)
     save_checkpoint(path, {"kind": cls.__name__, "model_config": {"kind": cls.__name__, **config.__dict__,
@@ -67,12 +66,13 @@ def _untrained(path: Path, cls, preset: str, levels: int, length: int) -> None:
 
 def run(preset: str = "small", batch: int | None = None, length: int | None = None, device: str = "cpu",
         progress=print, min_seconds: float = 20.0, model: str = "mlrq") -> list[Row]:
+    from fastmotion.train.free3d import mlrq_run
+    from fastmotion.train.videomdm import VideoMDMConfig, mdm_run
+
     from fastmotion.data import build_synthetic, render_2d
     from fastmotion.models.mdm import MDMConfig
     from fastmotion.models.mlrq import MLRQ, MotionVQConfig, Prior2D
-    from fastmotion.train.free3d import mlrq_run
     from fastmotion.pipelines.teacher import build_teacher
-    from fastmotion.train.videomdm import VideoMDMConfig, mdm_run
 
     if model not in ("mlrq", "mdm"):
         raise ValueError(f"model must be 'mlrq' or 'mdm', got {model!r}")
@@ -106,3 +106,68 @@ def run(preset: str = "small", batch: int | None = None, length: int | None = No
         rows.append(Row(f"train {model}", shape, name, device, ms, seconds["torch"] / seconds[name], None,
                         {"steps/s": f"{1e3 / ms:.2f}", "timing": "mean"}))
     return rows
+
+
+ARMS = {"fused": None, "torch": "torch"}  # arm -> FASTMOTION_BACKEND while it runs
+
+
+def time_to_accuracy(data, prior, preset: str = "small", steps: int | None = None, lr: float | None = None,
+                     eval_every: int = 250, target: float | None = None, arms=("fused", "torch"), device: str = "cpu",
+                     seed: int = 0, views: int = 4, progress=print) -> dict:
+    """Train `make demo`'s ML-RQ (`fastmotion train mlrq`'s recipe and defaults, on `data` with the 2D prior
+    `prior`; `views`: L_rec's rotated views) once per arm (fused ops, FASTMOTION_BACKEND=torch), the arms' steps
+    interleaved so that a slow spell
+    of the machine hits them alike, and evaluate val PA-MPJPE (mm) every `eval_every` steps.
+
+    Returns {"target", "arms": {arm: {"history": [(step, train seconds, PA-MPJPE)], "final", "steps_per_s",
+    "reached": (step, seconds) of the first evaluation at or below the target, or None}}}. The target defaults to
+    the first arm's final PA-MPJPE ("time to first reach its final figure"). Train seconds exclude evaluations.
+    Raises ValueError for an unknown arm or a dataset without the val clips' 3D."""
+    from fastmotion.train.free3d import mlrq_run
+    from fastmotion.train.loop import TrainConfig, Trainer
+
+    from fastmotion.cli._common import DEFAULTS
+    from fastmotion.cli.train import MLRQ_STEPS
+    from fastmotion.models.mlrq import MotionVQConfig
+
+    unknown = set(arms) - set(ARMS)
+    if unknown or not arms:
+        raise ValueError(f"arms must be some of {', '.join(ARMS)}, got {list(arms)}")
+    if not (Path(data) / "eval3d" / "new_joints").is_dir():
+        raise ValueError(f"{data}: PA-MPJPE needs the 3D of the val clips (eval3d/new_joints/, as `data render` "
+                         "writes); this dataset has only 2D")
+    d = DEFAULTS[preset]
+    config = TrainConfig(steps=steps or MLRQ_STEPS[preset], batch_size=d["batch_size"], lr=lr or d["lr"], seed=seed,
+                         warmup=50 if preset == "small" else 500, eval_every=eval_every,
+                         ckpt_every=steps or MLRQ_STEPS[preset])
+    dev = torch.device(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {}
+        for arm in arms:
+            torch.manual_seed(seed)  # the same initial weights and batches in every arm
+            run = mlrq_run(data, prior, MotionVQConfig.preset(preset, levels=6), config.batch_size, d["length"], dev,
+                           views=views)
+            trainer = Trainer(run, config, Path(tmp) / arm, progress=False)
+            runs[arm] = (trainer, trainer.steps(), [])
+        active = list(arms)
+        while active:
+            for arm in list(active):
+                trainer, steps_left, history = runs[arm]
+                with backend_env(ARMS[arm]):
+                    step = next(steps_left, None)
+                if step is None:
+                    active.remove(arm)
+                elif trainer.last_eval and (step % eval_every == 0 or step == config.steps):
+                    history.append((step, round(trainer.train_seconds, 2), trainer.last_eval["PA-MPJPE"]))
+                    progress(f"  {arm:>5} step {step}: val PA-MPJPE {history[-1][2]:.1f} mm after "
+                             f"{trainer.train_seconds:.0f} s of training")
+    goal = target if target is not None else runs[arms[0]][2][-1][2]
+    report = {"target": goal, "config": {"preset": preset, "steps": config.steps, "lr": config.lr,
+                                         "batch_size": config.batch_size, "eval_every": eval_every, "views": views},
+              "arms": {}}
+    for arm in arms:
+        trainer, _, history = runs[arm]
+        reached = next(((step, sec) for step, sec, value in history if value <= goal), None)
+        report["arms"][arm] = {"history": history, "final": history[-1][2], "reached": reached,
+                               "steps_per_s": round(config.steps / max(trainer.train_seconds, 1e-9), 3)}
+    return report

@@ -61,5 +61,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // A plain function, not a torch op: it is never traced (value checks are off under torch.compile), and pybind's
   // call costs about a microsecond where the op dispatcher's costs several.
   m.def("values_ok", &fastmotion::values_ok_cpu, "fastmotion/ops/_validate.py's value checks on CPU tensors",
-        pybind11::arg("finite"), pybind11::arg("masked"), pybind11::arg("mask"), pybind11::arg("K"));
+        pybind11::arg("finite"), pybind11::arg("masked"), pybind11::arg("mask"), pybind11::arg("K"),
+        pybind11::call_guard<pybind11::gil_scoped_release>());
 }

@@ -53,6 +53,39 @@ def test_bench_train_times_fused_against_torch(model):
     assert rows[0].speedup_vs_torch == 1.0
 
 
+def test_bench_train_to_pa_mpjpe(tiny_mlrq, tmp_path):
+    """Time to accuracy: both arms train the same run (same weights and batches, so nearly the same figures),
+    evaluated every --eval-every steps; the default target is the first arm's final figure, which it reaches."""
+    out = tmp_path / "tta.json"
+    done = fastmotion("bench", "train", "--to", "PA-MPJPE", "--data", tiny_mlrq / "d2", "--prior",
+                      tiny_mlrq / "prior" / "last.pt", "--steps", 20, "--eval-every", 10, "--json", out)
+    report = json.loads(out.read_text())
+    fused, torch_arm = report["arms"]["fused"], report["arms"]["torch"]
+    assert [h[0] for h in fused["history"]] == [10, 20] == [h[0] for h in torch_arm["history"]]
+    assert report["target"] == fused["final"] and fused["reached"][0] <= 20
+    assert abs(fused["final"] - torch_arm["final"]) < 0.05 * fused["final"]
+    assert fused["history"][0][1] < fused["history"][1][1] and fused["steps_per_s"] > 0
+    assert "target: val PA-MPJPE <=" in done.stdout
+    fastmotion("bench", "train", "--to", "PA-MPJPE", "--data", tiny_mlrq / "d2", "--prior",
+               tiny_mlrq / "prior" / "last.pt", "--steps", 10, "--eval-every", 5, "--arm", "fused", "--target", 1e4,
+               "--json", out)
+    report = json.loads(out.read_text())
+    assert list(report["arms"]) == ["fused"] and report["target"] == 1e4
+    assert report["arms"]["fused"]["reached"][0] == 5  # the first evaluation is under so lax a target
+    done = fastmotion("bench", "train", "--to", "PA-MPJPE", "--data", tiny_mlrq / "d2", "--prior",
+                      tiny_mlrq / "prior" / "last.pt", "--steps", 10, "--eval-every", 5, "--arm", "fused",
+                      "--target", 1e-3)
+    assert "fused: not reached" in done.stdout
+    (tmp_path / "only2d").mkdir()
+    done = fastmotion("bench", "train", "--to", "PA-MPJPE", "--data", tmp_path / "only2d", "--prior",
+                      tiny_mlrq / "prior" / "last.pt", check=False)
+    assert done.returncode != 0 and "needs the 3D of the val clips" in done.stderr
+    done = fastmotion("bench", "train", "--to", "PA-MPJPE", "--data", tiny_mlrq / "d2", check=False)
+    assert done.returncode != 0 and "--prior" in done.stderr
+    done = fastmotion("bench", "train", "--target", "30", check=False)
+    assert done.returncode != 0 and "only with --to PA-MPJPE" in done.stderr
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=12))
 def test_every_motion_sample_writes_gets_its_own_file_name(prompts):

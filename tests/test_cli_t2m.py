@@ -55,6 +55,19 @@ def test_sample_writes_npy_bvh_gif(runs, tmp_path):
     assert not list(again.glob("*.gif")) and not list(again.glob("*.bvh"))
 
 
+def test_sample_reports_out_of_vocabulary_words(runs, tmp_path):
+    """A prompt word that no training caption has is named on stderr ("cartwheel"); known words are not."""
+    from fastmotion.checkpoint import load_checkpoint
+
+    words = load_checkpoint(runs / "mask" / "last.pt")["extra"]["caption_words"]
+    assert "cartwheel" not in words and len(words) >= 3
+    known = " ".join(words[:3])
+    done = cli("sample", "--models", runs, "--text", f"{known} Cartwheel", "--text", known, "--length", "1s",
+               "--out", tmp_path / "s", "--no-gif", "--no-bvh", "--steps", 2)
+    assert f'out of vocabulary in "{known} Cartwheel": \'cartwheel\' in no training caption' in done.stderr
+    assert done.stderr.count("out of vocabulary") == 1
+
+
 def test_sample_batched_prompts_with_predicted_lengths(runs, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a person walks forward\n\nsomeone waves hello\n")

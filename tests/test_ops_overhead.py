@@ -33,11 +33,11 @@ def _camera(B, dtype=torch.float64, device="cpu"):
     return K.to(device), R.to(device), t.to(device)
 
 
-def _geometry(device="cpu"):
+def _geometry(device="cpu", dtype=torch.float64):
     g = torch.Generator().manual_seed(0)
-    points = (torch.randn(2, 3, 4, 3, generator=g, dtype=torch.float64) * 0.3).to(device)
-    keypoints = (torch.rand(2, 3, 4, 2, generator=g, dtype=torch.float64) * 100 + 400).to(device)
-    return dict(points=points, keypoints=keypoints, **dict(zip("KRt", _camera(2, device=device))))
+    points = (torch.randn(2, 3, 4, 3, generator=g, dtype=dtype) * 0.3).to(device)
+    keypoints = (torch.rand(2, 3, 4, 2, generator=g, dtype=dtype) * 100 + 400).to(device)
+    return dict(points=points, keypoints=keypoints, **dict(zip("KRt", _camera(2, dtype, device))))
 
 
 def _spoil(inputs, name, index, value):
@@ -77,17 +77,18 @@ for _name, _device in (("cpp", "cpu"), ("triton", "cuda" if CUDA else "cpu"), ("
                                       id=_name))
 
 
-def _valid(op, device):
+def _valid(op, device, dtype=torch.float64):
     if op == "rvq_search":
         g = torch.Generator().manual_seed(1)
-        return {"x": torch.randn(5, 6, generator=g, dtype=torch.float64).to(device),
-                "codebooks": torch.randn(2, 4, 6, generator=g, dtype=torch.float64).to(device)}
-    return _geometry(device)
+        return {"x": torch.randn(5, 6, generator=g, dtype=dtype).to(device),
+                "codebooks": torch.randn(2, 4, 6, generator=g, dtype=dtype).to(device)}
+    return _geometry(device, dtype)
 
 
 @pytest.mark.parametrize("backend,device", EVERY_BACKEND)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("case", range(len(BAD_VALUES)), ids=[f"{op}-{i}" for i, (op, *_) in enumerate(BAD_VALUES)])
-def test_every_bad_value_raises_on_every_backend(backend, device, case):
+def test_every_bad_value_raises_on_every_backend(backend, device, dtype, case):
     """Issues 2 and 3's value checks, on every backend: by default on CPU tensors; on a GPU once turned on."""
     if device == "cuda" and not CUDA:
         pytest.skip("needs a CUDA device")
@@ -95,7 +96,67 @@ def test_every_bad_value_raises_on_every_backend(backend, device, case):
     if device == "cuda":
         ops.set_checks(True)
     with pytest.raises(ValueError, match="^" + re.escape(message)):
-        getattr(ops, op)(**spoil(_valid(op, device)), backend=backend)
+        getattr(ops, op)(**spoil(_valid(op, device, dtype)), backend=backend)
+
+
+CPU_BACKENDS = [name for name in ("torch", "cpp") if backends()[name].available]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_value_checks_on_strided_empty_and_masked_inputs(backend):
+    """The C++ scan reads any strides (an expanded K), passes an empty batch, and checks the camera when a mask
+    is given (the mask spares keypoints only)."""
+    inputs = _geometry()
+    K = inputs["K"][:1].clone()
+    K[0, 1, 1] = 0.0
+    with pytest.raises(ValueError, match="K is degenerate"):
+        ops.ray_project(**{**inputs, "K": K.expand(2, 3, 3)}, backend=backend)
+    K[0, 1, 1] = NAN
+    with pytest.raises(ValueError, match="K contains NaN or inf"):
+        ops.reprojection_loss(**{**inputs, "K": K.expand(2, 3, 3)}, backend=backend)
+    ops.ray_project(**{name: value[:0] for name, value in inputs.items()}, backend=backend)
+    mask = torch.ones(2, 3, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="R contains NaN or inf"):
+        ops.reprojection_loss(**_spoil(inputs, "R", (1, 2, 2), NAN), mask=mask, backend=backend)
+    x = torch.randn(40, 9).t()  # [9, 40], not contiguous
+    x[3, 7] = INF
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        ops.rvq_search(x, torch.randn(2, 3, 40), backend=backend)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_no_gradient_asked_of_the_kernel_for_the_camera(backend, recwarn):
+    """Only the points get a gradient; a camera or keypoints that require grad still go through the op's autograd
+    Function (the bare kernel has no autograd formula: torch would warn and may give wrong gradients)."""
+    inputs = _geometry()
+    for name in ("keypoints", "K", "t"):
+        leaf = inputs[name].clone().requires_grad_(True)
+        points = inputs["points"].clone().requires_grad_(True)
+        for op in (ops.reprojection_loss, ops.ray_project):
+            op(**{**inputs, "points": points, name: leaf}, backend=backend).sum().backward()
+        assert points.grad is not None
+    assert not [w for w in recwarn if "autograd kernel was not registered" in str(w.message)]
+
+
+def test_torch_func_transforms_see_the_value_checks():
+    """Wrapped tensors (torch.func) hold no storage the C++ scan could read: the reductions check them instead."""
+    x, books = torch.randn(6, 4, dtype=torch.float64), torch.randn(2, 3, 4, dtype=torch.float64)
+    grad = torch.func.grad(lambda v: ops.rvq_search(v, books, backend="torch")[2].sum())(x)
+    assert torch.equal(grad, torch.ones_like(x))
+    x[2, 1] = NAN
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        torch.func.grad(lambda v: ops.rvq_search(v, books, backend="torch")[2].sum())(x)
+
+
+def test_traced_ops_keep_dynamic_sizes():
+    """The shape checks' cache is off while torch.compile traces: a dynamic batch stays dynamic (no
+    specialisation, which mark_dynamic turns into an error)."""
+    inputs = _geometry()
+    fn = torch.compile(lambda p, k, K, R, t: ops.ray_project(p, k, K, R, t), backend="eager", fullgraph=True)
+    for value in inputs.values():
+        torch._dynamo.mark_dynamic(value, 0)
+    fn(*inputs.values())
+    fn(*(value[:1] for value in inputs.values()))
 
 
 def test_masked_nan_keypoints_are_input_not_an_error():
@@ -144,10 +205,10 @@ def test_a_bad_environment_setting_is_named():
 
 # ---- no host-device sync on the CUDA path -------------------------------------------------------------------------
 
-def _fake_cuda_forward(op, backend):
+def _fake_cuda_forward(op, backend, grad=True):
     """The op's forward on fake CUDA tensors (no data: any read of a value to the host raises)."""
     with FakeTensorMode():
-        args, kwargs, _ = overhead.inputs(op, "cuda", grad=True)
+        args, kwargs, _ = overhead.inputs(op, "cuda", grad=grad)
         out = getattr(ops, op)(*args, **kwargs, backend=backend)
         return (out[1] if isinstance(out, tuple) else out).shape
 
@@ -170,6 +231,7 @@ def test_no_host_sync_on_the_cuda_path(op, cuda_available):
     the default checks. Value checks turned on read one flag back: the test sees it. (The autograd engine cannot
     run on fake CUDA tensors without a device: the backward is the next test's.)"""
     _fake_cuda_forward(op, "cuda")
+    _fake_cuda_forward(op, "cuda", grad=False)  # the bare kernel, without the autograd Function
     if op in ("rvq_search", "reprojection_loss", "ray_project"):
         ops.set_checks(True)
         with pytest.raises(DataDependentOutputException):

@@ -102,6 +102,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(run.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, config.lr_factor)
         self.step = 0
+        self.train_seconds = 0.0  # in steps since this process started (not in evaluations or checkpoints)
+        self.last: dict = {}  # the last step's losses
+        self.last_eval: dict = {}  # the last evaluation's figures
         self.best: dict | None = None  # {"metric", "value", "step"} of best.pt
         # the blow-up guard's state, saved in checkpoints so that a resumed run decides as an uninterrupted one
         self.recent: dict[str, deque] = {}  # regime -> the last losses
@@ -227,6 +230,16 @@ class Trainer:
         return SummaryWriter(str(self.out / "tensorboard"))
 
     def fit(self) -> dict:
+        """Train to config.steps; -> the last step's losses."""
+        for _ in self.steps():
+            pass
+        return self.last
+
+    def steps(self):
+        """Train to config.steps, yielding after every step (evaluation and checkpoint included), so that a
+        benchmark can interleave runs. `train_seconds`: the time spent in steps by this process (evaluations and
+        checkpoints excluded; a resumed run starts it at 0 again, as the log's train_seconds do);
+        `last_eval`: the latest evaluation's figures."""
         cfg, model = self.config, self.run.model
         fault = int(os.environ.get("FASTMOTION_FAULT_AT_STEP", "-1"))  # test hook: die here like a kill -9
         log = open(self.out / "log.jsonl", "a") if self.rank == 0 else None
@@ -244,6 +257,7 @@ class Trainer:
             while self.step < cfg.steps:
                 if self.step == fault:
                     os._exit(17)
+                step_started = time.perf_counter()
                 model.train()
                 seed = step_seed(cfg.seed, self.step)
                 torch.manual_seed(seed)
@@ -285,7 +299,12 @@ class Trainer:
                     if writer:
                         for k, v in record.items():
                             writer.add_scalar(k, v, self.step)
-                if self.run.eval_fn and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
+                evaluate = self.run.eval_fn and (self.step % cfg.eval_every == 0 or self.step == cfg.steps)
+                if evaluate and self.device.type == "cuda":
+                    torch.cuda.synchronize()  # the step's kernels belong to train_seconds, not to the evaluation
+                self.train_seconds += time.perf_counter() - step_started
+                self.last = last
+                if evaluate:
                     self._evaluate(log, writer)
                 # A checkpoint falls due every ckpt_every steps; it waits for a healthy loss so that a run that
                 # starts to blow up does not overwrite the last good one (the final one is always written).
@@ -295,6 +314,7 @@ class Trainer:
                     self.checkpoint()
                 if bar:
                     bar.update(1)
+                yield self.step
         finally:
             if bar:
                 bar.__exit__(None, None, None)
@@ -302,7 +322,6 @@ class Trainer:
                 log.close()
             if writer:
                 writer.close()
-        return last
 
     def _evaluate(self, log, writer) -> None:
         if self.rank != 0:
@@ -317,7 +336,9 @@ class Trainer:
             if value == value and better:  # NaN is never the best
                 self.best = {"metric": name, "value": value, "step": self.step}
                 self.checkpoint(BEST)
-        record = {"step": self.step, **{f"eval/{k}": v for k, v in metrics.items()}}
+        self.last_eval = dict(metrics)
+        record = {"step": self.step, **{f"eval/{k}": v for k, v in metrics.items()},
+                  "train_seconds": round(self.train_seconds, 2)}
         if log:
             log.write(json.dumps(record) + "\n")
             log.flush()

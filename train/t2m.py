@@ -15,7 +15,7 @@ from fastmotion.metrics import generation as gm
 from fastmotion.metrics.evaluator import EvaluatorConfig, TextMotionEvaluator
 from fastmotion.models.mlrq import MLRQ, motion_features
 from fastmotion.models.t2m import T2MConfig, T2MModel
-from fastmotion.models.text import check_captions, load_clip_encoder
+from fastmotion.models.text import caption_words, check_captions, load_clip_encoder
 from fastmotion.pipelines.free3d import load_mlrq
 from fastmotion.pipelines.t2m import MotionTextBank, pad_features, pick_crops
 
@@ -108,7 +108,8 @@ def t2m_run(kind: str, data, mlrq_path, config: T2MConfig, batch_size: int, devi
         return {"val_ce": float(out["ce"]), "val_acc": float(out["acc"])}
 
     extra = {"data": str(Path(data).resolve()), "mlrq": str(Path(mlrq_path).resolve()),
-             "clip_weights": clip.path if clip else None, "token_range": train.token_range()}
+             "clip_weights": clip.path if clip else None, "token_range": train.token_range(),
+             "caption_words": caption_words(c for captions in train.captions for c in captions)}
     return Run(f"T2M-{kind}", model, model.describe(), step, evaluate, extra=extra, best=("val_ce", "min"))
 
 

@@ -16,7 +16,7 @@ from fastmotion.data.teacher_bank import TeacherBank
 from fastmotion.diffusion import GaussianDiffusion, MultistepConfig, draw_timesteps
 from fastmotion.losses.videomdm import VideoMDMLossConfig, masked_mse, videomdm_losses
 from fastmotion.models.mdm import MDMConfig, VideoMDMModel
-from fastmotion.models.text import check_captions, load_clip_encoder
+from fastmotion.models.text import caption_words, check_captions, load_clip_encoder
 
 from .loop import Run
 
@@ -115,7 +115,8 @@ def mdm_run(data, teacher, model_config: MDMConfig, config: VideoMDMConfig, batc
 
     extra = {"data": str(Path(data).resolve()), "teacher": str(Path(teacher).resolve()),
              "clip_weights": clip.path if clip else None, "videomdm": asdict(config),
-             "frame_range": [min(len(w.features) for w in train.windows), max(len(w.features) for w in train.windows)]}
+             "frame_range": [min(len(w.features) for w in train.windows), max(len(w.features) for w in train.windows)],
+             "caption_words": caption_words(c for w in train.windows for c in w.captions if c)}
     def regime(losses) -> str:
         """The plain MDM loss (warm-up, high-noise teacher batches), the 2D objective in one step, or its multistep
         chains: three objectives of other scales, each with its own running level for the blow-up guard."""

@@ -1,6 +1,8 @@
 """`fastmotion bench ...`: time the fused ops and training steps against the PyTorch reference."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ._common import device_and_json_options, resolve_device
@@ -71,21 +73,84 @@ def bench_geometry(ops, names, device, json_path):
 @click.option("--config", "preset", type=click.Choice(["small", "full"]), default="small", show_default=True,
               help="Model size ('full': Free3D sizes, batch 256: for a GPU).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Default: 64 small, 256 full.")
+@click.option("--to", "to_metric", type=click.Choice(["PA-MPJPE"]), default=None,
+              help="Time to accuracy instead of steps/s: train the ML-RQ as `fastmotion train mlrq` does (on --data "
+                   "with --prior) with the fused ops and with the torch reference, interleaved, and report the "
+                   "training time each takes to first reach --target on the val split.")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="With --to: the 2D dataset (`make demo`: demo/synth2d).")
+@click.option("--prior", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="With --to: the 2D prior checkpoint (`make demo`: demo/prior/last.pt).")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="With --to: training steps (default: train mlrq's, 5000 small).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="With --to: peak learning rate (default: train mlrq's).")
+@click.option("--target", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="With --to: the val PA-MPJPE (mm) to reach. Default: the first arm's final figure.")
+@click.option("--eval-every", type=click.IntRange(min=1), default=None,
+              help="With --to: evaluate every this many steps (the time to accuracy's resolution; default 250).")
+@click.option("--views", type=click.IntRange(min=1), default=None,
+              help="With --to: L_rec's rotated views per motion (default: train mlrq's, 4).")
+@click.option("--arm", "arms", multiple=True, type=click.Choice(["fused", "torch"]),
+              help="With --to: the arms to train (repeatable; default: fused, then torch).")
 @device_and_json_options
-def bench_train(model, preset, batch_size, device, json_path):
-    """Training steps per second with the fused ops vs with every op on the torch reference, in one run.
+def bench_train(model, preset, batch_size, to_metric, data, prior, steps, lr, target, eval_every, views, arms, device,
+                json_path):
+    """Training steps per second with the fused ops vs with every op on the torch reference, in one run; with --to,
+    the training time to reach a val PA-MPJPE.
 
     \b
     Examples:
       fastmotion bench train --model mlrq --config small
       fastmotion bench train --model mdm --config small --batch-size 32
+      fastmotion bench train --to PA-MPJPE --data demo/synth2d --prior demo/prior/last.pt --json tta.json
     """
     from fastmotion.bench import train as train_bench
 
     device = resolve_device(device).type
+    if to_metric:
+        _time_to_accuracy(model, batch_size, data, prior, preset, steps, lr, target, eval_every, views, arms, device,
+                          json_path)
+        return
+    for name, value in (("--data", data), ("--prior", prior), ("--steps", steps), ("--lr", lr), ("--target", target),
+                        ("--eval-every", eval_every), ("--views", views), ("--arm", arms or None)):
+        if value is not None:
+            raise click.BadParameter("only with --to PA-MPJPE", param_hint=name)
     rows = train_bench.run(preset, batch_size, None, device, progress=lambda msg: click.echo(msg, err=True),
                            model=model)
     _report(rows, device, json_path, {**train_bench.META, "model": model, "config": preset})
+
+
+def _time_to_accuracy(model, batch_size, data, prior, preset, steps, lr, target, eval_every, views, arms, device,
+                      json_path):
+    import json
+
+    from fastmotion.bench import train as train_bench
+    from fastmotion.bench.harness import environment
+
+    if model != "mlrq":
+        raise click.BadParameter("--to PA-MPJPE trains the ML-RQ: use --model mlrq", param_hint="--model")
+    if batch_size is not None:
+        raise click.BadParameter("--to PA-MPJPE trains with train mlrq's batch size", param_hint="--batch-size")
+    for name, value in (("--data", data), ("--prior", prior)):
+        if value is None:
+            raise click.BadParameter("required with --to PA-MPJPE", param_hint=name)
+    try:
+        report = train_bench.time_to_accuracy(data, prior, preset, steps, lr, eval_every or 250, target,
+                                              arms or ("fused", "torch"), device, views=views or 4,
+                                              progress=lambda msg: click.echo(msg, err=True))
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--data") from None
+    click.echo(f"target: val PA-MPJPE <= {report['target']:.2f} mm")
+    for arm, result in report["arms"].items():
+        reached = (f"reached at step {result['reached'][0]} after {result['reached'][1]:.0f} s" if result["reached"]
+                   else "not reached")
+        click.echo(f"{arm:>6}: {reached}; final {result['final']:.2f} mm; {result['steps_per_s']:.2f} steps/s")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({**report, "data": str(data), "prior": str(prior), "environment": environment(device)}, f,
+                      indent=2)
+        click.echo(f"wrote {json_path}", err=True)
 
 
 @bench.command("overhead")

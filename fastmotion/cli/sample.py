@@ -151,9 +151,10 @@ def sample(texts, texts_file, length, num, out, no_bvh, no_gif, model_kind, chec
     generator = torch.Generator().manual_seed(seed)
     all_prompts = [p for p in prompts for _ in range(num)]
     if model_kind == "mdm":
-        motions = _sample_with_mdm(checkpoint, all_prompts, frames, generator, clip_weights, device)
+        motions = _sample_with_mdm(checkpoint, all_prompts, frames, generator, clip_weights, device, prompts)
     else:
         t2m = generator_from_options(models, mask_path, res_path, mlrq_path, clip_weights, device)
+        report_unseen_words(prompts, t2m.caption_words)
         try:
             tokens = None if frames is None else [t2m.tokens_for(frames)] * len(all_prompts)
         except ValueError as err:
@@ -185,7 +186,25 @@ def sample(texts, texts_file, length, num, out, no_bvh, no_gif, model_kind, chec
                f"{'...' if len(motions) > 8 else ''} frames) into {out}")
 
 
-def _sample_with_mdm(checkpoint, prompts, frames, generator, clip_weights, device) -> list:
+def report_unseen_words(prompts, words) -> None:
+    """Say on stderr which words of each prompt no training caption had (words: a set, None when the checkpoint
+    predates the record)."""
+    from fastmotion.models.text import unseen_words
+
+    if words is None:
+        click.echo("note: this checkpoint does not record its training captions' words; out-of-vocabulary prompts "
+                   "cannot be reported (train it again to have them)", err=True)
+        return
+    for prompt in prompts:
+        unseen = unseen_words(prompt, words)
+        if unseen:
+            click.echo(f"warning: out of vocabulary in \"{prompt}\": {', '.join(repr(w) for w in unseen)} in no "
+                       "training caption; the model has learnt nothing for "
+                       f"{'it' if len(unseen) == 1 else 'them'} and the motion ignores "
+                       f"{'it' if len(unseen) == 1 else 'them'}", err=True)
+
+
+def _sample_with_mdm(checkpoint, prompts, frames, generator, clip_weights, device, distinct_prompts) -> list:
     from fastmotion.models.text import load_clip_encoder
     from fastmotion.pipelines.videomdm import load_mdm, sample_motions
 
@@ -195,6 +214,8 @@ def _sample_with_mdm(checkpoint, prompts, frames, generator, clip_weights, devic
     with user_errors():
         announce(checkpoint)
         model, extra = load_mdm(checkpoint, resolve_device(device))
+    report_unseen_words(distinct_prompts, set(extra["caption_words"]) if "caption_words" in extra else None)
+    with user_errors():
         clip = load_clip_encoder(clip_weights or extra.get("clip_weights"), model.mean.device) \
             if model.text is None else None
     try:

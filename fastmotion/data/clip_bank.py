@@ -1,6 +1,7 @@
 """A split of a 2D-only dataset in memory, for training crops and for lifting whole clips."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -95,9 +96,10 @@ class ClipBank:
             self.cameras[i] = (K, pitched_camera(degrees), t)
         return f"{self.root.name}: {note}"
 
-    @property
+    @functools.cached_property
     def weighted(self) -> bool:
-        """Whether some joint has a confidence below 1 (imported detector keypoints)."""
+        """Whether some joint has a confidence below 1 (imported detector keypoints). Kept: the confidences are fixed
+        once loaded, and every training step asks (a scan of every clip took 8% of an ML-RQ step)."""
         return any(bool((c < 1).any()) for c in self.confidence)
 
     def _confidence(self, name: str, frames: int) -> torch.Tensor:

@@ -8,6 +8,7 @@ token ids, its features change as it trains).
 """
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -152,6 +153,26 @@ class TextConditioned(nn.Module):
         if clip is None:
             raise ValueError("this model was trained on CLIP features: give the CLIP text encoder (--clip-weights)")
         return clip(texts)
+
+
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def caption_words(captions) -> list[str]:
+    """The sorted lower-case words of `captions` (an iterable of strings): what a text-to-motion checkpoint keeps
+    of its training captions, so that `unseen_words` can tell which words of a prompt it never saw."""
+    return sorted({word for caption in captions for word in _WORD.findall(caption.lower())})
+
+
+def unseen_words(prompt: str, words) -> list[str]:
+    """The words of `prompt` (lower-cased, in order, once each) that are not in `words` (a set from
+    `caption_words`). A model learns nothing about such a word (a small encoder's embedding of it is untrained;
+    CLIP knows it, but no training motion goes with it): "cartwheel" when no caption has it."""
+    found = []
+    for word in _WORD.findall(prompt.lower()):
+        if word not in words and word not in found:
+            found.append(word)
+    return found
 
 
 def check_captions(files: dict, tokenizer: "Tokenizer | None" = None) -> None:

@@ -143,7 +143,10 @@ def resolve_backend(op: str, requested: str | None, tensor: torch.Tensor) -> str
     Raises ValueError for an unknown name or a device the backend cannot take, NotImplementedError when the op
     has no such backend, RuntimeError when the backend cannot run here (with the reason)."""
     # Every call of every op comes here: answers are kept per (op, request, device type, environment), which is
-    # all they depend on (backends() is fixed per TRITON_INTERPRET); errors are not kept.
+    # all they depend on (backends() is fixed per TRITON_INTERPRET); errors are not kept. Not while torch.compile
+    # traces (it reads the environment its own way) nor for a request that is not a name (the error says so).
+    if torch.compiler.is_compiling() or not (requested is None or isinstance(requested, str)):
+        return _resolve(op, requested, tensor)
     key = (op, requested, tensor.device.type, _getenv(b"FASTMOTION_BACKEND"), _getenv(b"TRITON_INTERPRET"))
     chosen = _RESOLVED.get(key)
     if chosen is None:

@@ -59,7 +59,10 @@ _BINDINGS: dict = {}  # (layout, shape) -> the named sizes it binds: a call's ch
 def shape(op: str, name: str, value: torch.Tensor, layout: str, dims: dict | None = None) -> None:
     """Raise ValueError unless value's shape fits `layout`; named sizes are bound in, or compared with, `dims`."""
     size = value.shape
-    bindings = _BINDINGS.get((layout, size))
+    if torch.compiler.is_compiling():  # hashing a symbolic size would specialise it: no cache while tracing
+        bindings = _shape_bindings(op, name, size, layout)
+    else:
+        bindings = _BINDINGS.get((layout, size))
     if bindings is None:
         bindings = _shape_bindings(op, name, size, layout)  # raises for a shape that does not fit
         if len(_BINDINGS) > 4096:  # shapes seen by a long run with varying sizes: start over
@@ -326,8 +329,11 @@ def value_checks_on(value: torch.Tensor) -> bool:
     return value.device.type == "cpu" if setting is None else setting
 
 
-def _values_ok_op():
-    """fastmotion._C.values_ok (csrc/common/values.h) when fastmotion._C is built, else None."""
+def _cpu_scan(*tensors):
+    """fastmotion._C.values_ok (csrc/common/values.h) for plain CPU tensors when fastmotion._C is built, else None
+    (the torch reductions check instead: other devices, tensor subclasses such as FakeTensor)."""
+    if tensors[0].device.type != "cpu" or any(type(value) is not torch.Tensor for value in tensors):
+        return None
     ext, _ = _compiled_module()
     return ext.values_ok if ext is not None else None
 
@@ -341,10 +347,11 @@ def finite_flag(*tensors: torch.Tensor):
     `raise_if_not_finite` to the exact per-element check."""
     if not value_checks_on(tensors[0]):
         return None
-    if tensors[0].device.type == "cpu":
-        scan = _values_ok_op()
-        if scan is not None:
-            return scan(list(tensors), None, None, None)
+    scan = _cpu_scan(*tensors)
+    if scan is not None:
+        ok = scan(list(tensors), None, None, None)
+        if ok is not None:
+            return ok
     total = tensors[0].sum()
     for value in tensors[1:]:
         total = total + value.sum()
@@ -370,13 +377,14 @@ def camera_and_keypoint_values(op: str, keypoints, mask, K, R, t, takes_mask: bo
     input)."""
     if not value_checks_on(keypoints):
         return
-    scan = _values_ok_op() if keypoints.device.type == "cpu" else None
-    if scan is not None and scan([K, R, t] if mask is not None else [K, R, t, keypoints],
-                                 keypoints if mask is not None else None, mask, K):
+    scan = _cpu_scan(keypoints, K, R, t)
+    verdict = None if scan is None else scan([K, R, t] if mask is not None else [K, R, t, keypoints],
+                                             keypoints if mask is not None else None, mask, K)
+    if verdict:
         return
     focal = K[:, 0, 0] * K[:, 1, 1]
     camera_sum, focal_ok = K.sum() + R.sum() + t.sum(), (focal != 0).all()
-    if scan is None and bool(torch.isfinite(keypoints.sum() + camera_sum) & focal_ok):
+    if verdict is None and bool(torch.isfinite(keypoints.sum() + camera_sum) & focal_ok):
         return
     bad = ~torch.isfinite(keypoints).all(-1)
     if mask is not None:

@@ -118,8 +118,8 @@ def reprojection_loss(points, keypoints, K, R, t, *, depth_weighted=True, min_de
             other than the points' (mask: bool), a min_depth that is not a number.
         ValueError: a shape that does not fit the layouts (B, T, J must agree), a tensor on another device than
             the points, velocity=True with T < 2, another reduction, a NaN min_depth, NaN/inf in K, R, t or in
-            an unmasked keypoint, a degenerate K (fx * fy == 0), an unknown backend or one that cannot take this
-            device.
+            an unmasked keypoint, a degenerate K (fx * fy == 0) (these value checks: on CPU tensors by default,
+            on a GPU with `set_checks(values=True)`), an unknown backend or one that cannot take this device.
         NotImplementedError / RuntimeError: a backend this op lacks / that cannot run here (with the reason).
     """
     op = "reprojection_loss"
@@ -134,7 +134,9 @@ def reprojection_loss(points, keypoints, K, R, t, *, depth_weighted=True, min_de
         weights = weights.expand(points.shape[:-1]).contiguous()
     args = (points.contiguous(), keypoints.contiguous(), K.contiguous(), R.contiguous(), t.contiguous(), weights,
             None if mask is None else mask.contiguous(), bool(depth_weighted), float(min_depth), bool(velocity))
-    if needs_autograd(points):  # the only input with a gradient
+    # The Function gives points their gradient (the others get none, as always); the bare kernel has no autograd
+    # formula, so it runs only when nothing asks for one.
+    if needs_autograd(points, keypoints, K, R, t, weights):
         terms, valid_terms = _ReprojectionTerms.apply(chosen, *args, bool(detach_depth))
     else:
         terms, valid_terms = kernels(chosen).reprojection_terms(*args)
@@ -157,8 +159,9 @@ def ray_project(points, keypoints, K, R, t, *, backend: str | None = None):
         TypeError: a non-tensor, a dtype other than float32/float64 (float16/bfloat16 only under autocast) or
             other than the points'.
         ValueError: a shape that does not fit the layouts (B and the middle dimensions must agree), a tensor on
-            another device than the points, NaN/inf in K, R, t or keypoints, a degenerate K (fx * fy == 0), an
-            unknown backend or one that cannot take this device.
+            another device than the points, NaN/inf in K, R, t or keypoints, a degenerate K (fx * fy == 0) (these
+            value checks: on CPU tensors by default, on a GPU with `set_checks(values=True)`), an unknown backend
+            or one that cannot take this device.
         NotImplementedError / RuntimeError: a backend this op lacks / that cannot run here (with the reason).
     """
     op = "ray_project"
@@ -167,9 +170,11 @@ def ray_project(points, keypoints, K, R, t, *, backend: str | None = None):
     chosen = resolve_backend(op, backend, points)
     if chosen == "torch":
         return reference.ray_project(points, keypoints, K, R, t)
-    args = (points.reshape(points.shape[0], -1, 3).contiguous(),
-            keypoints.reshape(points.shape[0], -1, 2).contiguous(), K.contiguous(), R.contiguous(), t.contiguous())
-    out = (_RayProject.apply(chosen, *args) if needs_autograd(points) else kernels(chosen).ray_project(*args))
+    n = math.prod(points.shape[1:-1])  # not -1: an empty batch has no size to infer
+    args = (points.reshape(points.shape[0], n, 3).contiguous(), keypoints.reshape(points.shape[0], n, 2).contiguous(),
+            K.contiguous(), R.contiguous(), t.contiguous())
+    out = (_RayProject.apply(chosen, *args) if needs_autograd(points, keypoints, K, R, t) else
+           kernels(chosen).ray_project(*args))
     return out.view(points.shape)
 
 

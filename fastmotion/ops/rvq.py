@@ -67,8 +67,9 @@ def rvq_search(x: torch.Tensor, codebooks: torch.Tensor, *, temperature: float =
         TypeError: a non-tensor, a dtype other than float32/float64 (float16/bfloat16 only under autocast),
             codebooks of another dtype than x, a temperature that is not a number, a generator that is not one.
         ValueError: a wrong rank, D differing between x and codebooks, L, K or D of 0, codebooks on another
-            device, a temperature < 0 or not finite, NaN/inf in x or codebooks, an unknown backend or one that
-            cannot take these tensors' device.
+            device, a temperature < 0 or not finite, NaN/inf in x or codebooks (checked on CPU tensors by default,
+            on a GPU with `fastmotion.ops.set_checks(values=True)`), an unknown backend or one that cannot take
+            these tensors' device.
         NotImplementedError / RuntimeError: a backend this op lacks / that cannot run here (with the reason).
     Formula: r_0 = x, codes[:, l] = argmin_k ||r_l - C_l[k]||^2, r_{l+1} = r_l - C_l[codes[:, l]].
     """

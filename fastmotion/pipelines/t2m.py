@@ -126,6 +126,8 @@ class TextToMotion:
                 raise CheckpointError(f"the {name} transformer was trained on codebooks of {have[0]} codes x "
                                       f"{have[1]} levels, the ML-RQ {self.mlrq_path} has {want[0]} x {want[1]}")
         self.token_range = extra.get("token_range") or [1, self.mask.net.config.max_tokens]
+        # the training captions' words (None: a checkpoint from before they were kept)
+        self.caption_words = set(extra["caption_words"]) if "caption_words" in extra else None
         needs_clip = [m for m in (self.mask, self.res) if m is not None and m.text is None]
         weights = clip_weights or extra.get("clip_weights") or res_extra.get("clip_weights")
         if needs_clip and not clip_weights and not (weights and Path(weights).is_file()):
