@@ -111,23 +111,20 @@ def run(preset: str = "small", batch: int | None = None, length: int | None = No
 ARMS = {"fused": None, "torch": "torch"}  # arm -> FASTMOTION_BACKEND while it runs
 
 
-def time_to_accuracy(data, prior, preset: str = "small", steps: int | None = None, lr: float | None = None,
-                     eval_every: int = 250, target: float | None = None, arms=("fused", "torch"), device: str = "cpu",
-                     seed: int = 0, views: int = 4, progress=print) -> dict:
-    """Train `make demo`'s ML-RQ (`fastmotion train mlrq`'s recipe and defaults, on `data` with the 2D prior
-    `prior`; `views`: L_rec's rotated views) once per arm (fused ops, FASTMOTION_BACKEND=torch), the arms' steps
-    interleaved so that a slow spell
-    of the machine hits them alike, and evaluate val PA-MPJPE (mm) every `eval_every` steps.
+def time_to_accuracy(data, prior, config, length: int, preset: str = "small", target: float | None = None,
+                     arms=("fused", "torch"), device: str = "cpu", views: int = 4, progress=print) -> dict:
+    """Train the ML-RQ on `data` with the 2D prior `prior` under `config` (a TrainConfig: `fastmotion train mlrq`'s
+    recipe, as the CLI builds it; crops of `length` frames; `views`: L_rec's rotated views) once per arm (fused
+    ops, FASTMOTION_BACKEND=torch), the arms' steps interleaved so that a slow spell of the machine hits them
+    alike, and evaluate val PA-MPJPE (mm) every `config.eval_every` steps.
 
-    Returns {"target", "arms": {arm: {"history": [(step, train seconds, PA-MPJPE)], "final", "steps_per_s",
-    "reached": (step, seconds) of the first evaluation at or below the target, or None}}}. The target defaults to
-    the first arm's final PA-MPJPE ("time to first reach its final figure"). Train seconds exclude evaluations.
-    Raises ValueError for an unknown arm or a dataset without the val clips' 3D."""
+    Returns {"target", "config", "arms": {arm: {"history": [(step, train seconds, PA-MPJPE)], "final",
+    "steps_per_s", "reached": (step, seconds) of the first evaluation at or below the target, or None}}}. The
+    target defaults to the first arm's final PA-MPJPE ("time to first reach its final figure"). Train seconds
+    exclude evaluations. Raises ValueError for an unknown arm or a dataset without the val clips' 3D."""
     from fastmotion.train.free3d import mlrq_run
-    from fastmotion.train.loop import TrainConfig, Trainer
+    from fastmotion.train.loop import Trainer
 
-    from fastmotion.cli._common import DEFAULTS
-    from fastmotion.cli.train import MLRQ_STEPS
     from fastmotion.models.mlrq import MotionVQConfig
 
     unknown = set(arms) - set(ARMS)
@@ -136,16 +133,13 @@ def time_to_accuracy(data, prior, preset: str = "small", steps: int | None = Non
     if not (Path(data) / "eval3d" / "new_joints").is_dir():
         raise ValueError(f"{data}: PA-MPJPE needs the 3D of the val clips (eval3d/new_joints/, as `data render` "
                          "writes); this dataset has only 2D")
-    d = DEFAULTS[preset]
-    config = TrainConfig(steps=steps or MLRQ_STEPS[preset], batch_size=d["batch_size"], lr=lr or d["lr"], seed=seed,
-                         warmup=50 if preset == "small" else 500, eval_every=eval_every,
-                         ckpt_every=steps or MLRQ_STEPS[preset])
+    eval_every, seed = config.eval_every, config.seed
     dev = torch.device(device)
     with tempfile.TemporaryDirectory() as tmp:
         runs = {}
         for arm in arms:
             torch.manual_seed(seed)  # the same initial weights and batches in every arm
-            run = mlrq_run(data, prior, MotionVQConfig.preset(preset, levels=6), config.batch_size, d["length"], dev,
+            run = mlrq_run(data, prior, MotionVQConfig.preset(preset, levels=6), config.batch_size, length, dev,
                            views=views)
             trainer = Trainer(run, config, Path(tmp) / arm, progress=False)
             runs[arm] = (trainer, trainer.steps(), [])

@@ -135,8 +135,17 @@ def _time_to_accuracy(model, batch_size, data, prior, preset, steps, lr, target,
     for name, value in (("--data", data), ("--prior", prior)):
         if value is None:
             raise click.BadParameter("required with --to PA-MPJPE", param_hint=name)
+    from fastmotion.train.loop import TrainConfig
+
+    from ._common import DEFAULTS
+    from .train import MLRQ_STEPS
+
+    d = DEFAULTS[preset]  # `fastmotion train mlrq`'s recipe (run_training), checkpoints only at the end
+    config = TrainConfig(steps=steps or MLRQ_STEPS[preset], batch_size=d["batch_size"], lr=lr or d["lr"], seed=0,
+                         warmup=50 if preset == "small" else 500, eval_every=eval_every or 250,
+                         ckpt_every=steps or MLRQ_STEPS[preset])
     try:
-        report = train_bench.time_to_accuracy(data, prior, preset, steps, lr, eval_every or 250, target,
+        report = train_bench.time_to_accuracy(data, prior, config, d["length"], preset, target,
                                               arms or ("fused", "torch"), device, views=views or 4,
                                               progress=lambda msg: click.echo(msg, err=True))
     except ValueError as err:
