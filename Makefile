@@ -65,8 +65,14 @@ REAL_OUT ?= real
 # then MVLift (stage 1 on the same 2D; stage 2 on MVLIFT_CLIPS test clips, beside the ML-RQ on the same clips)
 # (every 11th test clip: Bandai-2's test split is sorted by action, so the 50 span all its actions)
 REAL_MV_EVAL = --data $(REAL_OUT)/real2d --split test --stride 11 --limit $(MVLIFT_CLIPS)
+# text-to-motion on the real clips' captions (from their action and style labels): make demo's recipe on REAL's 2D,
+# reusing `make real`'s 2D, prior and ML-RQ where they exist (prompts under 40 characters: the file stems keep 40).
+# docs/methods/free3d.md holds its figures.
+REAL_PROMPTS := a_person_walks_and_turns_left_normally a_person_waves_the_right_hand_normally \
+	a_person_runs_forward_as_if_exhausted
+REAL_CONFIG ?= small
 
-.PHONY: test test-fast install cuda-check bench demo demo-detector mvlift mvlift-coco compare real videomdm clean help
+.PHONY: test test-fast install cuda-check bench demo demo-detector mvlift mvlift-coco compare real real-t2m videomdm clean help
 
 help:
 	@echo "make test        set up .venv if needed, build fastmotion (+ its C++ extension), run the test suite"
@@ -78,6 +84,7 @@ help:
 	@echo "make mvlift-coco after make demo: MVLift trained and lifting on COCO-17 keypoints as they are"
 	@echo "make compare     after make demo: ML-RQ, VideoMDM, MVLift stage 2 and feed-forward on the same clips"
 	@echo "make real        ML-RQ, VideoMDM and MVLift on real mocap's 2D (REAL=folder, default ../shared/data/bandai2)"
+	@echo "make real-t2m    text-to-motion on real mocap's 2D and captions (REAL=folder, as make real)"
 	@echo "make videomdm    after make demo: VideoMDM vs the MDM trained on the teacher's 3D (lifting, FID)"
 
 $(PY):
@@ -191,25 +198,42 @@ compare: install
 real: install
 	$(FM) data render --from $(REAL) --out $(REAL_OUT)/real2d --views 1 --seed 0
 	rm -rf $(REAL_OUT)/prior $(REAL_OUT)/mlrq $(REAL_OUT)/videomdm $(REAL_OUT)/real2d/teacher
-	$(FM) train prior --data $(REAL_OUT)/real2d --out $(REAL_OUT)/prior --config small
+	$(FM) train prior --data $(REAL_OUT)/real2d --out $(REAL_OUT)/prior --config $(REAL_CONFIG)
 	$(FM) train mlrq --data $(REAL_OUT)/real2d --prior $(REAL_OUT)/prior/last.pt --out $(REAL_OUT)/mlrq \
-		--config small
+		--config $(REAL_CONFIG)
 	$(FM) eval lift --checkpoint $(REAL_OUT)/mlrq/last.pt --data $(REAL_OUT)/real2d --split test \
 		--json $(REAL_OUT)/eval-mlrq.json
 	$(FM) data teacher --data $(REAL_OUT)/real2d --mlrq $(REAL_OUT)/mlrq/last.pt
-	$(FM) train mdm --data $(REAL_OUT)/real2d --out $(REAL_OUT)/videomdm --config small --steps $(VIDEOMDM_STEPS) \
+	$(FM) train mdm --data $(REAL_OUT)/real2d --out $(REAL_OUT)/videomdm --config $(REAL_CONFIG) --steps $(VIDEOMDM_STEPS) \
 		$(ANCHORED)
 	$(FM) eval lift --model mdm --checkpoint $(REAL_OUT)/videomdm/last.pt --data $(REAL_OUT)/real2d --split test \
 		--json $(REAL_OUT)/eval-videomdm.json
 	$(FM) eval table $(REAL_OUT)/eval-mlrq.json $(REAL_OUT)/eval-videomdm.json --name ML-RQ \
 		--name "VideoMDM (guided lifting)" | tee $(REAL_OUT)/table.md
 	rm -rf $(REAL_OUT)/mvlift
-	$(FM) train mvlift --data $(REAL_OUT)/real2d --out $(REAL_OUT)/mvlift --config small
+	$(FM) train mvlift --data $(REAL_OUT)/real2d --out $(REAL_OUT)/mvlift --config $(REAL_CONFIG)
 	$(FM) eval lift --model mvlift --checkpoint $(REAL_OUT)/mvlift/last.pt $(REAL_MV_EVAL) \
 		--json $(REAL_OUT)/eval-mvlift.json
 	$(FM) eval lift --checkpoint $(REAL_OUT)/mlrq/last.pt $(REAL_MV_EVAL) --json $(REAL_OUT)/eval-mlrq-mv.json
 	for protocol in ours mvlift; do $(FM) eval table --protocol $$protocol $(REAL_OUT)/eval-mvlift.json \
 		$(REAL_OUT)/eval-mlrq-mv.json --name "MVLift (stage 2)" --name ML-RQ; done | tee $(REAL_OUT)/table-mvlift.md
+
+real-t2m: install
+	test -f $(REAL_OUT)/real2d/meta.json || $(FM) data render --from $(REAL) --out $(REAL_OUT)/real2d --views 1 --seed 0
+	test -f $(REAL_OUT)/prior/last.pt || $(FM) train prior --data $(REAL_OUT)/real2d --out $(REAL_OUT)/prior \
+		--config $(REAL_CONFIG)
+	test -f $(REAL_OUT)/mlrq/last.pt || $(FM) train mlrq --data $(REAL_OUT)/real2d --prior $(REAL_OUT)/prior/last.pt \
+		--out $(REAL_OUT)/mlrq --config $(REAL_CONFIG)
+	rm -rf $(REAL_OUT)/evaluator $(REAL_OUT)/mask $(REAL_OUT)/res $(REAL_OUT)/samples
+	$(FM) train evaluator --data $(REAL_OUT)/real2d --out $(REAL_OUT)/evaluator --config $(REAL_CONFIG)
+	$(FM) train mask --data $(REAL_OUT)/real2d --mlrq $(REAL_OUT)/mlrq/last.pt --out $(REAL_OUT)/mask --config $(REAL_CONFIG)
+	$(FM) train res --data $(REAL_OUT)/real2d --mlrq $(REAL_OUT)/mlrq/last.pt --out $(REAL_OUT)/res --config $(REAL_CONFIG)
+	$(FM) eval t2m --models $(REAL_OUT) --evaluator $(REAL_OUT)/evaluator/last.pt --data $(REAL_OUT)/real2d \
+		--split test --repeats $(T2M_REPEATS) --json $(REAL_OUT)/t2m.json
+	$(FM) sample --models $(REAL_OUT) --length 3s --out $(REAL_OUT)/samples \
+		$(foreach p,$(REAL_PROMPTS),--text "$(subst _, ,$(p))")
+	$(FM) render $(foreach p,$(REAL_PROMPTS),$(REAL_OUT)/samples/$(p)_*_0.npy --title "$(subst _, ,$(p))") \
+		--out $(REAL_OUT)/t2m.gif
 
 videomdm: install
 	$(MAKE) -C experiments videomdm DEMO=$(abspath $(DEMO)) VENV=$(abspath $(VENV)) DEMO_CONFIG=$(DEMO_CONFIG) \

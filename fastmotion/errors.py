@@ -17,3 +17,7 @@ class DatasetError(FastmotionError, ValueError):
 
 class TrainingError(FastmotionError, RuntimeError):
     """A training run cannot start (its output folder) or cannot go on (a non-finite or blown-up loss)."""
+
+
+class MotionError(FastmotionError, ValueError):
+    """A generated or lifted motion cannot be written: it holds NaN or inf (the model diverged)."""

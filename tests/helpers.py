@@ -204,3 +204,26 @@ def pinhole(joints, K, R, t):
     c = joints @ R.T + t
     uv = c @ K.T
     return uv[..., :2] / uv[..., 2:]
+
+
+def assert_valid_body(joints, name, floor: bool = True):
+    """No NaN; every bone within 5% of one length over the clip; the long bones of arms and legs at an adult's
+    proportions within +-25% of one size (max/min <= 1.7), the others within 0.2-5x of that size; with `floor`, nothing under the floor (y up) and a
+    foot on it in every second (20 frames). Issue 28's "valid bodies", checked on what fastmotion writes."""
+    from fastmotion.motion.skeleton import SMPL22, SMPL22_REST_OFFSETS
+
+    assert np.isfinite(joints).all(), name
+    bones = np.linalg.norm(joints[:, 1:] - joints[:, list(SMPL22.parents[1:])], axis=-1)
+    median = np.median(bones, axis=0)
+    assert np.abs(bones / median - 1).max() <= 0.05, name
+    long = [SMPL22.index(f"{side}_{end}") - 1 for end in ("knee", "ankle", "elbow", "wrist") for side in ("left", "right")]
+    ratio = median / np.linalg.norm(SMPL22_REST_OFFSETS[1:], axis=-1)
+    ratio /= np.median(ratio[long])
+    assert ratio[long].max() / ratio[long].min() <= 1.7, (name, ratio.round(2))  # within +-25% of one size
+    assert 0.2 <= ratio.min() and ratio.max() <= 5, (name, ratio.round(2))
+    if not floor:
+        return
+    assert joints[..., 1].min() > -1e-3, name
+    lowest = joints[:, list(SMPL22.feet), 1].min(-1)
+    for start in range(len(lowest) - 19):
+        assert lowest[start:start + 20].min() < 0.03, (name, start, lowest.round(3))

@@ -118,6 +118,19 @@ def test_make_real_trains_the_three_methods_on_the_given_folder_and_tabulates_th
     assert "--data " + f"{tmp_path}/r/real2d" in lines[at[8]] and "--stride 11 --limit 50" in lines[at[9]]
 
 
+def test_make_real_t2m_trains_text_to_motion_on_the_given_folder(tmp_path):
+    lines = "\n".join(dry_run(tmp_path, "real-t2m", f"REAL={tmp_path}/mocap", f"REAL_OUT={tmp_path}/r"))
+    lines = lines.replace("\\\n", " ").splitlines()
+    order = ["data render --from " + f"{tmp_path}/mocap", "train prior", "train mlrq", "train evaluator",
+             "train mask", "train res", "eval t2m", "sample --models", "t2m.gif"]
+    at = [next(i for i, line in enumerate(lines) if step in line) for step in order]
+    assert at == sorted(at), lines
+    assert all(f"{tmp_path}/r/" in lines[i] for i in at)
+    assert lines[at[0]].startswith(f"test -f {tmp_path}/r/real2d/meta.json ||")  # `make real`'s 2D is reused
+    assert lines[at[2]].startswith(f"test -f {tmp_path}/r/mlrq/last.pt ||")  # and its ML-RQ
+    assert "--json " + f"{tmp_path}/r/t2m.json" in lines[at[6]] and "as if exhausted" in lines[at[7]]
+
+
 def test_make_demo_detector_renders_imports_trains_and_tabulates(tmp_path):
     planned = dry_run(tmp_path, "demo-detector", f"CMU={tmp_path}/cmu")
     lines = "\n".join(planned).replace("\\\n", " ").splitlines()

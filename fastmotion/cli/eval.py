@@ -35,9 +35,13 @@ def evaluate():
 @click.option("--split", default="test", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the figures to this JSON file.")
+@click.option("--free-bones", is_flag=True,
+              help="Keep the network's joints as they come out, bones free to change length from frame to frame "
+                   "(default: each clip's bones held at one skeleton near an adult's proportions, as `fastmotion "
+                   "lift` and `sample` write them; for measuring what that costs or gains).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
 def eval_lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, teacher, limit, stride, data, split,
-              json_path, device):
+              json_path, free_bones, device):
     """Lifting accuracy against the held-out 3D (eval3d/), beside the 3D-free zero-depth baseline.
 
     N-MPJPE (MPJPE after one scale per clip), PA-MPJPE (per-frame Procrustes with scale), PCK@50/100 mm (after
@@ -58,9 +62,11 @@ def eval_lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, te
                                   teacher=teacher)
         lifter = load_lifter(model_kind, checkpoint, resolve_device(device), **options)
         clips = dataset_clips(data, split, limit, lifter.skeleton, stride)
+        left_out = []
         result = lift_with_progress(
-            lifter, clips, lambda progress: evaluate_lifting(lifter, data, split, progress=progress, clips=clips))
-    for line in getattr(lifter, "skipped", []):
+            lifter, clips, lambda progress: evaluate_lifting(lifter, data, split, progress=progress, clips=clips,
+                                                             rigid=not free_bones, left_out=left_out))
+    for line in getattr(lifter, "skipped", []) + left_out:
         click.echo(f"warning: {line}", err=True)
     keys = list(result["model"])
     click.echo(f"{'':>12}" + "".join(f"{k:>10}" for k in keys))
@@ -82,7 +88,8 @@ def eval_lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, te
                                          "lifter": lifter.name,
                                          **({"settings": lifter.settings()} if hasattr(lifter, "settings") else {}),
                                          "checkpoint_read": read,
-                                         "data": str(data), "split": split, "stride": stride}, indent=2) + "\n")
+                                         "data": str(data), "split": split, "stride": stride,
+                                         "bones": "free" if free_bones else "rigid"}, indent=2) + "\n")
 
 
 @evaluate.command("table")
@@ -189,11 +196,14 @@ def _table_row(name, clips, figures, columns, change) -> str:
               help="With --model mdm: the checkpoint from `fastmotion train mdm`.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write every figure (and every run's values) to this JSON file.")
+@click.option("--free-bones", is_flag=True,
+              help="Keep the network's joints as they come out, bones free to change length from frame to frame "
+                   "(default: each clip's bones held at one skeleton near an adult's proportions, as `fastmotion "
+                   "lift` and `sample` write them; for measuring what that costs or gains).")
 @sampling_options
 def eval_t2m(evaluator_path, t2m_dir, glove_dir, data, split, repeats, mm_prompts, mm_samples, no_baselines,
-             model_kind, checkpoint, json_path, models,
-             mask_path, res_path, mlrq_path, clip_weights, steps, guidance, res_guidance, temperature, top_k, seed,
-             device):
+             model_kind, checkpoint, json_path, free_bones, models, mask_path, res_path, no_res, mlrq_path,
+             clip_weights, steps, guidance, res_guidance, temperature, top_k, seed, device):
     """Text-to-motion metrics on held-out clips: R-precision top-1/2/3 (batches of 32), FID, MM-Dist,
     Diversity (300 pairs), MultiModality (100 prompts x 30 samples, 10 pairs) and QM = sqrt(MModality / FID),
     for real motions, the model and two baselines (an empty caption; a random other clip's caption), each
@@ -216,6 +226,9 @@ def eval_t2m(evaluator_path, t2m_dir, glove_dir, data, split, repeats, mm_prompt
     if model_kind == "mdm":
         from fastmotion.pipelines.videomdm import MDMTextToMotion
 
+        if no_res:
+            raise click.UsageError("--no-res is for the ML-RQ transformers (--model momask); an MDM has no levels")
+
         if checkpoint is None:
             raise click.BadParameter("--model mdm needs the checkpoint of `fastmotion train mdm`",
                                      param_hint="--checkpoint")
@@ -223,7 +236,8 @@ def eval_t2m(evaluator_path, t2m_dir, glove_dir, data, split, repeats, mm_prompt
             announce(checkpoint)
             t2m = MDMTextToMotion(checkpoint, clip_weights, resolve_device(device))
     else:
-        t2m = generator_from_options(models, mask_path, res_path, mlrq_path, clip_weights, device)
+        t2m = generator_from_options(models, mask_path, res_path, no_res, mlrq_path, clip_weights, device)
+    t2m.rigid = not free_bones
     config = T2MEvalConfig(repeats=repeats, mm_prompts=mm_prompts, mm_samples=mm_samples, seed=seed)
     with user_errors():
         if t2m_dir is not None:
@@ -240,4 +254,6 @@ def eval_t2m(evaluator_path, t2m_dir, glove_dir, data, split, repeats, mm_prompt
     click.echo(format_t2m_table(result))
     click.echo(f"{result['clips']} clips of the {split} split, {repeats} run(s); mean ± 95% interval")
     if json_path:
-        write_json(json_path, {**result, "evaluator": str(evaluator_path or t2m_dir), "data": str(data)})
+        write_json(json_path, {**result, "evaluator": str(evaluator_path or t2m_dir), "data": str(data),
+                               "bones": "free" if free_bones else "rigid",
+                               **({"residual_levels": t2m.res is not None} if model_kind == "momask" else {})})

@@ -41,7 +41,8 @@ from ._common import (SKELETON_NAMES, announce, lift_with_progress, lifter_setti
                                                  "the image centred on the keypoints, focal its larger side.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for NAME.npy 3D joints [T, J, 3] (camera frame, in units of the subject's depth; J = 22, "
-                   "or for MVLift the skeleton its stage 1 was trained on).")
+                   "or for MVLift the skeleton its stage 1 was trained on), each clip's bones held at one skeleton (on "
+                   "SMPL-22 near an adult's proportions).")
 @click.option("--render", is_flag=True, help="Also write NAME.gif: the input 2D beside the lifted 3D (and, for "
                                             "--data, the held-out true 3D from eval3d/ when it is there), the 3D "
                                             "panels through one camera, the lift at the truth's height (else "
@@ -66,7 +67,8 @@ def lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, teacher
     import numpy as np
 
     from fastmotion.motion.free3d import upright
-    from fastmotion.pipelines.lifting import dataset_clips, lifter_skeleton, load_lifter, read_keypoint_file
+    from fastmotion.pipelines.lifting import (dataset_clips, lift_bodies, lifter_skeleton, load_lifter,
+                                              read_keypoint_file)
 
     if (data is None) == (keypoints is None):
         raise click.UsageError("give exactly one of --data or --keypoints")
@@ -87,8 +89,10 @@ def lift(checkpoint, model_kind, mvlift_config, iterations, mvlift_mode, teacher
                                   teacher=teacher)
         lifter = load_lifter(model_kind, checkpoint, resolve_device(device),
                              **({"input_check": True} if model_kind == "mlrq" else options))
-        lifted = lift_with_progress(lifter, clips, lambda progress: lifter.lift(clips, progress))
-    for line in getattr(lifter, "unlike_training", []) + getattr(lifter, "skipped", []):
+        left_out = []
+        lifted = lift_with_progress(lifter, clips,
+                                    lambda progress: lift_bodies(lifter, clips, progress, left_out=left_out))
+    for line in getattr(lifter, "unlike_training", []) + getattr(lifter, "skipped", []) + left_out:
         click.echo(f"warning: {line}", err=True)
     out.mkdir(parents=True, exist_ok=True)
     for clip in clips:

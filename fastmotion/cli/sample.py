@@ -22,6 +22,9 @@ def sampling_options(command):
         click.option("--res", "res_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="Residual transformer checkpoint (default: MODELS/res/last.pt when present; without one "
                           "only the first level is generated)."),
+        click.option("--no-res", is_flag=True,
+                     help="Generate the first code level only, without the residual transformer (to measure what "
+                          "the residual levels add)."),
         click.option("--mlrq", "mlrq_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="ML-RQ checkpoint (default: the one the masked transformer was trained on)."),
         click.option("--clip-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -44,12 +47,14 @@ def sampling_options(command):
     return command
 
 
-def generator_from_options(models, mask_path, res_path, mlrq_path, clip_weights, device):
+def generator_from_options(models, mask_path, res_path, no_res, mlrq_path, clip_weights, device):
     """The `TextToMotion` of the sampling options (checkpoints announced on stderr)."""
     from fastmotion.pipelines.t2m import TextToMotion
 
     mask_path = mask_path or models / "mask" / "last.pt"
-    if res_path is None and (models / "res" / "last.pt").exists():
+    if no_res and res_path is not None:
+        raise click.UsageError("give --res or --no-res, not both")
+    if res_path is None and not no_res and (models / "res" / "last.pt").exists():
         res_path = models / "res" / "last.pt"
     if not mask_path.exists():
         raise click.BadParameter(f"{mask_path}: no such checkpoint (train one with `fastmotion train mask`, or run "
@@ -117,12 +122,12 @@ def output_stems(prompts: list[str], seed: int = 0) -> list[str]:
               help="With --model mdm: the checkpoint from `fastmotion train mdm`.")
 @sampling_options
 def sample(texts, texts_file, length, num, out, no_bvh, no_gif, model_kind, checkpoint, models, mask_path, res_path,
-           mlrq_path, clip_weights, steps, guidance, res_guidance, temperature, top_k, seed, device):
+           no_res, mlrq_path, clip_weights, steps, guidance, res_guidance, temperature, top_k, seed, device):
     """Generate 3D motions from text: iterative masked decoding of the first code level (classifier-free
     guidance, temperature, top-k), the residual levels, then the ML-RQ decoder.
 
-    Motions are learned from 2D alone and have no metric scale; files are scaled to a 1.7 m person, y up,
-    feet on the floor.
+    Motions are learned from 2D alone and have no metric scale; files are scaled to a 1.7 m person, y up, each
+    motion's bones held at one skeleton near an adult's proportions, the feet on the floor where they stand.
 
     \b
     Examples:
@@ -151,27 +156,31 @@ def sample(texts, texts_file, length, num, out, no_bvh, no_gif, model_kind, chec
     generator = torch.Generator().manual_seed(seed)
     all_prompts = [p for p in prompts for _ in range(num)]
     if model_kind == "mdm":
+        if no_res:
+            raise click.UsageError("--no-res is for the ML-RQ transformers (--model momask); an MDM has no levels")
         motions = _sample_with_mdm(checkpoint, all_prompts, frames, generator, clip_weights, device, prompts)
     else:
-        t2m = generator_from_options(models, mask_path, res_path, mlrq_path, clip_weights, device)
+        t2m = generator_from_options(models, mask_path, res_path, no_res, mlrq_path, clip_weights, device)
         report_unseen_words(prompts, t2m.caption_words)
         try:
             tokens = None if frames is None else [t2m.tokens_for(frames)] * len(all_prompts)
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="--length") from None
-        motions = [upright(m) for m in t2m.generate(all_prompts, tokens, sampling_config(steps, guidance, res_guidance,
-                                                                                    temperature, top_k), generator)]
+        with user_errors():  # a diverged model (NaN) is named, not written
+            motions = [upright(m) for m in t2m.generate(all_prompts, tokens, sampling_config(
+                steps, guidance, res_guidance, temperature, top_k), generator)]
     out.mkdir(parents=True, exist_ok=True)
     from fastmotion.data.bvh import bvh_text, held_joints
+    from fastmotion.motion.body import on_floor
     from fastmotion.render import render_frames, save_animation
 
     stems = output_stems(all_prompts, seed)
     with click.progressbar(list(zip(stems, all_prompts, motions)), label="writing",
                            file=click.get_text_stream("stderr")) as bar:
         for stem, prompt, motion in bar:
-            joints = held_joints(bvh_text(motion.numpy()))  # each bone at its mean length: what a BVH holds
-            joints[..., 1] -= joints[..., 1].min()  # feet back on the floor
-            text = bvh_text(joints)  # the .npy and the .bvh hold the same motion
+            # one rotation per joint, as a BVH holds it (sibling bones keep their angles), then onto the floor
+            text = bvh_text(on_floor(torch.from_numpy(held_joints(bvh_text(motion.numpy())))).numpy())
+            joints = held_joints(text)  # the .npy and the .bvh hold the same motion
             if not no_bvh:
                 (out / f"{stem}.bvh").write_text(text)
             np.save(out / f"{stem}.npy", joints)
@@ -205,6 +214,7 @@ def report_unseen_words(prompts, words) -> None:
 
 
 def _sample_with_mdm(checkpoint, prompts, frames, generator, clip_weights, device, distinct_prompts) -> list:
+    from fastmotion.errors import MotionError
     from fastmotion.models.text import load_clip_encoder
     from fastmotion.pipelines.videomdm import load_mdm, sample_motions
 
@@ -220,5 +230,7 @@ def _sample_with_mdm(checkpoint, prompts, frames, generator, clip_weights, devic
             if model.text is None else None
     try:
         return sample_motions(model, extra, prompts, frames, generator, clip)
+    except MotionError as err:  # a diverged model: named, nothing written
+        raise click.ClickException(str(err)) from None
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--length") from None

@@ -18,8 +18,9 @@ import torch
 
 from fastmotion.data.clip_bank import ClipBank
 from fastmotion.data.keypoints import AUTO
-from fastmotion.errors import CheckpointError, DatasetError
+from fastmotion.errors import CheckpointError, DatasetError, MotionError
 from fastmotion.metrics.lifting import LIMB_JOINTS, lifting_metrics, mvlift_metrics
+from fastmotion.motion.body import rigid_body
 from fastmotion.motion.skeleton import SKELETONS, SMPL22, keypoints_to_smpl22
 
 
@@ -125,14 +126,37 @@ def dataset_clips(data, split: str, limit: int | None = None, skeleton: str = "s
     return [Clip2D(n, k, cam) for n, k, cam in zip(bank.names, bank.clips, bank.cameras)][::stride][:limit]
 
 
+def lift_bodies(lifter: Lifter, clips: Sequence[Clip2D], progress: Callable[[int], None] | None = None,
+                rigid: bool = True, left_out: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """`lifter.lift(clips, progress)` -> {name: joints [T', J, 3]}, each clip's bones held at one skeleton
+    (`rigid`, the default: what `fastmotion lift` writes; `fastmotion.motion.body.rigid_body`, on SMPL-22 near an
+    adult's proportions). A lift holding NaN or inf, or of size zero, is left out, the reason appended to
+    `left_out`."""
+    lifted = lifter.lift(clips, progress)
+    skeleton = SKELETONS[lifter.skeleton]
+    out = {}
+    for name, joints in lifted.items():
+        try:
+            if not bool(torch.isfinite(joints).all()):
+                raise MotionError("the lift holds NaN or inf")
+            out[name] = rigid_body(joints, skeleton=skeleton) if rigid else joints
+        except ValueError as err:  # MotionError, or a body of size zero
+            if left_out is not None:
+                left_out.append(f"{name}: left out ({err})")
+    return out
+
+
 def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | None = None,
-                     progress: Callable[[int], None] | None = None, clips: list[Clip2D] | None = None) -> dict:
+                     progress: Callable[[int], None] | None = None, clips: list[Clip2D] | None = None,
+                     rigid: bool = True, left_out: list[str] | None = None) -> dict:
     """Lifting figures of `lifter` and of the zero-depth baseline on the same clips against the held-out 3D
     (eval3d/, read here only): {"model": metrics, "zero_depth": metrics, "clips": n}, metrics as
     `fastmotion.metrics.lifting.lifting_metrics` (millimetres; MPJPE only for a metric lifter), and under
     "mvlift_protocol" the same two rows by MVLift's protocol (`mvlift_protocol`). Clips the lifter leaves out are
     left out of both rows. `clips`: the split's clips when already read (`dataset_clips`). "seconds" and
-    "seconds_per_clip": the lifter's wall time (over the clips lifted; `threads`: torch's CPU threads).
+    "seconds_per_clip": the lifter's wall time (over the clips lifted; `threads`: torch's CPU threads). `rigid`:
+    score the lifts with their bones held at one skeleton, as `fastmotion lift` writes them (`lift_bodies`; a lift
+    holding NaN or inf is left out, the reason appended to `left_out`).
 
     Raises:
         DatasetError: the split or a clip's held-out 3D is missing, or no clip was lifted.
@@ -140,7 +164,7 @@ def evaluate_lifting(lifter: Lifter, data, split: str = "test", limit: int | Non
     root = Path(data)
     clips = dataset_clips(data, split, limit, lifter.skeleton) if clips is None else clips
     started = time.perf_counter()
-    lifted = lifter.lift(clips, progress)
+    lifted = lift_bodies(lifter, clips, progress, rigid, left_out)
     seconds = time.perf_counter() - started
     native = lifter.skeleton != "smpl22"  # scored on the joints both layouts have (`eval_joints`)
     picked = (lambda x: eval_joints(x, lifter.skeleton)) if native else (lambda x: x)  # noqa: E731

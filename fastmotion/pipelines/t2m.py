@@ -20,6 +20,7 @@ from fastmotion.metrics.evaluator import EvaluatorConfig, TextMotionEvaluator, e
 from fastmotion.models.mlrq import features_to_joints
 from fastmotion.models.t2m import SamplingConfig, T2MConfig, T2MModel, generate_codes, predict_lengths
 from fastmotion.models.text import check_captions, load_clip_encoder
+from fastmotion.motion.body import rigid_body
 
 from .free3d import load_mlrq
 
@@ -111,8 +112,10 @@ class TextToMotion:
     Motions come out in the camera frame of the 2D the models learned from (y down, units of the subject's
     depth, root at the origin on the first frame), like `fastmotion lift`'s."""
 
-    def __init__(self, mask_path, res_path=None, mlrq_path=None, clip_weights=None, device="cpu"):
+    def __init__(self, mask_path, res_path=None, mlrq_path=None, clip_weights=None, device="cpu",
+                 rigid: bool = True):
         self.device = torch.device(device)
+        self.rigid = rigid  # each motion's bones held at one skeleton (`fastmotion.motion.body.rigid_body`)
         self.mask, extra = load_t2m(mask_path, "mask", self.device)
         self.res, res_extra = load_t2m(res_path, "res", self.device) if res_path else (None, {})
         self.mlrq_path = Path(mlrq_path or extra["mlrq"])
@@ -150,7 +153,11 @@ class TextToMotion:
     @torch.no_grad()
     def generate(self, texts: list[str] | None, tokens: list[int] | None, sampling: SamplingConfig,
                  generator: torch.Generator, batch: int = 256) -> list[torch.Tensor]:
-        """texts (None: unconditional, with `tokens` required), token lengths (None: predicted) -> joints."""
+        """texts (None: unconditional, with `tokens` required), token lengths (None: predicted) -> joints
+        [T_b, 22, 3] each, bones held at one skeleton per motion unless `self.rigid` is False.
+
+        Raises:
+            ValueError: a generated motion holds NaN or inf (`rigid_body`)."""
         n = len(texts) if texts is not None else len(tokens)
         out = []
         for start in range(0, n, batch):
@@ -164,7 +171,7 @@ class TextToMotion:
             codes = generate_codes(self.mask.net, self.res.net if self.res else None, mask_text, res_text, lengths,
                                    sampling, generator)
             out += self.decode(codes, lengths)
-        return out
+        return [rigid_body(m) for m in out] if self.rigid else out
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:

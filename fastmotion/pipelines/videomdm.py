@@ -11,6 +11,7 @@ from fastmotion.data.teacher_bank import TeacherBank, Window
 from fastmotion.diffusion import GaussianDiffusion
 from fastmotion.models.mdm import MDMConfig, VideoMDMModel
 from fastmotion.models.text import load_clip_encoder
+from fastmotion.motion.body import rigid_body
 from fastmotion.motion.humanml3d import FEATURE_DIM, features_to_joints, joints_to_features
 
 from .lifting import Lifter
@@ -100,8 +101,10 @@ class MDMTextToMotion:
 
     frames_per_token = 1
 
-    def __init__(self, path, clip_weights=None, device="cpu", guidance: float = 2.5, batch: int = 64):
+    def __init__(self, path, clip_weights=None, device="cpu", guidance: float = 2.5, batch: int = 64,
+                 rigid: bool = True):
         self.device = torch.device(device)
+        self.rigid = rigid  # each motion's bones held at one skeleton (`fastmotion.motion.body.rigid_body`)
         self.model, extra = load_mdm(path, self.device)
         self.token_range = extra["frame_range"]
         self.diffusion_steps = extra["videomdm"]["diffusion_steps"]
@@ -124,7 +127,7 @@ class MDMTextToMotion:
                            diffusion_steps=self.diffusion_steps)
             joints = features_to_world(self.model, x).cpu() * torch.tensor([1.0, -1.0, -1.0])
             for i, j, n in zip(idx, joints, lengths):
-                out[i] = j[:n]
+                out[i] = rigid_body(j[:n]) if self.rigid else j[:n]
         return out
 
 
@@ -162,11 +165,12 @@ class MDMLifter(Lifter):
 
 def sample_motions(model: VideoMDMModel, extra: dict, prompts: list[str], frames: int | None,
                    generator: torch.Generator, clip=None) -> list[torch.Tensor]:
-    """Motions [frames, 22, 3] (metres, y up, canonical frame) for each prompt. frames: feature frames at 20 fps
-    (default: the middle of the trained range).
+    """Motions [frames, 22, 3] (metres, y up, canonical frame) for each prompt, bones held at one skeleton per
+    motion (`fastmotion.motion.body.rigid_body`). frames: feature frames at 20 fps (default: the middle of the
+    trained range).
 
     Raises:
-        ValueError: `frames` is outside the range the model was trained on.
+        ValueError: `frames` is outside the range the model was trained on; a motion holds NaN or inf.
     """
     lo, hi = extra["frame_range"]
     length = frames if frames is not None else (lo + hi) // 2
@@ -175,4 +179,4 @@ def sample_motions(model: VideoMDMModel, extra: dict, prompts: list[str], frames
                          "frames")
     x = sample_mdm(model, prompts, [length] * len(prompts), generator, clip=clip,
                    diffusion_steps=extra["videomdm"]["diffusion_steps"])
-    return list(features_to_world(model, x).cpu())
+    return [rigid_body(m) for m in features_to_world(model, x).cpu()]
