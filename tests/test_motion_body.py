@@ -95,16 +95,19 @@ def test_on_floor_leaves_a_grounded_motion_nearly_alone():
         assert (on_floor(joints) - joints)[..., 1].abs().mean() < 0.01  # metres
 
 
+def first_clip(action, seed):
+    """The first synthetic clip of `action` alone (joints [T, 22, 3], metres, y up) from generator `seed`."""
+    rng = np.random.default_rng(seed)
+    while True:
+        joints, _, label = synth_clip(rng)
+        if label == action:
+            return torch.from_numpy(joints).double()
+
+
 def test_on_floor_grounds_a_floating_tilted_walk():
-    rng = np.random.default_rng(3)
-    for _ in range(40):
-        joints, _, action = synth_clip(rng)
-        if action == "walk":
-            break
-    joints = torch.from_numpy(joints).double()
+    joints = first_clip("walk", 3)
     tilt = qbetween(joints.new_tensor([0.0, 1.0, 0.0]), joints.new_tensor([0.0, 0.97, 0.24]))  # 14 degrees
-    drift = torch.full((len(joints), 1), 0.3, dtype=torch.float64)  # floats
-    moved = qrot(tilt, joints) + torch.stack([torch.zeros_like(drift), drift, torch.zeros_like(drift)], -1)
+    moved = qrot(tilt, joints) + joints.new_tensor([0.0, 0.3, 0.0])  # and floating 30 cm up
     fixed = on_floor(moved)
     assert fixed[..., 1].min() >= -1e-9
     assert fixed[:, FEET, 1].amin(-1).max() < 0.03  # a walk has a foot on the floor in every frame (metres)
@@ -112,12 +115,7 @@ def test_on_floor_grounds_a_floating_tilted_walk():
 
 
 def test_on_floor_keeps_a_jumps_flight():
-    rng = np.random.default_rng(0)
-    for _ in range(200):
-        joints, _, action = synth_clip(rng)
-        if action == "jump":
-            break
-    joints = torch.from_numpy(joints).double()
+    joints = first_clip("jump", 0)
     fixed = on_floor(joints + joints.new_tensor([0.0, 0.4, 0.0]))
     flight = joints[:, FEET, 1].amin(-1).max()
     assert flight > 0.1
