@@ -25,7 +25,11 @@ def save_checkpoint(path: Path, payload: dict) -> None:
 
 # Per model kind, config keys added after checkpoints were first written, with the value an older checkpoint
 # implies: filled in on load, so that such a checkpoint still loads and resumes.
-ADDED_CONFIG_KEYS = {"LineDenoiser": {"skeleton": "smpl22"}}  # MVLift trained on SMPL-22 only before issue 26
+ADDED_CONFIG_KEYS = {
+    "LineDenoiser": {"skeleton": "smpl22"},  # MVLift trained on SMPL-22 only before issue 26
+    # the text-to-motion transformers only prepended the caption feature before 2026-12-01 (issue 28)
+    "T2M-mask": {"cond_every_token": False}, "T2M-res": {"cond_every_token": False},
+}
 
 
 def load_checkpoint(path, kind: str | None = None, model_config: dict | None = None) -> dict:

@@ -36,6 +36,21 @@ def test_training_writes_checkpoints_and_caches_codes(runs):
     assert json.loads((runs / "mask" / "config.json").read_text())["token_range"][0] >= 1
 
 
+def test_clips_longer_than_max_tokens_train_on_crops(runs):
+    """Bandai-2 has clips of 78 tokens: they train on random crops, and generated lengths stop at max_tokens."""
+    from dataclasses import replace
+
+    from fastmotion.models.t2m import T2MConfig
+    from fastmotion.train.t2m import t2m_run
+
+    config = replace(T2MConfig.preset("small"), max_tokens=4)
+    run = t2m_run("mask", runs / "d2", runs / "mlrq" / "last.pt", config, 8, torch.device("cpu"))
+    longest = json.loads((runs / "mask" / "config.json").read_text())["token_range"][1]
+    assert longest > 4 and run.extra["token_range"][1] == 4
+    out = run.step_fn(run.model, 0, torch.Generator().manual_seed(0))
+    assert torch.isfinite(out["loss"])
+
+
 def test_sample_writes_npy_bvh_gif(runs, tmp_path):
     out = tmp_path / "samples"
     done = cli("sample", "--models", runs, "--text", "a person jumps forward", "--length", "2s", "--num", 2,

@@ -203,7 +203,7 @@ def _table_row(name, clips, figures, columns, change) -> str:
 @sampling_options
 def eval_t2m(evaluator_path, t2m_dir, glove_dir, data, split, repeats, mm_prompts, mm_samples, no_baselines,
              model_kind, checkpoint, json_path, free_bones, models, mask_path, res_path, no_res, mlrq_path,
-             clip_weights, steps, guidance, res_guidance, temperature, top_k, seed, device):
+             clip_weights, steps, guidance, res_guidance, temperature, res_temperature, top_k, seed, device):
     """Text-to-motion metrics on held-out clips: R-precision top-1/2/3 (batches of 32), FID, MM-Dist,
     Diversity (300 pairs), MultiModality (100 prompts x 30 samples, 10 pairs) and QM = sqrt(MModality / FID),
     for real motions, the model and two baselines (an empty caption; a random other clip's caption), each
@@ -249,7 +249,7 @@ def eval_t2m(evaluator_path, t2m_dir, glove_dir, data, split, repeats, mm_prompt
             evaluator = load_evaluator(evaluator_path, t2m.device)
         with click.progressbar(length=repeats, label="eval t2m", file=click.get_text_stream("stderr")) as bar:
             result = evaluate_t2m(t2m, evaluator, data, split, sampling_config(steps, guidance, res_guidance,
-                                                                              temperature, top_k),
+                                                                              temperature, res_temperature, top_k),
                                   config, not no_baselines, bar.update)
     click.echo(format_t2m_table(result))
     click.echo(f"{result['clips']} clips of the {split} split, {repeats} run(s); mean ± 95% interval")

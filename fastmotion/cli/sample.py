@@ -11,9 +11,14 @@ import click
 
 from ._common import announce, resolve_device, user_errors
 
+# SamplingConfig's defaults, spelled out so that `--help` need not import torch (a test keeps the two equal).
+SAMPLING_DEFAULTS = {"steps": 10, "guidance": 4.0, "res_guidance": 5.0, "temperature": 1.0, "res_temperature": 1.0,
+                     "top_k": 0}
+
 
 def sampling_options(command):
     """The options of text-to-motion generation (the models, decoding, guidance, seed)."""
+    d = SAMPLING_DEFAULTS
     options = [
         click.option("--models", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"),
                      show_default=True, help="Folder holding mask/last.pt and res/last.pt (what `make demo` trains)."),
@@ -29,15 +34,18 @@ def sampling_options(command):
                      help="ML-RQ checkpoint (default: the one the masked transformer was trained on)."),
         click.option("--clip-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="CLIP ViT-B/32 weights, for transformers trained on CLIP features."),
-        click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True,
+        click.option("--steps", type=click.IntRange(min=1), default=d["steps"], show_default=True,
                      help="Iterative masked-decoding steps."),
-        click.option("--guidance", type=click.FloatRange(min=0), default=4.0, show_default=True,
-                     help="Classifier-free guidance scale of the masked transformer (1 = none)."),
-        click.option("--res-guidance", type=click.FloatRange(min=0), default=5.0, show_default=True,
+        click.option("--guidance", type=click.FloatRange(min=0), default=d["guidance"], show_default=True,
+                     help="Classifier-free guidance scale of the masked transformer (1 = none; "
+                          "docs/t2m-tuning.md measures others)."),
+        click.option("--res-guidance", type=click.FloatRange(min=0), default=d["res_guidance"], show_default=True,
                      help="Classifier-free guidance scale of the residual transformer."),
-        click.option("--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True,
-                     help="Sampling temperature (0 = greedy)."),
-        click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True,
+        click.option("--temperature", type=click.FloatRange(min=0), default=d["temperature"], show_default=True,
+                     help="Sampling temperature of the first level's codes (0 = greedy)."),
+        click.option("--res-temperature", type=click.FloatRange(min=0), default=d["res_temperature"],
+                     show_default=True, help="Sampling temperature of the residual levels' codes (0 = greedy)."),
+        click.option("--top-k", type=click.IntRange(min=0), default=d["top_k"], show_default=True,
                      help="Codes kept before sampling (0 = the top 10% of the codebook)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None),
@@ -66,12 +74,12 @@ def generator_from_options(models, mask_path, res_path, no_res, mlrq_path, clip_
         return TextToMotion(mask_path, res_path, mlrq_path, clip_weights, resolve_device(device))
 
 
-def sampling_config(steps, guidance, res_guidance, temperature, top_k):
+def sampling_config(steps, guidance, res_guidance, temperature, res_temperature, top_k):
     """The decoding options -> `SamplingConfig`."""
     from fastmotion.models.t2m import SamplingConfig
 
     return SamplingConfig(steps=steps, guidance=guidance, res_guidance=res_guidance, temperature=temperature,
-                          top_k=top_k)
+                          res_temperature=res_temperature, top_k=top_k)
 
 
 def parse_length(text: str | None) -> int | None:
@@ -122,7 +130,8 @@ def output_stems(prompts: list[str], seed: int = 0) -> list[str]:
               help="With --model mdm: the checkpoint from `fastmotion train mdm`.")
 @sampling_options
 def sample(texts, texts_file, length, num, out, no_bvh, no_gif, model_kind, checkpoint, models, mask_path, res_path,
-           no_res, mlrq_path, clip_weights, steps, guidance, res_guidance, temperature, top_k, seed, device):
+           no_res, mlrq_path, clip_weights, steps, guidance, res_guidance, temperature, res_temperature, top_k, seed,
+           device):
     """Generate 3D motions from text: iterative masked decoding of the first code level (classifier-free
     guidance, temperature, top-k), the residual levels, then the ML-RQ decoder.
 
@@ -168,7 +177,7 @@ def sample(texts, texts_file, length, num, out, no_bvh, no_gif, model_kind, chec
             raise click.BadParameter(str(err), param_hint="--length") from None
         with user_errors():  # a diverged model (NaN) is named, not written
             motions = [upright(m) for m in t2m.generate(all_prompts, tokens, sampling_config(
-                steps, guidance, res_guidance, temperature, top_k), generator)]
+                steps, guidance, res_guidance, temperature, res_temperature, top_k), generator)]
     out.mkdir(parents=True, exist_ok=True)
     from fastmotion.data.bvh import bvh_text, held_joints
     from fastmotion.motion.body import on_floor

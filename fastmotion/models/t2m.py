@@ -28,6 +28,9 @@ class T2MConfig:
     dropout: float = 0.2
     cond_drop: float = 0.1  # probability of training a sample unconditioned (classifier-free guidance)
     max_tokens: int = 49  # 196 frames / 4, HumanML3D's longest motion
+    # the sentence feature added to every token's input as well as prepended (MoMask: prepended only); on the demo
+    # it took R-precision top-3 from 0.32 to 0.48 (docs/t2m-tuning.md). Checkpoints without the field: False.
+    cond_every_token: bool = True
 
     @classmethod
     def preset(cls, name: str) -> "T2MConfig":
@@ -48,8 +51,8 @@ def _encoder(c: T2MConfig) -> nn.TransformerEncoder:
 
 
 class _Conditioned(nn.Module):
-    """Shared parts: projection of the sentence feature to the first token, a learned null condition,
-    positions, the transformer and its output norm."""
+    """Shared parts: projection of the sentence feature to the first token (and, with `cond_every_token`, onto
+    every token's input), a learned null condition, positions, the transformer and its output norm."""
 
     def __init__(self, config: T2MConfig, num_codes: int, num_levels: int, text_dim: int):
         super().__init__()
@@ -75,6 +78,8 @@ class _Conditioned(nn.Module):
         n = x.shape[1]
         if n > self.config.max_tokens:
             raise ValueError(f"{n} tokens exceed the model's max_tokens={self.config.max_tokens}")
+        if self.config.cond_every_token:
+            x = x + cond[:, None]
         h = torch.cat([cond[:, None], x], 1) + self.position[:n + 1]
         keep = torch.cat([pad.new_zeros(pad.shape[0], 1), pad], 1)
         return self.norm(self.transformer(h, src_key_padding_mask=keep))[:, 1:]
@@ -196,6 +201,7 @@ class SamplingConfig:
     guidance: float = 4.0  # classifier-free guidance scale of the masked transformer (MoMask: 4)
     res_guidance: float = 5.0  # of the residual transformer (MoMask: 5)
     temperature: float = 1.0
+    res_temperature: float = 1.0  # of the residual levels' codes (0: the most likely code)
     top_k: int = 0  # codes kept before sampling; 0 = the top 10% of the codebook (MoMask's 0.9 filter)
 
     def as_dict(self) -> dict:
@@ -238,7 +244,7 @@ def generate_codes(mask_model: MaskedTransformer, res_model: ResidualTransformer
             lv = torch.full((B,), level, device=device)
             logits = _guided(lambda c: res_model(codes.repeat(c.shape[0] // B, 1, 1), lv.repeat(c.shape[0] // B),
                                                  pad2[:c.shape[0]], c), rcond, rnull, config.res_guidance)
-            codes[..., level] = _sample(_filter_top_k(logits, top_k), config.temperature,
+            codes[..., level] = _sample(_filter_top_k(logits, top_k), config.res_temperature,
                                         generator).masked_fill(pad, -1)
     return codes
 

@@ -235,10 +235,11 @@ def evaluate_t2m(t2m: TextToMotion, evaluator: TextMotionEvaluator, data, split:
     with a random other clip's caption, each as (mean, 95% half-width) over `config.repeats` runs."""
     bank = MotionTextBank(data, split)
     device = next(evaluator.parameters()).device
-    feats, mask = pad_features(bank.features)
+    lo, hi = t2m.token_range
+    # a clip longer than the model generates is scored on its first hi tokens' frames, as its motion is
+    feats, mask = pad_features([f[:hi * t2m.frames_per_token] for f in bank.features])
     real = torch.cat([evaluator.embed_motion(feats[i:i + 256].to(device), mask[i:i + 256].to(device)).cpu()
                       for i in range(0, len(feats), 256)])
-    lo, hi = t2m.token_range
     tokens = [min(hi, max(lo, f // t2m.frames_per_token)) for f in bank.frames]
     rows = ["real", "model"] + (["empty caption", "random other caption"] if baselines else [])
     values: dict[str, dict[str, list[float]]] = {r: {} for r in rows}
