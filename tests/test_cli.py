@@ -68,9 +68,9 @@ def test_bench_train_to_pa_mpjpe(tiny_mlrq, tmp_path):
     assert "target: val PA-MPJPE <=" in done.stdout
     fastmotion("bench", "train", "--to", "PA-MPJPE", "--data", tiny_mlrq / "d2", "--prior",
                tiny_mlrq / "prior" / "last.pt", "--steps", 10, "--eval-every", 5, "--arm", "fused", "--target", 1e4,
-               "--json", out)
+               "--batch-size", 8, "--json", out)
     report = json.loads(out.read_text())
-    assert list(report["arms"]) == ["fused"] and report["target"] == 1e4
+    assert list(report["arms"]) == ["fused"] and report["target"] == 1e4 and report["config"]["batch_size"] == 8
     assert report["arms"]["fused"]["reached"][0] == 5  # the first evaluation is under so lax a target
     done = fastmotion("bench", "train", "--to", "PA-MPJPE", "--data", tiny_mlrq / "d2", "--prior",
                       tiny_mlrq / "prior" / "last.pt", "--steps", 10, "--eval-every", 5, "--arm", "fused",
