@@ -1,5 +1,6 @@
 """Cost of one ML-RQ training step (forward, backward, AdamW) of `make demo`'s recipe at several batch sizes,
-interleaved so that the machine's drift hits them alike: the median ms per step of each batch size.
+interleaved so that the machine's drift hits them alike: the median ms per step of each batch size. The timed
+step leaves out the trainer's gradient clipping and logging (a small, batch-independent share).
 
     python experiments/mlrq_tta/step_cost.py demo/synth2d demo/prior/last.pt 64 32 [repeats=3]"""
 import sys

@@ -72,7 +72,7 @@ def bench_geometry(ops, names, device, json_path):
               help="mlrq: the Free3D ML-RQ; mdm: VideoMDM past its warm-up (the 2D objective, multistep batches).")
 @click.option("--config", "preset", type=click.Choice(["small", "full"]), default="small", show_default=True,
               help="Model size ('full': Free3D sizes, batch 256: for a GPU).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Default: 64 small, 256 full (with --to: train mlrq's).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Default: 64 small, 256 full.")
 @click.option("--to", "to_metric", type=click.Choice(["PA-MPJPE"]), default=None,
               help="Time to accuracy instead of steps/s: train the ML-RQ as `fastmotion train mlrq` does (on --data "
                    "with --prior) with the fused ops and with the torch reference, interleaved, and report the "
@@ -139,7 +139,8 @@ def _time_to_accuracy(model, batch_size, data, prior, preset, steps, lr, target,
     from .train import MLRQ_STEPS
 
     d = DEFAULTS[preset]  # `fastmotion train mlrq`'s recipe (run_training), checkpoints only at the end
-    config = TrainConfig(steps=steps or MLRQ_STEPS[preset], batch_size=batch_size or d["batch_size"], lr=lr or d["lr"], seed=0,
+    config = TrainConfig(steps=steps or MLRQ_STEPS[preset], batch_size=batch_size or d["batch_size"],
+                         lr=lr or d["lr"], seed=0,
                          warmup=50 if preset == "small" else 500, eval_every=eval_every or 250,
                          ckpt_every=steps or MLRQ_STEPS[preset])
     try:
