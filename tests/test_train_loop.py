@@ -2,6 +2,7 @@
 and the best checkpoints, DDP ranks in sync."""
 import functools
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -152,3 +153,71 @@ def test_resume_reads_an_option_under_its_earlier_name(tmp_path):
     other.extra = {**other.extra, "pitch": "horizon"}
     with pytest.raises(TrainingError, match=r"other options \(pitch 15.0 -> 'horizon'\)"):
         Trainer(other, TrainConfig(steps=10, warmup=1), tmp_path / "r", resume=True, progress=False)
+
+
+def test_cosine_schedule_warms_up_then_follows_half_a_cosine_to_zero():
+    config = TrainConfig(steps=110, warmup=10, schedule="cosine")
+    assert config.lr_factor(4) == pytest.approx(0.5)
+    assert config.lr_factor(10) == pytest.approx(1.0)
+    assert config.lr_factor(60) == pytest.approx(0.5)  # halfway through the 100 steps after the warm-up
+    assert config.lr_factor(109) == pytest.approx(0.5 * (1 + math.cos(0.99 * math.pi)))
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(ValueError, match="ema"):
+        TrainConfig(ema=1.0)
+
+
+def _regression_run(seed=0):
+    """A linear model fitted to noisy targets by minibatches, evaluated by its first weight."""
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(3, 1)
+    x = torch.randn(64, 3)
+    y = x @ torch.tensor([[1.0], [2.0], [3.0]]) + 0.5 * torch.randn(64, 1)
+
+    def step(model, step, generator):
+        i = torch.randint(0, 64, (8,), generator=generator)
+        return {"loss": ((model(x[i]) - y[i]) ** 2).mean()}
+
+    return Run("Toy", model, {"kind": "Toy"}, step, lambda m: {"val": float(m.weight[0, 0])}, best=("val", "min"))
+
+
+def test_ema_evaluates_and_saves_the_averaged_weights_and_resumes_exactly(tmp_path):
+    config = TrainConfig(steps=40, warmup=1, lr=1e-2, ema=0.9, ckpt_every=20, eval_every=20)
+    run = _regression_run()
+    trainer = Trainer(run, config, tmp_path / "straight", progress=False)
+    trainer.fit()
+    averaged = trainer.averaged.module.weight.detach()
+    assert not torch.allclose(averaged, run.model.weight.detach())  # the average is not the last step's weights
+    assert trainer.last_eval["val"] == pytest.approx(float(averaged[0, 0]))
+    state = load_checkpoint(tmp_path / "straight" / "last.pt")
+    assert torch.equal(state["model"]["weight"], averaged)
+    assert torch.equal(state["trained_model"]["weight"], run.model.weight.detach())
+    assert state["averaged_steps"] == 40
+    # the EMA by hand: the first step's weights, then w <- 0.9 w + 0.1 w_step
+    by_hand, seen = None, []
+    run2 = _regression_run()
+    trainer2 = Trainer(run2, TrainConfig(steps=40, warmup=1, lr=1e-2, eval_every=100, ckpt_every=100),
+                       tmp_path / "plain", progress=False)
+    for _ in trainer2.steps():
+        seen.append(run2.model.weight.detach().clone())
+    for w in seen:
+        by_hand = w if by_hand is None else 0.9 * by_hand + 0.1 * w
+    torch.testing.assert_close(averaged, by_hand)
+    # a run stopped at step 20 and resumed ends with the same averaged and trained weights
+    for step in Trainer(_regression_run(), config, tmp_path / "resumed", progress=False).steps():
+        if step == 20:  # the checkpoint of step 20 is written: stop here as a killed run would
+            break
+    Trainer(_regression_run(), config, tmp_path / "resumed", resume=True, progress=False).fit()
+    again = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert torch.equal(again["model"]["weight"], state["model"]["weight"])
+    assert torch.equal(again["trained_model"]["weight"], state["trained_model"]["weight"])
+
+
+def test_schedule_milestones_and_ema_options_reach_the_run(data2d, tmp_path):
+    args = ["train", "prior", "--data", data2d, "--steps", 4, "--batch-size", 8]
+    cli(*args, "--out", tmp_path / "r", "--schedule", "cosine", "--milestones", "0.5", "--ema", 0.9, check=True)
+    train = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
+    assert (train["schedule"], train["milestones"], train["ema"]) == ("cosine", [0.5], 0.9)
+    assert "trained_model" in load_checkpoint(tmp_path / "r" / "last.pt")
+    bad = cli(*args, "--out", tmp_path / "bad", "--milestones", "0.7,1.5")
+    assert bad.returncode != 0 and "--milestones" in bad.stderr and "between 0 and 1" in bad.stderr

@@ -1,12 +1,12 @@
 """The one training loop of fastmotion: every model trains through `Trainer`.
 
-What it does for every model: AdamW; linear warm-up then a step schedule; gradient clipping; a progress bar
-with the losses and steps/s; a JSONL log (and TensorBoard when installed); periodic evaluation; atomic
-checkpoints holding model, optimiser, schedule, step and both configs; exact resume; `best.pt`, the weights
-with the best validation figure so far (each run names its figure); a stop with a clear message on a NaN/inf
-loss or on a blow-up (a loss far above its running level), with the last good checkpoint kept; DDP under
-torchrun (gradients averaged across ranks by all-reduce, weights broadcast from rank 0 at the start); bf16
-autocast on GPU.
+What it does for every model: AdamW; linear warm-up then a step or cosine schedule; an optional moving average of
+the weights (EMA); gradient clipping; a progress bar with the losses and steps/s; a JSONL log (and TensorBoard when
+installed); periodic evaluation; atomic checkpoints holding model, optimiser, schedule, step and both configs;
+exact resume; `best.pt`, the weights with the best validation figure so far (each run names its figure); a stop
+with a clear message on a NaN/inf loss or on a blow-up (a loss far above its running level), with the last good
+checkpoint kept; DDP under torchrun (gradients averaged across ranks by all-reduce, weights broadcast from rank 0
+at the start); bf16 autocast on GPU.
 
 Exact resume rests on statelessness: the batch of step k and every random draw inside it (crops, views,
 quantize dropout, code resets) are seeded by (seed, k), so a run resumed at step k sees what an uninterrupted
@@ -14,7 +14,9 @@ run would have seen.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import statistics
 import time
@@ -26,6 +28,7 @@ from typing import Callable
 import click
 import torch
 import torch.distributed as dist
+from torch.optim import swa_utils
 
 from fastmotion.checkpoint import BEST, CHECKPOINT, load_checkpoint, save_checkpoint
 from fastmotion.errors import TrainingError
@@ -40,6 +43,13 @@ class TrainConfig:
     warmup: int = 100
     milestones: tuple = (0.7, 0.9)  # fractions of `steps` where the learning rate drops by `gamma`
     gamma: float = 0.1
+    # "step": the drops at `milestones`; "cosine": from lr to 0 along half a cosine after the warm-up
+    # (Loshchilov & Hutter 2017, SGDR, eq. 5 without restarts)
+    schedule: str = "step"
+    # > 0: also keep an exponential moving average of the weights with this decay per step (Polyak & Juditsky
+    # 1992; torch.optim.swa_utils); evaluations, last.pt's and best.pt's "model" are the averaged weights, and
+    # the trained ones are kept under "trained_model" for --resume.
+    ema: float = 0.0
     grad_clip: float = 1.0
     log_every: int = 25
     eval_every: int = 500
@@ -56,9 +66,16 @@ class TrainConfig:
         if self.blowup_factor < 0 or self.blowup_window < 1 or self.healthy_factor < 1:
             raise ValueError("blowup_factor must be >= 0 (0: off), blowup_window >= 1 and healthy_factor >= 1; got "
                              f"{self.blowup_factor}, {self.blowup_window}, {self.healthy_factor}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1) (0: off), got {self.ema}")
+        if self.schedule not in ("step", "cosine"):
+            raise ValueError(f"schedule must be 'step' or 'cosine', got {self.schedule!r}")
 
     def lr_factor(self, step: int) -> float:
         warm = min(1.0, (step + 1) / max(1, self.warmup))
+        if self.schedule == "cosine":
+            done = max(0, step - self.warmup) / max(1, self.steps - self.warmup)
+            return warm * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
         drops = sum(step >= int(m * self.steps) for m in self.milestones)
         return warm * self.gamma ** drops
 
@@ -101,6 +118,8 @@ class Trainer:
         self.resume, self.progress = resume, progress and self.rank == 0
         self.optimizer = torch.optim.AdamW(run.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, config.lr_factor)
+        self.averaged = (swa_utils.AveragedModel(run.model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(config.ema))
+                         if config.ema else None)
         self.step = 0
         self.train_seconds = 0.0  # in steps since this process started (not in evaluations or checkpoints)
         self.last: dict = {}  # the last step's losses
@@ -127,7 +146,11 @@ class Trainer:
         if ckpt.exists():
             state = load_checkpoint(ckpt, self.run.kind, self.run.model_config)
             self._check_same_run(ckpt, state.get("extra") or {})
-            self.run.model.load_state_dict(state["model"])
+            self.run.model.load_state_dict(state.get("trained_model", state["model"]))
+            if self.averaged is not None and "trained_model" in state:
+                with self.averaged_weights():
+                    self.run.model.load_state_dict(state["model"])
+                self.averaged.n_averaged.fill_(state["averaged_steps"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.step = state["step"]
@@ -165,9 +188,39 @@ class Trainer:
             raise TrainingError(f"{ckpt} was trained with other options ({'; '.join(changed)}): resume with the "
                                 "same options, or train into a new --out")
 
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """Within: the model holds the averaged weights (when config.ema > 0; buffers, such as the codebooks,
+        stay the trained ones); after: the trained weights again, with any change made within kept in the
+        average."""
+        if self.averaged is None:
+            yield
+            return
+        trained = [p.detach().clone() for p in self.run.model.parameters()]
+        averaged = list(self.averaged.module.parameters())
+        with torch.no_grad():
+            for p, a in zip(self.run.model.parameters(), averaged):
+                p.copy_(a)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, a, t in zip(self.run.model.parameters(), averaged, trained):
+                    a.copy_(p)
+                    p.copy_(t)
+
     def _payload(self) -> dict:
+        trained = None
+        if self.averaged is not None:
+            trained = self.run.model.state_dict()
+            with self.averaged_weights():
+                weights = {k: v.clone() for k, v in self.run.model.state_dict().items()}
+        else:
+            weights = self.run.model.state_dict()
+        extra = {} if trained is None else {"trained_model": trained,
+                                            "averaged_steps": int(self.averaged.n_averaged)}
         return {"kind": self.run.kind, "model_config": self.run.model_config, "train_config": asdict(self.config),
-                "step": self.step, "model": self.run.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "step": self.step, "model": weights, **extra, "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "extra": self.run.extra, "best": self.best,
                 "guard": {"recent": {k: list(v) for k, v in self.recent.items()},
                           "checkpoint_due": self.checkpoint_due}}
@@ -285,6 +338,8 @@ class Trainer:
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 self.optimizer.step()
                 self.scheduler.step()
+                if self.averaged is not None:
+                    self.averaged.update_parameters(model)
                 self.step += 1
                 done_since += 1
                 last = {k: float(v.detach()) for k, v in losses.items()}
@@ -327,7 +382,7 @@ class Trainer:
         if self.rank != 0:
             return
         self.run.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), self.averaged_weights():
             metrics = self.run.eval_fn(self.run.model)
         if self.run.best and self.run.best[0] in metrics:
             name, mode = self.run.best

@@ -72,6 +72,16 @@ def _add_options(command, crop_length):
                      expose_value=False, callback=_keep("blowup_factor"),
                      help="Stop when a step's loss exceeds this many times the median of the last 100 (of the "
                           "same objective); 0: never."),
+        click.option("--schedule", type=click.Choice(["step", "cosine"]), default="step", show_default=True,
+                     expose_value=False, callback=_keep("schedule"),
+                     help="Learning rate after the warm-up: 'step' drops it x0.1 at each of --milestones; 'cosine' "
+                          "lowers it to 0 along half a cosine."),
+        click.option("--milestones", default="0.7,0.9", show_default=True, expose_value=False,
+                     callback=_milestones, help="Fractions of --steps where the step schedule drops the rate."),
+        click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+                     expose_value=False, callback=_keep("ema"),
+                     help="Keep an exponential moving average of the weights with this decay per step (e.g. "
+                          "0.999); evaluations and checkpoints then hold the average. 0: off."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -87,6 +97,17 @@ def _keep(name):
     return keep
 
 
+def _milestones(ctx, param, value):
+    try:
+        fractions = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        fractions = None
+    if fractions is None or not all(0 < f < 1 for f in fractions):
+        raise click.BadParameter(f"{value!r}: comma-separated fractions of --steps between 0 and 1, e.g. 0.7,0.9")
+    ctx.meta["fastmotion.milestones"] = fractions
+    return fractions
+
+
 DEFAULTS = {"small": dict(batch_size=64, length=32, lr=1e-3), "full": dict(batch_size=256, length=64, lr=2e-4)}
 
 
@@ -99,11 +120,12 @@ def run_training(run_factory, preset, steps, default_steps, batch_size, length, 
     from fastmotion.errors import FastmotionError
     from fastmotion.train.loop import TrainConfig, Trainer
 
-    d = DEFAULTS[preset]
+    d, meta = DEFAULTS[preset], click.get_current_context().meta
     config = TrainConfig(steps=steps or default_steps[preset], batch_size=batch_size or d["batch_size"],
                          lr=lr or d["lr"], seed=seed, warmup=50 if preset == "small" else 500,
                          ckpt_every=ckpt_every, eval_every=eval_every,
-                         blowup_factor=click.get_current_context().meta.get("fastmotion.blowup_factor", 10.0))
+                         **{k: meta[f"fastmotion.{k}"] for k in ("blowup_factor", "schedule", "milestones", "ema")
+                            if f"fastmotion.{k}" in meta})
     torch.manual_seed(seed)  # the initial weights
     with user_errors():  # the data, a checkpoint, CLIP weights
         run = run_factory(config.batch_size, length or d["length"], resolve_device(device))
