@@ -193,20 +193,27 @@ def test_ema_evaluates_and_saves_the_averaged_weights_and_resumes_exactly(tmp_pa
     assert torch.equal(state["model"]["weight"], averaged)
     assert torch.equal(state["trained_model"]["weight"], run.model.weight.detach())
     assert state["averaged_steps"] == 40
-    # the EMA by hand: the first step's weights, then w <- 0.9 w + 0.1 w_step
+    best = load_checkpoint(tmp_path / "straight" / "best.pt")  # the averaged weights that scored best
+    assert float(best["model"]["weight"][0, 0]) == pytest.approx(trainer.best["value"]) and "trained_model" not in best
+    # the EMA by hand: the first step's weights, then w <- d w + (1 - d) w_step, d = min(0.9, (1 + n) / (10 + n))
     by_hand, seen = None, []
     run2 = _regression_run()
     trainer2 = Trainer(run2, TrainConfig(steps=40, warmup=1, lr=1e-2, eval_every=100, ckpt_every=100),
                        tmp_path / "plain", progress=False)
     for _ in trainer2.steps():
         seen.append(run2.model.weight.detach().clone())
-    for w in seen:
-        by_hand = w if by_hand is None else 0.9 * by_hand + 0.1 * w
+    for n, w in enumerate(seen):
+        decay = min(0.9, (1 + n) / (10 + n))
+        by_hand = w if by_hand is None else decay * by_hand + (1 - decay) * w
     torch.testing.assert_close(averaged, by_hand)
     # a run stopped at step 20 and resumed ends with the same averaged and trained weights
     for step in Trainer(_regression_run(), config, tmp_path / "resumed", progress=False).steps():
         if step == 20:  # the checkpoint of step 20 is written: stop here as a killed run would
             break
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["step"] == 20
+    with pytest.raises(TrainingError, match="ema 0.9 -> 0.99"):
+        Trainer(_regression_run(), TrainConfig(**{**config.__dict__, "ema": 0.99}), tmp_path / "resumed",
+                resume=True, progress=False)
     Trainer(_regression_run(), config, tmp_path / "resumed", resume=True, progress=False).fit()
     again = load_checkpoint(tmp_path / "resumed" / "last.pt")
     assert torch.equal(again["model"]["weight"], state["model"]["weight"])

@@ -14,7 +14,6 @@ run would have seen.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -46,9 +45,11 @@ class TrainConfig:
     # "step": the drops at `milestones`; "cosine": from lr to 0 along half a cosine after the warm-up
     # (Loshchilov & Hutter 2017, SGDR, eq. 5 without restarts)
     schedule: str = "step"
-    # > 0: also keep an exponential moving average of the weights with this decay per step (Polyak & Juditsky
-    # 1992; torch.optim.swa_utils); evaluations, last.pt's and best.pt's "model" are the averaged weights, and
-    # the trained ones are kept under "trained_model" for --resume.
+    # > 0: also keep an exponential moving average of the weights (torch.optim.swa_utils.AveragedModel) with this
+    # decay per step, warmed up as min(ema, (1 + n) / (10 + n)) after n updates (as TensorFlow's
+    # ExponentialMovingAverage with num_updates) so that the first weights fade; buffers (VQ codebooks, data
+    # statistics) are the trained model's. Evaluations, last.pt's and best.pt's "model" are the averaged
+    # weights; last.pt keeps the trained ones under "trained_model" for --resume.
     ema: float = 0.0
     grad_clip: float = 1.0
     log_every: int = 25
@@ -118,8 +119,7 @@ class Trainer:
         self.resume, self.progress = resume, progress and self.rank == 0
         self.optimizer = torch.optim.AdamW(run.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, config.lr_factor)
-        self.averaged = (swa_utils.AveragedModel(run.model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(config.ema))
-                         if config.ema else None)
+        self.averaged = swa_utils.AveragedModel(run.model, multi_avg_fn=self._average) if config.ema else None
         self.step = 0
         self.train_seconds = 0.0  # in steps since this process started (not in evaluations or checkpoints)
         self.last: dict = {}  # the last step's losses
@@ -146,10 +146,10 @@ class Trainer:
         if ckpt.exists():
             state = load_checkpoint(ckpt, self.run.kind, self.run.model_config)
             self._check_same_run(ckpt, state.get("extra") or {})
+            self._check_same_schedule(ckpt, state.get("train_config") or {})
             self.run.model.load_state_dict(state.get("trained_model", state["model"]))
-            if self.averaged is not None and "trained_model" in state:
-                with self.averaged_weights():
-                    self.run.model.load_state_dict(state["model"])
+            if self.averaged is not None:
+                self.averaged.module.load_state_dict(state["model"])
                 self.averaged.n_averaged.fill_(state["averaged_steps"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -188,39 +188,32 @@ class Trainer:
             raise TrainingError(f"{ckpt} was trained with other options ({'; '.join(changed)}): resume with the "
                                 "same options, or train into a new --out")
 
-    @contextlib.contextmanager
-    def averaged_weights(self):
-        """Within: the model holds the averaged weights (when config.ema > 0; buffers, such as the codebooks,
-        stay the trained ones); after: the trained weights again, with any change made within kept in the
-        average."""
-        if self.averaged is None:
-            yield
-            return
-        trained = [p.detach().clone() for p in self.run.model.parameters()]
-        averaged = list(self.averaged.module.parameters())
-        with torch.no_grad():
-            for p, a in zip(self.run.model.parameters(), averaged):
-                p.copy_(a)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for p, a, t in zip(self.run.model.parameters(), averaged, trained):
-                    a.copy_(p)
-                    p.copy_(t)
+    def _check_same_schedule(self, ckpt: Path, saved: dict) -> None:
+        """Refuse to resume with another learning-rate schedule or weight average than the run had: the rate
+        would jump and best.pt would mix averaged and trained weights."""
+        defaults = TrainConfig()
+        changed = [f"{key} {saved.get(key, getattr(defaults, key))!r} -> {getattr(self.config, key)!r}"
+                   for key in ("schedule", "milestones", "gamma", "ema")
+                   if json.dumps(saved.get(key, getattr(defaults, key))) != json.dumps(getattr(self.config, key))]
+        if changed:
+            raise TrainingError(f"{ckpt} was trained with another schedule or average ({'; '.join(changed)}): "
+                                "resume with the same --schedule, --milestones and --ema, or train into a new --out")
 
-    def _payload(self) -> dict:
-        trained = None
-        if self.averaged is not None:
-            trained = self.run.model.state_dict()
-            with self.averaged_weights():
-                weights = {k: v.clone() for k, v in self.run.model.state_dict().items()}
-        else:
-            weights = self.run.model.state_dict()
-        extra = {} if trained is None else {"trained_model": trained,
-                                            "averaged_steps": int(self.averaged.n_averaged)}
+    def _average(self, averaged: list, current: list, _count) -> None:
+        """AveragedModel's update of the averaged parameters: an EMA whose decay warms up (TrainConfig.ema)."""
+        n = int(self.averaged.n_averaged)  # updates so far: a count on the CPU, so no device sync
+        torch._foreach_lerp_(averaged, current, 1 - min(self.config.ema, (1 + n) / (10 + n)))
+
+    def evaluated_model(self) -> torch.nn.Module:
+        """The model that evaluations and checkpoints hold: the weight average when config.ema > 0."""
+        return self.run.model if self.averaged is None else self.averaged.module
+
+    def _payload(self, resumable: bool = True) -> dict:
+        average = {"trained_model": self.run.model.state_dict(), "averaged_steps": int(self.averaged.n_averaged)} \
+            if self.averaged is not None and resumable else {}
         return {"kind": self.run.kind, "model_config": self.run.model_config, "train_config": asdict(self.config),
-                "step": self.step, "model": weights, **extra, "optimizer": self.optimizer.state_dict(),
+                "step": self.step, "model": self.evaluated_model().state_dict(), **average,
+                "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "extra": self.run.extra, "best": self.best,
                 "guard": {"recent": {k: list(v) for k, v in self.recent.items()},
                           "checkpoint_due": self.checkpoint_due}}
@@ -242,7 +235,7 @@ class Trainer:
 
     def checkpoint(self, name: str = CHECKPOINT) -> None:
         if self.rank == 0:
-            save_checkpoint(self.out / name, self._payload())
+            save_checkpoint(self.out / name, self._payload(resumable=name != BEST))
 
     def _guard(self, loss: float, losses: dict) -> bool:
         """Stop with a clear message when `loss` is far above the running level of the last losses of its regime;
@@ -381,9 +374,9 @@ class Trainer:
     def _evaluate(self, log, writer) -> None:
         if self.rank != 0:
             return
-        self.run.model.eval()
-        with torch.no_grad(), self.averaged_weights():
-            metrics = self.run.eval_fn(self.run.model)
+        model = self.evaluated_model().eval()
+        with torch.no_grad():
+            metrics = self.run.eval_fn(model)
         if self.run.best and self.run.best[0] in metrics:
             name, mode = self.run.best
             value = float(metrics[name])

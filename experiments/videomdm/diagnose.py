@@ -200,6 +200,8 @@ def expert(args):
             print(f"step {step}: " + ", ".join(f"{k} {float(v.detach()):.4f}" for k, v in terms.items()) +
                   f", {(time.time() - start) / (step + 1):.2f} s/step", flush=True)
     state["model"] = model.state_dict()
+    for key in ("trained_model", "averaged_steps"):  # a weight average's resume state no longer matches
+        state.pop(key, None)
     state.pop("optimizer", None)
     torch.save(state, args.out)
     print(f"{args.out}: {args.objective} fine-tune of {args.base}, {args.steps} steps below t = {args.switch}")

@@ -75,13 +75,17 @@ def _add_options(command, crop_length):
         click.option("--schedule", type=click.Choice(["step", "cosine"]), default="step", show_default=True,
                      expose_value=False, callback=_keep("schedule"),
                      help="Learning rate after the warm-up: 'step' drops it x0.1 at each of --milestones; 'cosine' "
-                          "lowers it to 0 along half a cosine."),
+                          "lowers it to 0 at --steps along half a cosine."),
         click.option("--milestones", default="0.7,0.9", show_default=True, expose_value=False,
-                     callback=_milestones, help="Fractions of --steps where the step schedule drops the rate."),
+                     callback=_milestones,
+                     help="Fractions of --steps where the step schedule drops the rate; 'none': a constant rate "
+                          "(ignored with --schedule cosine)."),
         click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
                      expose_value=False, callback=_keep("ema"),
                      help="Keep an exponential moving average of the weights with this decay per step (e.g. "
-                          "0.999); evaluations and checkpoints then hold the average. 0: off."),
+                          "0.995: about the last 200 steps; keep 1/(1-decay) well under --steps); evaluations, "
+                          "checkpoints and so lift/sample/eval then use the average (buffers such as VQ codebooks "
+                          "stay the trained ones). 0: off. --resume needs the same value."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -98,12 +102,16 @@ def _keep(name):
 
 
 def _milestones(ctx, param, value):
+    if value.strip().lower() == "none":
+        ctx.meta["fastmotion.milestones"] = ()
+        return ()
     try:
         fractions = tuple(float(v) for v in value.split(",") if v.strip())
     except ValueError:
         fractions = None
-    if fractions is None or not all(0 < f < 1 for f in fractions):
-        raise click.BadParameter(f"{value!r}: comma-separated fractions of --steps between 0 and 1, e.g. 0.7,0.9")
+    if not fractions or not all(0 < f < 1 for f in fractions):
+        raise click.BadParameter(f"{value!r}: comma-separated fractions of --steps between 0 and 1, e.g. 0.7,0.9 "
+                                 "(or 'none': a constant rate)")
     ctx.meta["fastmotion.milestones"] = fractions
     return fractions
 
