@@ -182,7 +182,7 @@ def _regression_run(seed=0):
 
 
 def test_ema_evaluates_and_saves_the_averaged_weights_and_resumes_exactly(tmp_path):
-    config = TrainConfig(steps=40, warmup=1, lr=1e-2, ema=0.9, ckpt_every=20, eval_every=20)
+    config = TrainConfig(steps=40, warmup=1, lr=1e-2, ema=0.7, ckpt_every=20, eval_every=20)  # capped from n=20
     run = _regression_run()
     trainer = Trainer(run, config, tmp_path / "straight", progress=False)
     trainer.fit()
@@ -195,7 +195,7 @@ def test_ema_evaluates_and_saves_the_averaged_weights_and_resumes_exactly(tmp_pa
     assert state["averaged_steps"] == 40
     best = load_checkpoint(tmp_path / "straight" / "best.pt")  # the averaged weights that scored best
     assert float(best["model"]["weight"][0, 0]) == pytest.approx(trainer.best["value"]) and "trained_model" not in best
-    # the EMA by hand: the first step's weights, then w <- d w + (1 - d) w_step, d = min(0.9, (1 + n) / (10 + n))
+    # the EMA by hand: the first step's weights, then w <- d w + (1 - d) w_step, d = min(0.7, (1 + n) / (10 + n))
     by_hand, seen = None, []
     run2 = _regression_run()
     trainer2 = Trainer(run2, TrainConfig(steps=40, warmup=1, lr=1e-2, eval_every=100, ckpt_every=100),
@@ -203,7 +203,7 @@ def test_ema_evaluates_and_saves_the_averaged_weights_and_resumes_exactly(tmp_pa
     for _ in trainer2.steps():
         seen.append(run2.model.weight.detach().clone())
     for n, w in enumerate(seen):
-        decay = min(0.9, (1 + n) / (10 + n))
+        decay = min(0.7, (1 + n) / (10 + n))
         by_hand = w if by_hand is None else decay * by_hand + (1 - decay) * w
     torch.testing.assert_close(averaged, by_hand)
     # a run stopped at step 20 and resumed ends with the same averaged and trained weights
@@ -211,7 +211,7 @@ def test_ema_evaluates_and_saves_the_averaged_weights_and_resumes_exactly(tmp_pa
         if step == 20:  # the checkpoint of step 20 is written: stop here as a killed run would
             break
     assert load_checkpoint(tmp_path / "resumed" / "last.pt")["step"] == 20
-    with pytest.raises(TrainingError, match="ema 0.9 -> 0.99"):
+    with pytest.raises(TrainingError, match="ema 0.7 -> 0.99"):
         Trainer(_regression_run(), TrainConfig(**{**config.__dict__, "ema": 0.99}), tmp_path / "resumed",
                 resume=True, progress=False)
     Trainer(_regression_run(), config, tmp_path / "resumed", resume=True, progress=False).fit()
@@ -226,5 +226,7 @@ def test_schedule_milestones_and_ema_options_reach_the_run(data2d, tmp_path):
     train = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
     assert (train["schedule"], train["milestones"], train["ema"]) == ("cosine", [0.5], 0.9)
     assert "trained_model" in load_checkpoint(tmp_path / "r" / "last.pt")
+    cli(*args, "--out", tmp_path / "flat", "--milestones", "none", check=True)
+    assert json.loads((tmp_path / "flat" / "config.json").read_text())["train"]["milestones"] == []
     bad = cli(*args, "--out", tmp_path / "bad", "--milestones", "0.7,1.5")
     assert bad.returncode != 0 and "--milestones" in bad.stderr and "between 0 and 1" in bad.stderr

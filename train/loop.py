@@ -191,17 +191,23 @@ class Trainer:
     def _check_same_schedule(self, ckpt: Path, saved: dict) -> None:
         """Refuse to resume with another learning-rate schedule or weight average than the run had: the rate
         would jump and best.pt would mix averaged and trained weights."""
+        def plain(value):  # numbers as floats, sequences as lists: 0 == 0.0, (0.7, 0.9) == [0.7, 0.9]
+            return [float(v) for v in value] if isinstance(value, (list, tuple)) else \
+                value if isinstance(value, str) else float(value)
+
         defaults = TrainConfig()
-        changed = [f"{key} {saved.get(key, getattr(defaults, key))!r} -> {getattr(self.config, key)!r}"
-                   for key in ("schedule", "milestones", "gamma", "ema")
-                   if json.dumps(saved.get(key, getattr(defaults, key))) != json.dumps(getattr(self.config, key))]
+        before = {key: plain(saved.get(key, getattr(defaults, key)))
+                  for key in ("schedule", "milestones", "gamma", "ema")}
+        keys = ("schedule", "ema") + (("milestones", "gamma") if self.config.schedule == "step" else ())
+        changed = [f"{key} {before[key]!r} -> {plain(getattr(self.config, key))!r}" for key in keys
+                   if before[key] != plain(getattr(self.config, key))]
         if changed:
             raise TrainingError(f"{ckpt} was trained with another schedule or average ({'; '.join(changed)}): "
                                 "resume with the same --schedule, --milestones and --ema, or train into a new --out")
 
     def _average(self, averaged: list, current: list, _count) -> None:
         """AveragedModel's update of the averaged parameters: an EMA whose decay warms up (TrainConfig.ema)."""
-        n = int(self.averaged.n_averaged)  # updates so far: a count on the CPU, so no device sync
+        n = int(self.averaged.n_averaged)  # updates so far: reading this CPU count waits for no device
         torch._foreach_lerp_(averaged, current, 1 - min(self.config.ema, (1 + n) / (10 + n)))
 
     def evaluated_model(self) -> torch.nn.Module:
