@@ -1,6 +1,7 @@
 """The `fastmotion` command, run as a real subprocess."""
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,43 @@ def test_bench_train_to_pa_mpjpe(tiny_mlrq, tmp_path):
     assert done.returncode != 0 and "--prior" in done.stderr
     done = fastmotion("bench", "train", "--target", "30", check=False)
     assert done.returncode != 0 and "only with --to PA-MPJPE" in done.stderr
+    for option in (["--milestones", "0.5"], ["--schedule", "cosine"], ["--ema", 0.5], ["--seed", 1],
+                   ["--test-split"]):
+        done = fastmotion("bench", "train", *option, check=False)
+        assert done.returncode != 0 and "only with --to PA-MPJPE" in done.stderr and option[0] in done.stderr
+
+
+def test_bench_train_to_pa_mpjpe_takes_the_training_recipe_and_scores_the_test_split(tiny_mlrq, tmp_path):
+    """--seed, --milestones and --ema reach the bench's run as they reach `fastmotion train mlrq`'s, and
+    --test-split scores the final weights as `fastmotion eval lift --split test` scores that run's last.pt."""
+    recipe = ["--steps", 10, "--batch-size", 8, "--lr", 2e-3, "--milestones", "0.5", "--ema", 0.5, "--seed", 1,
+              "--eval-every", 5]
+    out = tmp_path / "tta.json"
+    done = fastmotion("bench", "train", "--to", "PA-MPJPE", "--data", tiny_mlrq / "d2", "--prior",
+                      tiny_mlrq / "prior" / "last.pt", "--arm", "fused", "--test-split", *recipe, "--json", out)
+    report = json.loads(out.read_text())
+    config, arm = report["config"], report["arms"]["fused"]
+    assert (config["seed"], config["milestones"], config["ema"], config["schedule"]) == (1, [0.5], 0.5, "step")
+    assert f"test {arm['test PA-MPJPE']:.2f} mm" in done.stdout
+    fastmotion("train", "mlrq", "--data", tiny_mlrq / "d2", "--prior", tiny_mlrq / "prior" / "last.pt", "--out",
+               tmp_path / "run", *recipe)
+    fastmotion("eval", "lift", "--checkpoint", tmp_path / "run" / "last.pt", "--data", tiny_mlrq / "d2",
+               "--split", "test", "--json", tmp_path / "test.json")
+    scored = json.loads((tmp_path / "test.json").read_text())["model"]["PA-MPJPE"]
+    assert arm["test PA-MPJPE"] == pytest.approx(scored, abs=0.01)
+    assert arm["final"] != pytest.approx(arm["test PA-MPJPE"], abs=1e-6)  # val and test are other clips
+    shutil.copytree(tiny_mlrq / "d2", tmp_path / "no_test")
+    (tmp_path / "no_test" / "test.txt").write_text("")
+    done = fastmotion("bench", "train", "--to", "PA-MPJPE", "--data", tmp_path / "no_test", "--prior",
+                      tiny_mlrq / "prior" / "last.pt", "--arm", "fused", "--test-split", *recipe, check=False)
+    assert done.returncode != 0 and "test.txt: the split is empty" in done.stderr
+    assert "step 5" not in done.stderr  # refused before any training
+    test_names = (tiny_mlrq / "d2" / "test.txt").read_text().split()
+    (tmp_path / "no_test" / "test.txt").write_text("\n".join(test_names))
+    (tmp_path / "no_test" / "eval3d" / "new_joints" / f"{test_names[0]}.npy").unlink()
+    done = fastmotion("bench", "train", "--to", "PA-MPJPE", "--data", tmp_path / "no_test", "--prior",
+                      tiny_mlrq / "prior" / "last.pt", "--arm", "fused", "--test-split", *recipe, check=False)
+    assert done.returncode != 0 and f"1 of {len(test_names)} have none, e.g. {test_names[0]}" in done.stderr
 
 
 @settings(max_examples=200, deadline=None)

@@ -40,8 +40,6 @@ def main(data, prior, out, *overrides):
     config = TrainConfig(**fields, ckpt_every=fields["steps"])
     report = train_bench.time_to_accuracy(data, prior, config, d["length"], "small", target, ("fused",), "cpu",
                                           views=views, progress=lambda msg: print(msg, flush=True))
-    report["config"].update({"milestones": list(config.milestones), "warmup": config.warmup,
-                             "schedule": config.schedule, "ema": config.ema})
     with open(out, "w") as f:
         json.dump({**report, "overrides": list(overrides), "environment": environment("cpu")}, f, indent=1)
     arm = report["arms"]["fused"]

@@ -72,24 +72,48 @@ def _add_options(command, crop_length):
                      expose_value=False, callback=_keep("blowup_factor"),
                      help="Stop when a step's loss exceeds this many times the median of the last 100 (of the "
                           "same objective); 0: never."),
-        click.option("--schedule", type=click.Choice(["step", "cosine"]), default="step", show_default=True,
-                     expose_value=False, callback=_keep("schedule"),
-                     help="Learning rate after the warm-up: 'step' drops it x0.1 at each of --milestones; 'cosine' "
-                          "lowers it to 0 at --steps along half a cosine."),
-        click.option("--milestones", default="0.7,0.9", show_default=True, expose_value=False,
-                     callback=_milestones,
-                     help="Fractions of --steps where the step schedule drops the rate; 'none': a constant rate "
-                          "(ignored with --schedule cosine)."),
-        click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
-                     expose_value=False, callback=_keep("ema"),
-                     help="Keep an exponential moving average of the weights with this decay per step (e.g. "
-                          "0.995: about the last 200 steps; keep 1/(1-decay) well under --steps); evaluations, "
-                          "checkpoints and so lift/sample/eval then use the average (buffers such as VQ codebooks "
-                          "stay the trained ones). 0: off. --resume needs the same value."),
+        *_schedule_options(),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def schedule_options(command):
+    """--schedule, --milestones and --ema for `fastmotion bench train --to` (help prefixed "With --to:");
+    `schedule_fields()` reads them back as TrainConfig fields."""
+    for option in reversed(_schedule_options("With --to: ", "")):
+        command = option(command)
+    return command
+
+
+def _schedule_options(prefix: str = "",
+                      ema_use: str = " Evaluations, checkpoints and so lift/sample/eval then use the average (buffers "
+                                     "such as VQ codebooks stay the trained ones); --resume needs the same value."):
+    """The learning rate schedule and the weight average, every `fastmotion train` command's options."""
+    return [
+        click.option("--schedule", type=click.Choice(["step", "cosine"]), default="step", show_default=True,
+                     expose_value=False, callback=_keep("schedule"),
+                     help=f"{prefix}Learning rate after the warm-up: 'step' drops it x0.1 at each of --milestones; "
+                          "'cosine' lowers it to 0 at --steps along half a cosine."),
+        click.option("--milestones", default="0.7,0.9", show_default=True, expose_value=False,
+                     callback=_milestones,
+                     help=f"{prefix}Fractions of --steps where the step schedule drops the rate; 'none': a constant "
+                          "rate (ignored with --schedule cosine)."),
+        click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+                     expose_value=False, callback=_keep("ema"),
+                     help=f"{prefix}Keep an exponential moving average of the weights with this decay per step "
+                          "(e.g. 0.995: about the last 200 steps; keep 1/(1-decay) well under --steps); 0: off."
+                          + ema_use),
+    ]
+
+
+def schedule_fields() -> dict:
+    """The TrainConfig fields that options without a function argument keep in the click context: --schedule,
+    --milestones, --ema and (train commands) --blowup-factor."""
+    meta = click.get_current_context().meta
+    return {k: meta[f"fastmotion.{k}"] for k in ("blowup_factor", "schedule", "milestones", "ema")
+            if f"fastmotion.{k}" in meta}
 
 
 def _keep(name):
@@ -128,12 +152,10 @@ def run_training(run_factory, preset, steps, default_steps, batch_size, length, 
     from fastmotion.errors import FastmotionError
     from fastmotion.train.loop import TrainConfig, Trainer
 
-    d, meta = DEFAULTS[preset], click.get_current_context().meta
+    d = DEFAULTS[preset]
     config = TrainConfig(steps=steps or default_steps[preset], batch_size=batch_size or d["batch_size"],
                          lr=lr or d["lr"], seed=seed, warmup=50 if preset == "small" else 500,
-                         ckpt_every=ckpt_every, eval_every=eval_every,
-                         **{k: meta[f"fastmotion.{k}"] for k in ("blowup_factor", "schedule", "milestones", "ema")
-                            if f"fastmotion.{k}" in meta})
+                         ckpt_every=ckpt_every, eval_every=eval_every, **schedule_fields())
     torch.manual_seed(seed)  # the initial weights
     with user_errors():  # the data, a checkpoint, CLIP weights
         run = run_factory(config.batch_size, length or d["length"], resolve_device(device))

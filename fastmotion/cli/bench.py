@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ._common import device_and_json_options, resolve_device
+from ._common import device_and_json_options, resolve_device, schedule_fields, schedule_options
 
 
 @click.group()
@@ -93,9 +93,14 @@ def bench_geometry(ops, names, device, json_path):
               help="With --to: L_rec's rotated views per motion (default: train mlrq's, 4).")
 @click.option("--arm", "arms", multiple=True, type=click.Choice(["fused", "torch"]),
               help="With --to: the arms to train (repeatable; default: fused, then torch).")
+@click.option("--seed", type=int, default=None, help="With --to: the initial weights and batches (default 0).")
+@click.option("--test-split", is_flag=True,
+              help="With --to: also score each arm's final weights on the test split (PA-MPJPE, mm), the accuracy a "
+                   "faster recipe must keep.")
+@schedule_options
 @device_and_json_options
-def bench_train(model, preset, batch_size, to_metric, data, prior, steps, lr, target, eval_every, views, arms, device,
-                json_path):
+def bench_train(model, preset, batch_size, to_metric, data, prior, steps, lr, target, eval_every, views, arms, seed,
+                test_split, device, json_path):
     """Training steps per second with the fused ops vs with every op on the torch reference, in one run; with --to,
     the training time to reach a val PA-MPJPE.
 
@@ -104,25 +109,32 @@ def bench_train(model, preset, batch_size, to_metric, data, prior, steps, lr, ta
       fastmotion bench train --model mlrq --config small
       fastmotion bench train --model mdm --config small --batch-size 32
       fastmotion bench train --to PA-MPJPE --data demo/synth2d --prior demo/prior/last.pt --json tta.json
+      fastmotion bench train --to PA-MPJPE --data demo/synth2d --prior demo/prior/last.pt --arm fused \
+          --batch-size 32 --lr 2e-3 --steps 4400 --milestones 0.85,0.95 --target 35.1 --test-split
     """
     from fastmotion.bench import train as train_bench
 
     device = resolve_device(device).type
     if to_metric:
-        _time_to_accuracy(model, batch_size, data, prior, preset, steps, lr, target, eval_every, views, arms, device,
-                          json_path)
+        _time_to_accuracy(model, batch_size, data, prior, preset, steps, lr, target, eval_every, views, arms, seed,
+                          test_split, device, json_path)
         return
     for name, value in (("--data", data), ("--prior", prior), ("--steps", steps), ("--lr", lr), ("--target", target),
-                        ("--eval-every", eval_every), ("--views", views), ("--arm", arms or None)):
+                        ("--eval-every", eval_every), ("--views", views), ("--arm", arms or None), ("--seed", seed),
+                        ("--test-split", test_split or None)):
         if value is not None:
             raise click.BadParameter("only with --to PA-MPJPE", param_hint=name)
+    ctx = click.get_current_context()
+    for name in ("schedule", "milestones", "ema"):
+        if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
+            raise click.BadParameter("only with --to PA-MPJPE", param_hint=f"--{name}")
     rows = train_bench.run(preset, batch_size, None, device, progress=lambda msg: click.echo(msg, err=True),
                            model=model)
     _report(rows, device, json_path, {**train_bench.META, "model": model, "config": preset})
 
 
-def _time_to_accuracy(model, batch_size, data, prior, preset, steps, lr, target, eval_every, views, arms, device,
-                      json_path):
+def _time_to_accuracy(model, batch_size, data, prior, preset, steps, lr, target, eval_every, views, arms, seed,
+                      test_split, device, json_path):
     import json
 
     from fastmotion.bench import train as train_bench
@@ -140,20 +152,21 @@ def _time_to_accuracy(model, batch_size, data, prior, preset, steps, lr, target,
 
     d = DEFAULTS[preset]  # `fastmotion train mlrq`'s recipe (run_training), checkpoints only at the end
     config = TrainConfig(steps=steps or MLRQ_STEPS[preset], batch_size=batch_size or d["batch_size"],
-                         lr=lr or d["lr"], seed=0,
+                         lr=lr or d["lr"], seed=seed or 0,
                          warmup=50 if preset == "small" else 500, eval_every=eval_every or 250,
-                         ckpt_every=steps or MLRQ_STEPS[preset])
+                         ckpt_every=steps or MLRQ_STEPS[preset], **schedule_fields())
     try:
         report = train_bench.time_to_accuracy(data, prior, config, d["length"], preset, target,
                                               arms or ("fused", "torch"), device, views=views or 4,
-                                              progress=lambda msg: click.echo(msg, err=True))
+                                              test_split=test_split, progress=lambda msg: click.echo(msg, err=True))
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--data") from None
     click.echo(f"target: val PA-MPJPE <= {report['target']:.2f} mm")
     for arm, result in report["arms"].items():
         reached = (f"reached at step {result['reached'][0]} after {result['reached'][1]:.0f} s" if result["reached"]
                    else "not reached")
-        click.echo(f"{arm:>6}: {reached}; final {result['final']:.2f} mm; {result['steps_per_s']:.2f} steps/s")
+        test = f"; test {result['test PA-MPJPE']:.2f} mm" if "test PA-MPJPE" in result else ""
+        click.echo(f"{arm:>6}: {reached}; final {result['final']:.2f} mm{test}; {result['steps_per_s']:.2f} steps/s")
     if json_path:
         with open(json_path, "w") as f:
             json.dump({**report, "data": str(data), "prior": str(prior), "environment": environment(device)}, f,
