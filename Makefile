@@ -18,6 +18,9 @@ DEMO ?= demo
 DEMO_CONFIG ?= small
 FM := $(PY) -m fastmotion.cli
 T2M_REPEATS ?= 3
+# masked-transformer steps; empty takes the preset (small: 3000). `make real-t2m MASK_STEPS=1500` gives the README's
+# real-caption figures (measured before the preset doubled; docs/t2m-tuning.md).
+MASK_STEPS ?=
 DEMO_PROMPTS := a_person_jumps_forward someone_waves_hello a_person_runs_forward
 
 # `make videomdm` (after `make demo`): VideoMDM's demo, the recipe of experiments/Makefile (VideoMDM against
@@ -116,7 +119,8 @@ demo: install
 	$(FM) lift --checkpoint $(DEMO)/mlrq/last.pt --data $(DEMO)/synth2d --split test --limit 3 --render \
 		--out $(DEMO)/lifted
 	$(FM) train evaluator --data $(DEMO)/synth2d --out $(DEMO)/evaluator --config $(DEMO_CONFIG)
-	$(FM) train mask --data $(DEMO)/synth2d --mlrq $(DEMO)/mlrq/last.pt --out $(DEMO)/mask --config $(DEMO_CONFIG)
+	$(FM) train mask --data $(DEMO)/synth2d --mlrq $(DEMO)/mlrq/last.pt --out $(DEMO)/mask --config $(DEMO_CONFIG) \
+		$(if $(MASK_STEPS),--steps $(MASK_STEPS))
 	$(FM) train res --data $(DEMO)/synth2d --mlrq $(DEMO)/mlrq/last.pt --out $(DEMO)/res --config $(DEMO_CONFIG)
 	$(FM) eval t2m --models $(DEMO) --evaluator $(DEMO)/evaluator/last.pt --data $(DEMO)/synth2d --split test \
 		--repeats $(T2M_REPEATS) --json $(DEMO)/t2m.json
@@ -226,7 +230,8 @@ real-t2m: install
 		--out $(REAL_OUT)/mlrq --config $(REAL_CONFIG)
 	rm -rf $(REAL_OUT)/evaluator $(REAL_OUT)/mask $(REAL_OUT)/res $(REAL_OUT)/samples
 	$(FM) train evaluator --data $(REAL_OUT)/real2d --out $(REAL_OUT)/evaluator --config $(REAL_CONFIG)
-	$(FM) train mask --data $(REAL_OUT)/real2d --mlrq $(REAL_OUT)/mlrq/last.pt --out $(REAL_OUT)/mask --config $(REAL_CONFIG)
+	$(FM) train mask --data $(REAL_OUT)/real2d --mlrq $(REAL_OUT)/mlrq/last.pt --out $(REAL_OUT)/mask --config $(REAL_CONFIG) \
+		$(if $(MASK_STEPS),--steps $(MASK_STEPS))
 	$(FM) train res --data $(REAL_OUT)/real2d --mlrq $(REAL_OUT)/mlrq/last.pt --out $(REAL_OUT)/res --config $(REAL_CONFIG)
 	$(FM) eval t2m --models $(REAL_OUT) --evaluator $(REAL_OUT)/evaluator/last.pt --data $(REAL_OUT)/real2d \
 		--split test --repeats $(T2M_REPEATS) --json $(REAL_OUT)/t2m.json

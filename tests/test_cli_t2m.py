@@ -121,12 +121,13 @@ def test_eval_t2m_reports_model_and_baselines(runs, tmp_path):
                "--repeats", 2, "--mm-prompts", 3, "--mm-samples", 2, "--steps", 2, "--json", out)
     assert "random other caption" in done.stdout and "R@top-3" in done.stdout
     result = json.loads(out.read_text())
-    assert set(result["metrics"]) == {"real", "model", "empty caption", "random other caption"}
+    assert set(result["metrics"]) == {"real", "model", "first level alone", "empty caption", "random other caption"}
     model = result["metrics"]["model"]
     for key in ("R-precision top-1", "R-precision top-3", "FID", "MM-Dist", "Diversity", "MultiModality", "QM"):
         mean, half = model[key]
         assert np.isfinite(mean) and np.isfinite(half)
     assert len(result["runs"]["model"]["FID"]) == 2
+    assert result["metrics"]["first level alone"]["FID"] != model["FID"]  # the residual levels change the motions
     assert abs(result["metrics"]["real"]["FID"][0]) < 1e-6  # the real motions against themselves
     assert result["bones"] == "rigid" and result["residual_levels"]
     # the same first run (same seed) with the bones as decoded, then with the first code level only

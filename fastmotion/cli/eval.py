@@ -189,7 +189,7 @@ def _table_row(name, clips, figures, columns, change) -> str:
               help="Prompts for MultiModality (0 skips it).")
 @click.option("--mm-samples", type=click.IntRange(min=2), default=30, show_default=True,
               help="Samples per MultiModality prompt.")
-@click.option("--no-baselines", is_flag=True, help="Skip the empty-caption and random-other-caption baselines.")
+@click.option("--no-baselines", is_flag=True, help="Skip the empty-caption and random-other-caption baselines and the first-level-alone row.")
 @click.option("--model", "model_kind", type=click.Choice(["momask", "mdm"]), default="momask", show_default=True,
               help="momask: the ML-RQ transformers (--models/--mask/--res); mdm: a VideoMDM (--checkpoint).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -207,7 +207,8 @@ def eval_t2m(evaluator_path, t2m_dir, glove_dir, data, split, repeats, mm_prompt
     """Text-to-motion metrics on held-out clips: R-precision top-1/2/3 (batches of 32), FID, MM-Dist,
     Diversity (300 pairs), MultiModality (100 prompts x 30 samples, 10 pairs) and QM = sqrt(MModality / FID),
     for real motions, the model and two baselines (an empty caption; a random other clip's caption), each
-    with a 95% confidence interval over --repeats runs. Motions are generated at the real clips' lengths.
+    with a 95% confidence interval over --repeats runs. Motions are generated at the real clips' lengths. With
+    a residual transformer, "first level alone" decodes the model's own first-level codes without levels 2..L.
 
     \b
     Examples:

@@ -152,7 +152,7 @@ def train_mvlift_mv(data, out, preset, steps, batch_size, lr, seed, resume, ckpt
                  None, lr, seed, resume, out, device, ckpt_every, eval_every)
 
 
-T2M_STEPS = {"evaluator": {"small": 600, "full": 50_000}, "mask": {"small": 1500, "full": 100_000},
+T2M_STEPS = {"evaluator": {"small": 600, "full": 50_000}, "mask": {"small": 3000, "full": 100_000},
              "res": {"small": 800, "full": 100_000}}
 MLRQ_HELP = "ML-RQ checkpoint (from `fastmotion train mlrq`) whose codes the transformer learns; codes are extracted " \
             "once and cached in codes/ beside it."

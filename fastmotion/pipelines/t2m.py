@@ -152,9 +152,10 @@ class TextToMotion:
 
     @torch.no_grad()
     def generate(self, texts: list[str] | None, tokens: list[int] | None, sampling: SamplingConfig,
-                 generator: torch.Generator, batch: int = 256) -> list[torch.Tensor]:
+                 generator: torch.Generator, batch: int = 256, residual: bool = True) -> list[torch.Tensor]:
         """texts (None: unconditional, with `tokens` required), token lengths (None: predicted) -> joints
-        [T_b, 22, 3] each, bones held at one skeleton per motion unless `self.rigid` is False.
+        [T_b, 22, 3] each, bones held at one skeleton per motion unless `self.rigid` is False. `residual=False`
+        decodes the first code level alone (the residual transformer unused; MoMask Sec. 3.2's ablation).
 
         Raises:
             ValueError: a generated motion holds NaN or inf (`rigid_body`)."""
@@ -163,13 +164,13 @@ class TextToMotion:
         for start in range(0, n, batch):
             chunk = texts[start:start + batch] if texts is not None else None
             mask_text = self.mask.text_features(chunk, self.clip) if chunk is not None else None
-            res_text = self.res.text_features(chunk, self.clip) if chunk is not None and self.res else None
+            res = self.res.net if self.res and residual else None
+            res_text = self.res.text_features(chunk, self.clip) if chunk is not None and res else None
             if tokens is None:
                 lengths = predict_lengths(self.mask.net, mask_text, generator).clamp(*self.token_range)
             else:
                 lengths = torch.tensor(tokens[start:start + batch])
-            codes = generate_codes(self.mask.net, self.res.net if self.res else None, mask_text, res_text, lengths,
-                                   sampling, generator)
+            codes = generate_codes(self.mask.net, res, mask_text, res_text, lengths, sampling, generator)
             out += self.decode(codes, lengths)
         return [rigid_body(m) for m in out] if self.rigid else out
 
@@ -232,7 +233,9 @@ def other_captions(texts: list[str], generator: torch.Generator) -> list[str]:
 def evaluate_t2m(t2m: TextToMotion, evaluator: TextMotionEvaluator, data, split: str, sampling: SamplingConfig,
                  config: T2MEvalConfig, baselines: bool = True, progress=None) -> dict:
     """Metrics of real motions, the model, and (with `baselines`) motions generated with an empty caption and
-    with a random other clip's caption, each as (mean, 95% half-width) over `config.repeats` runs."""
+    with a random other clip's caption, each as (mean, 95% half-width) over `config.repeats` runs. With
+    `baselines` and a residual transformer, also "first level alone": the model's own first-level codes (the same
+    random draws) decoded without the residual levels, which shows what levels 2..L add."""
     bank = MotionTextBank(data, split)
     device = next(evaluator.parameters()).device
     lo, hi = t2m.token_range
@@ -241,7 +244,9 @@ def evaluate_t2m(t2m: TextToMotion, evaluator: TextMotionEvaluator, data, split:
     real = torch.cat([evaluator.embed_motion(feats[i:i + 256].to(device), mask[i:i + 256].to(device)).cpu()
                       for i in range(0, len(feats), 256)])
     tokens = [min(hi, max(lo, f // t2m.frames_per_token)) for f in bank.frames]
-    rows = ["real", "model"] + (["empty caption", "random other caption"] if baselines else [])
+    levels = baselines and getattr(t2m, "res", None) is not None
+    rows = ["real", "model"] + (["first level alone"] if levels else []) + \
+        (["empty caption", "random other caption"] if baselines else [])
     values: dict[str, dict[str, list[float]]] = {r: {} for r in rows}
 
     def record(row, text_emb, motion_emb, g):
@@ -256,7 +261,11 @@ def evaluate_t2m(t2m: TextToMotion, evaluator: TextMotionEvaluator, data, split:
         texts = [c[int(torch.randint(len(c), (), generator=g))] for c in bank.captions]
         text_emb = embed_texts(evaluator, texts, bank.tokens)
         record("real", text_emb, real, g)
+        first = torch.Generator().set_state(g.get_state())  # the model's draws: the same first-level codes
         record("model", text_emb, _embed(evaluator, t2m.generate(texts, tokens, sampling, g), device), g)
+        if levels:
+            record("first level alone", text_emb,
+                   _embed(evaluator, t2m.generate(texts, tokens, sampling, first, residual=False), device), first)
         if baselines:
             record("empty caption", text_emb, _embed(evaluator, t2m.generate(None, tokens, sampling, g), device), g)
             other = other_captions(texts, g)
