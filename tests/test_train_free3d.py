@@ -84,7 +84,7 @@ def test_mlrq_learns_3d_from_2d_lifts_and_evaluates(tmp_path):
     assert result["clips"] == 30 and set(result["model"]) == set(result["zero_depth"])
     assert result["model"]["PA-MPJPE"] < result["zero_depth"]["PA-MPJPE"], result
     done = cli("lift", "--checkpoint", out / "last.pt", "--data", data2d, "--split", "test", "--out",
-               tmp_path / "lifted", "--render", check=True)
+               tmp_path / "lifted", "--render", "--limit", 2, check=True)  # GIFs cost seconds each
     name = (data2d / "test.txt").read_text().split()[0]
     lifted = np.load(tmp_path / "lifted" / f"{name}.npy")
     assert lifted.shape == (len(np.load(data2d / "keypoints" / f"{name}.npy")), 22, 3)
