@@ -127,7 +127,12 @@ def test_eval_t2m_reports_model_and_baselines(runs, tmp_path):
         mean, half = model[key]
         assert np.isfinite(mean) and np.isfinite(half)
     assert len(result["runs"]["model"]["FID"]) == 2
-    assert result["metrics"]["first level alone"]["FID"] != model["FID"]  # the residual levels change the motions
+    first = result["runs"]["first level alone"]
+    assert first["FID"] != result["runs"]["model"]["FID"]  # the residual levels change the motions
+    # the row decodes the model's own first-level codes: the same motions as sampling without the residual model
+    cli("eval", "t2m", "--models", runs, "--evaluator", runs / "evaluator" / "last.pt", "--data", runs / "d2",
+        "--repeats", 1, "--mm-prompts", 0, "--steps", 2, "--no-res", "--no-baselines", "--json", tmp_path / "l1.json")
+    assert json.loads((tmp_path / "l1.json").read_text())["runs"]["model"]["FID"][0] == pytest.approx(first["FID"][0])
     assert abs(result["metrics"]["real"]["FID"][0]) < 1e-6  # the real motions against themselves
     assert result["bones"] == "rigid" and result["residual_levels"]
     # the same first run (same seed) with the bones as decoded, then with the first code level only

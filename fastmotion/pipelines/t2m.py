@@ -152,27 +152,40 @@ class TextToMotion:
 
     @torch.no_grad()
     def generate(self, texts: list[str] | None, tokens: list[int] | None, sampling: SamplingConfig,
-                 generator: torch.Generator, batch: int = 256, residual: bool = True) -> list[torch.Tensor]:
+                 generator: torch.Generator, batch: int = 256) -> list[torch.Tensor]:
         """texts (None: unconditional, with `tokens` required), token lengths (None: predicted) -> joints
-        [T_b, 22, 3] each, bones held at one skeleton per motion unless `self.rigid` is False. `residual=False`
-        decodes the first code level alone (the residual transformer unused; MoMask Sec. 3.2's ablation).
+        [T_b, 22, 3] each, bones held at one skeleton per motion unless `self.rigid` is False.
 
         Raises:
             ValueError: a generated motion holds NaN or inf (`rigid_body`)."""
+        return self._generate(texts, tokens, sampling, generator, batch, first_level=False)[0]
+
+    @torch.no_grad()
+    def generate_with_first_level(self, texts: list[str] | None, tokens: list[int] | None, sampling: SamplingConfig,
+                                  generator: torch.Generator, batch: int = 256
+                                  ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """As `generate` (the same draws, the same motions), and beside each motion its own first-level codes
+        decoded without levels 2..L: what the residual levels add, paired (MoMask Sec. 3.2's ablation)."""
+        return self._generate(texts, tokens, sampling, generator, batch, first_level=True)
+
+    def _generate(self, texts, tokens, sampling, generator, batch, first_level):
         n = len(texts) if texts is not None else len(tokens)
-        out = []
+        out, first = [], []
         for start in range(0, n, batch):
             chunk = texts[start:start + batch] if texts is not None else None
             mask_text = self.mask.text_features(chunk, self.clip) if chunk is not None else None
-            res = self.res.net if self.res and residual else None
-            res_text = self.res.text_features(chunk, self.clip) if chunk is not None and res else None
+            res_text = self.res.text_features(chunk, self.clip) if chunk is not None and self.res else None
             if tokens is None:
                 lengths = predict_lengths(self.mask.net, mask_text, generator).clamp(*self.token_range)
             else:
                 lengths = torch.tensor(tokens[start:start + batch])
-            codes = generate_codes(self.mask.net, res, mask_text, res_text, lengths, sampling, generator)
+            codes = generate_codes(self.mask.net, self.res.net if self.res else None, mask_text, res_text, lengths,
+                                   sampling, generator)
             out += self.decode(codes, lengths)
-        return [rigid_body(m) for m in out] if self.rigid else out
+            if first_level:
+                first += self.decode(codes[..., :1], lengths)
+        hold = rigid_body if self.rigid else (lambda m: m)
+        return [hold(m) for m in out], [hold(m) for m in first]
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
@@ -234,8 +247,8 @@ def evaluate_t2m(t2m: TextToMotion, evaluator: TextMotionEvaluator, data, split:
                  config: T2MEvalConfig, baselines: bool = True, progress=None) -> dict:
     """Metrics of real motions, the model, and (with `baselines`) motions generated with an empty caption and
     with a random other clip's caption, each as (mean, 95% half-width) over `config.repeats` runs. With
-    `baselines` and a residual transformer, also "first level alone": the model's own first-level codes (the same
-    random draws) decoded without the residual levels, which shows what levels 2..L add."""
+    `baselines` and a residual transformer, also "first level alone": the model's own codes decoded without the
+    residual levels (`TextToMotion.generate_with_first_level`), which shows what levels 2..L add."""
     bank = MotionTextBank(data, split)
     device = next(evaluator.parameters()).device
     lo, hi = t2m.token_range
@@ -261,11 +274,14 @@ def evaluate_t2m(t2m: TextToMotion, evaluator: TextMotionEvaluator, data, split:
         texts = [c[int(torch.randint(len(c), (), generator=g))] for c in bank.captions]
         text_emb = embed_texts(evaluator, texts, bank.tokens)
         record("real", text_emb, real, g)
-        first = torch.Generator().set_state(g.get_state())  # the model's draws: the same first-level codes
-        record("model", text_emb, _embed(evaluator, t2m.generate(texts, tokens, sampling, g), device), g)
         if levels:
-            record("first level alone", text_emb,
-                   _embed(evaluator, t2m.generate(texts, tokens, sampling, first, residual=False), device), first)
+            motions, first = t2m.generate_with_first_level(texts, tokens, sampling, g)
+        else:
+            motions = t2m.generate(texts, tokens, sampling, g)
+        record("model", text_emb, _embed(evaluator, motions, device), g)
+        if levels:  # its scoring draws from a copy of g, so the other rows' figures stay as without it
+            record("first level alone", text_emb, _embed(evaluator, first, device),
+                   torch.Generator().set_state(g.get_state()))
         if baselines:
             record("empty caption", text_emb, _embed(evaluator, t2m.generate(None, tokens, sampling, g), device), g)
             other = other_captions(texts, g)
